@@ -1,0 +1,111 @@
+"""Small processors stacked on a transport, each doing one thing (STYLE.md §2).
+
+The usual stack, outermost first::
+
+    GetResponseProcessor      61xx -> GET RESPONSE until the card is done (reference §2, §4)
+    ResendWithLeProcessor     6Cxx -> the same command again with Le = xx
+    TracingProcessor          every raw exchange, redacted, to the log and to an optional sink
+    TransportConnection       bytes over the Transport
+
+Tracing sits nearest the wire so a trace shows the GET RESPONSE and resend exchanges the card
+really saw, which is what a replay must reproduce.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sscard.apdu.command import SHORT_MAX_LE, Command, Response
+from sscard.apdu.sw import ApduError
+from sscard.errors import TransportFailure
+from sscard.transports.base import Transport
+from sscard.transports.trace import redact_command
+
+log = logging.getLogger("sscard.apdu")
+
+#: A broken card that answers 61xx forever must not hang a kiosk: no response is longer than this.
+MAX_RESPONSE_BYTES = 65536 + 256
+
+#: Receives (redacted command hex, response hex, seconds) for every exchange on the wire.
+TraceSink = Callable[[str, str, float], None]
+
+
+class ApduConnection(Protocol):
+    def send(self, command: Command) -> Response: ...
+
+
+class TransportConnection:
+    """The bottom of the stack: encodes the command and decodes the response."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def send(self, command: Command) -> Response:
+        return Response.from_bytes(self.transport.transmit(command.to_bytes()))
+
+
+class TracingProcessor:
+    """Logs every exchange at DEBUG level and hands it to ``sink``, command data redacted."""
+
+    def __init__(self, inner: ApduConnection, sink: TraceSink | None = None) -> None:
+        self.inner = inner
+        self.sink = sink
+
+    def send(self, command: Command) -> Response:
+        started = time.perf_counter()
+        response = self.inner.send(command)
+        elapsed = time.perf_counter() - started
+        if self.sink is not None or log.isEnabledFor(logging.DEBUG):
+            shown = redact_command(command.to_bytes())
+            answer = response.to_bytes().hex().upper()
+            log.debug("%s -> %s (%.1f ms)", shown, answer, elapsed * 1000)
+            if self.sink is not None:
+                self.sink(shown, answer, elapsed)
+        return response
+
+
+class ResendWithLeProcessor:
+    """On ``6Cxx`` resend the same command once with ``Le = xx`` (apdu4j RetryWithRightLengthWrapper)."""
+
+    def __init__(self, inner: ApduConnection) -> None:
+        self.inner = inner
+
+    def send(self, command: Command) -> Response:
+        response = self.inner.send(command)
+        if response.sw1 == 0x6C:
+            return self.inner.send(command.with_le(response.sw2 or SHORT_MAX_LE))
+        return response
+
+
+class GetResponseProcessor:
+    """On ``61xx`` fetch the rest with GET RESPONSE (``00 C0 00 00 xx``) and join the pieces."""
+
+    def __init__(self, inner: ApduConnection, cla: int = 0x00) -> None:
+        self.inner = inner
+        self.cla = cla
+
+    def send(self, command: Command) -> Response:
+        response = self.inner.send(command)
+        data = bytearray(response.data)
+        while response.sw1 == 0x61:
+            if len(data) > MAX_RESPONSE_BYTES:
+                raise TransportFailure("card kept answering 61xx past the longest possible response")
+            response = self.inner.send(Command(self.cla, 0xC0, 0x00, 0x00, le=response.sw2 or SHORT_MAX_LE))
+            data += response.data
+        return Response(bytes(data), response.sw)
+
+
+def standard_stack(transport: Transport, trace_sink: TraceSink | None = None) -> ApduConnection:
+    """The processor stack every card application uses."""
+    return GetResponseProcessor(ResendWithLeProcessor(TracingProcessor(TransportConnection(transport), trace_sink)))
+
+
+def transceive(connection: ApduConnection, command: Command) -> bytes:
+    """Send ``command`` and return its data, raising :class:`ApduError` unless the SW is ``9000``."""
+    response = connection.send(command)
+    if not response.ok:
+        raise ApduError(response.sw, response.data)
+    return response.data

@@ -1,0 +1,223 @@
+"""One error hierarchy for every layer, with stable codes and bilingual messages.
+
+Kiosk software branches on ``code`` (a stable string, never renamed once released) and shows
+``message_zh`` / ``message`` to the person at the terminal.  The set mirrors Web eID's retriable
+errors (STYLE.md §10) plus what this card adds (reference §4, §6).
+
+This module sits below every other one: transports, the APDU layer and the card application all
+raise these, so nothing above has to translate a pyscard or socket exception.
+
+No error may carry a PIN.  Constructors take only the fields listed on each class, and none of
+them is a PIN; messages are built from those fields alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SscardError(Exception):
+    """Base of every error sscard raises on purpose.
+
+    ``detail`` is free English text for logs (never a PIN); ``fields`` are machine-readable extras
+    that also appear in :meth:`to_dict`.
+    """
+
+    code: ClassVar[str] = "ERROR"
+    message_en: ClassVar[str] = "Unexpected error."
+    message_zh_text: ClassVar[str] = "发生未预期的错误。"
+    #: Whether trying again (after the person acts) can succeed; a kiosk UI uses it to pick a prompt.
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, detail: str | None = None, **fields: Any) -> None:
+        self.detail = detail
+        self.fields = fields
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = self.message_en.format(**self.fields)
+        return f"{text} ({self.detail})" if self.detail else text
+
+    @property
+    def message_zh(self) -> str:
+        return self.message_zh_text.format(**self.fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error form shared by the CLI and the service: ``{"code", "message", "message_zh", ...}``."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message, "message_zh": self.message_zh}
+        out.update({k: v for k, v in self.fields.items() if v is not None})
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message} / {self.message_zh}"
+
+
+# --- PC/SC and reader level -------------------------------------------------------------------
+
+
+class NoService(SscardError):
+    code = "NO_SERVICE"
+    message_en = "The smart-card service (pcscd) is not running."
+    message_zh_text = "智能卡服务（pcscd）未运行。"
+    retriable = True
+
+
+class NoReader(SscardError):
+    code = "NO_READER"
+    message_en = "No card reader found."
+    message_zh_text = "未找到读卡器。"
+    retriable = True
+
+
+class NoCard(SscardError):
+    code = "NO_CARD"
+    message_en = "No card in the reader. Please insert your social security card."
+    message_zh_text = "读卡器中没有卡，请插入社会保障卡。"
+    retriable = True
+
+
+class CardRemoved(SscardError):
+    code = "CARD_REMOVED"
+    message_en = "The card was removed during the operation. Please insert it again."
+    message_zh_text = "操作过程中卡被拔出，请重新插卡。"
+    retriable = True
+
+
+class CardReset(SscardError):
+    code = "CARD_RESET"
+    message_en = "The card was reset by another program. Please try again."
+    message_zh_text = "卡片已被其他程序复位，请重试。"
+    retriable = True
+
+
+class ReaderBusy(SscardError):
+    code = "READER_BUSY"
+    message_en = "The reader is in use by another program. Close it or wait, then try again."
+    message_zh_text = "读卡器正被其他程序占用，请关闭该程序或稍候重试。"
+    retriable = True
+
+
+class CardMute(SscardError):
+    code = "CARD_MUTE"
+    message_en = "The card does not answer. Re-insert it the right way round."
+    message_zh_text = "卡片无响应，请按正确方向重新插卡。"
+    retriable = True
+
+
+class TransportFailure(SscardError):
+    code = "TRANSPORT_ERROR"
+    message_en = "Communication with the reader failed."
+    message_zh_text = "与读卡器通信失败。"
+    retriable = True
+
+
+# --- card application level -------------------------------------------------------------------
+
+
+class NotSsc(SscardError):
+    code = "NOT_SSC"
+    message_en = "This card is not a social security card."
+    message_zh_text = "此卡不是社会保障卡。"
+
+
+class PinFormat(SscardError):
+    code = "PIN_FORMAT"
+    message_en = "The PIN must be 4 to 12 digits."
+    message_zh_text = "密码须为4至12位数字。"
+
+
+class PinIncorrect(SscardError):
+    code = "PIN_INCORRECT"
+    message_en = "Wrong PIN. {tries_left} tries left."
+    message_zh_text = "密码错误，还可尝试{tries_left}次。"
+
+    def __init__(self, tries_left: int, detail: str | None = None) -> None:
+        self.tries_left = tries_left
+        super().__init__(detail, tries_left=tries_left)
+
+
+class PinBlocked(SscardError):
+    code = "PIN_BLOCKED"
+    message_en = "The PIN is blocked. Please go to a service counter to unblock it."
+    message_zh_text = "密码已锁定，请到服务网点解锁。"
+
+
+class CardLocked(SscardError):
+    code = "CARD_LOCKED"
+    message_en = "The card's application is permanently locked. Please go to a service counter."
+    message_zh_text = "卡片应用已永久锁定，请到服务网点办理。"
+
+
+class AuthRequired(SscardError):
+    code = "AUTH_REQUIRED"
+    message_en = "The card requires terminal authentication (PSAM or HSM) to read {element}."
+    message_zh_text = "读取{element}需要终端认证（PSAM或加密机）。"
+
+    def __init__(self, element: str, detail: str | None = None) -> None:
+        self.element = element
+        super().__init__(detail, element=element)
+
+
+class BadRecord(SscardError):
+    code = "BAD_RECORD"
+    message_en = "The card returned an invalid {element}: {reason}."
+    message_zh_text = "卡片返回的{element}数据无效：{reason}。"
+
+    def __init__(self, element: str, reason: str, detail: str | None = None) -> None:
+        self.element = element
+        self.reason = reason
+        super().__init__(detail, element=element, reason=reason)
+
+
+class CardError(SscardError):
+    code = "CARD_ERROR"
+    message_en = "The card refused the command (status {sw})."
+    message_zh_text = "卡片拒绝执行命令（状态字 {sw}）。"
+
+    def __init__(self, sw: int, detail: str | None = None) -> None:
+        self.sw = sw
+        super().__init__(detail, sw=f"{sw:04X}")
+
+
+# --- local configuration, traces and usage ----------------------------------------------------
+
+
+class ConfigError(SscardError):
+    code = "CONFIG_ERROR"
+    message_en = "Configuration problem: {problem}."
+    message_zh_text = "配置错误：{problem}。"
+
+    def __init__(self, problem: str, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem)
+
+
+class TraceMismatch(SscardError):
+    """A replayed trace and the code under test disagree: the test, not the card, is at fault."""
+
+    code = "TRACE_MISMATCH"
+    message_en = "Replay diverged from the recorded trace: {problem}."
+    message_zh_text = "回放与录制的APDU记录不一致：{problem}。"
+
+    def __init__(self, problem: str, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem)
+
+
+class Timeout(SscardError):
+    code = "TIMEOUT"
+    message_en = "Timed out waiting for {what}."
+    message_zh_text = "等待{what}超时。"
+
+    def __init__(self, what: str, detail: str | None = None) -> None:
+        super().__init__(detail, what=what)
+
+
+#: Every code in the hierarchy, for docs and for the tests that keep codes stable.
+def all_error_classes() -> list[type[SscardError]]:
+    seen: list[type[SscardError]] = []
+    stack: list[type[SscardError]] = [SscardError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

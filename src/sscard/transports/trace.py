@@ -1,0 +1,137 @@
+"""The APDU trace format (docs/trace-format.md) and the one place PIN-bearing data is redacted.
+
+A trace is reviewable text: a header of ``# key: value`` lines (ATR, protocol, reader, source,
+date), then one exchange per line, ``COMMAND -> RESPONSE`` in upper-case hex.  Data of commands
+that carry a PIN or a key cryptogram (STYLE.md §9) is written as ``**`` per byte, so a trace can be
+committed, attached to a bug report or logged without leaking a resident's PIN.  The header bytes,
+Lc and Le stay visible so a replay still checks that the right command was sent.
+
+Everything that logs or records APDUs goes through :func:`redact_command`; nothing else may format
+a command APDU for output.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sscard.errors import TraceMismatch
+
+FORMAT_VERSION = "1"
+MASK = "**"
+
+#: INS codes whose command data is never logged or recorded: VERIFY (20), ISO CHANGE REFERENCE DATA
+#: and this card's UNBLOCK PIN (24, reference §2), RESET RETRY COUNTER (2C), this card's CHANGE and
+#: RELOAD PIN (5E), EXTERNAL AUTHENTICATE (82).
+REDACTED_INS: frozenset[int] = frozenset({0x20, 0x24, 0x2C, 0x5E, 0x82})
+
+
+def _data_span(apdu: bytes) -> tuple[int, int]:
+    """Start and end offsets of the command data field, (4, 4) when there is none."""
+    body_len = len(apdu) - 4
+    if body_len <= 1:
+        return 4, 4
+    if apdu[4] != 0:
+        lc = apdu[4]
+        if body_len in (1 + lc, 2 + lc):
+            return 5, 5 + lc
+        return 5, len(apdu)  # malformed: hide everything after the header
+    if body_len == 3:
+        return 4, 4
+    lc = int.from_bytes(apdu[5:7], "big") if len(apdu) >= 7 else 0
+    if lc and body_len in (3 + lc, 5 + lc):
+        return 7, 7 + lc
+    return 5, len(apdu)
+
+
+def is_redacted(apdu: bytes) -> bool:
+    return len(apdu) >= 4 and apdu[1] in REDACTED_INS
+
+
+def redact_command(apdu: bytes) -> str:
+    """Upper-case hex of a command APDU with secret data bytes replaced by ``**``."""
+    if not is_redacted(apdu):
+        return apdu.hex().upper()
+    start, end = _data_span(apdu)
+    return apdu[:start].hex().upper() + MASK * (end - start) + apdu[end:].hex().upper()
+
+
+def command_matches(pattern: str, apdu: bytes) -> bool:
+    """Whether ``apdu`` is the command recorded as ``pattern`` (``**`` matches any one byte)."""
+    if len(pattern) != 2 * len(apdu):
+        return False
+    actual = apdu.hex().upper()
+    return all(p == MASK or p == a for p, a in zip(_pairs(pattern), _pairs(actual), strict=True))
+
+
+def _pairs(text: str) -> list[str]:
+    return [text[i : i + 2] for i in range(0, len(text), 2)]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One command (hex pattern, redacted where secret) and the card's whole response (data + SW)."""
+
+    command: str
+    response: bytes
+
+    def line(self) -> str:
+        return f"{self.command} -> {self.response.hex().upper()}"
+
+
+@dataclass
+class Trace:
+    """A whole trace: header fields and the ordered exchanges."""
+
+    header: dict[str, str] = field(default_factory=dict)
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    @property
+    def atr(self) -> bytes:
+        return bytes.fromhex(self.header.get("atr", ""))
+
+    @property
+    def protocol(self) -> str:
+        return self.header.get("protocol", "T=1")
+
+    def dump(self) -> str:
+        lines = [f"# sscard-trace: {FORMAT_VERSION}"]
+        lines += [f"# {key}: {value}" for key, value in self.header.items() if key != "sscard-trace"]
+        lines.append("")
+        lines += [exchange.line() for exchange in self.exchanges]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.dump(), encoding="utf-8")
+
+    @classmethod
+    def parse(cls, text: str, origin: str = "<trace>") -> Trace:
+        trace = cls()
+        in_header = True
+        for number, raw_line in enumerate(text.splitlines(), start=1):
+            line = raw_line.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                match = _HEADER.match(line)
+                if in_header and match:
+                    trace.header[match.group(1).lower()] = match.group(2).strip()
+                continue
+            in_header = False
+            match = _EXCHANGE.match(line)
+            if not match:
+                raise TraceMismatch(f"{origin}:{number}: not an exchange line: {line[:60]!r}")
+            trace.exchanges.append(Exchange(match.group(1).upper(), bytes.fromhex(match.group(2))))
+        version = trace.header.get("sscard-trace")
+        if version != FORMAT_VERSION:
+            raise TraceMismatch(f"{origin}: not an sscard trace of format {FORMAT_VERSION} (got {version!r})")
+        return trace
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        return cls.parse(Path(path).read_text(encoding="utf-8"), origin=str(path))
+
+
+_HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*)$")
+_EXCHANGE = re.compile(r"^((?:[0-9A-Fa-f]{2}|\*\*){4,})\s*->\s*((?:[0-9A-Fa-f]{2}){2,})$")
