@@ -153,6 +153,7 @@ class AuthRequired(SscardError):
     code = "AUTH_REQUIRED"
     message_en = "The card requires terminal authentication (PSAM or HSM) to read {element}."
     message_zh_text = "读取{element}需要终端认证（PSAM或加密机）。"
+    retriable = False
 
     def __init__(self, element: str, detail: str | None = None) -> None:
         self.element = element
@@ -162,12 +163,12 @@ class AuthRequired(SscardError):
 class BadRecord(SscardError):
     code = "BAD_RECORD"
     message_en = "The card returned an invalid {element}: {reason}."
-    message_zh_text = "卡片返回的{element}数据无效：{reason}。"
+    message_zh_text = "卡片返回的{element_zh}数据无效：{reason}。"
 
-    def __init__(self, element: str, reason: str, detail: str | None = None) -> None:
+    def __init__(self, element: str, reason: str, element_zh: str | None = None, detail: str | None = None) -> None:
         self.element = element
         self.reason = reason
-        super().__init__(detail, element=element, reason=reason)
+        super().__init__(detail, element=element, reason=reason, element_zh=element_zh or element)
 
 
 class CardError(SscardError):

@@ -1,0 +1,377 @@
+"""Data elements of the SSSE application (reference §3) as construct formats and frozen dataclasses.
+
+Each element is declared once, in :data:`ELEMENTS`, as a TLV format (tag, length, value) whose
+value adapter validates and converts the wire bytes.  construct stays inside this module
+(STYLE.md §5): callers get :class:`IssuerData` / :class:`CardholderData` or a
+:class:`~sscard.errors.BadRecord` that names the element and says why — never a construct
+``Container`` and never a half-parsed record.
+
+Encodings (reference §3): BCD dates ``YYYYMMDD``; BCD digit strings right-padded with ``F``
+(issuer id) or ``FF`` (birthplace); names in GB18030 (a superset of GBK, so rare characters such
+as 䶮 decode) padded with ``00`` or spaces, full name = tag 09 + tag 4E; ASCII for the rest.
+We deliberately never "strip 00 and take low nibbles" (the vendor bug the reference warns about),
+which is why card numbers with letters survive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import construct as cs
+
+from sscard.errors import BadRecord
+from sscard.ssc import checks, codes
+
+#: Registered application provider id of the SSC, bytes 3..7 of the card identification code.
+SSC_RID = bytes.fromhex("D156000005")
+
+
+# --- value adapters ---------------------------------------------------------------------------
+
+
+class _Value(cs.Adapter):  # type: ignore[misc]
+    """Base of the value adapters: enforces the element's allowed lengths before decoding."""
+
+    def __init__(self, min_len: int, max_len: int) -> None:
+        super().__init__(cs.GreedyBytes)
+        self.min_len = min_len
+        self.max_len = max_len
+
+    def _decode(self, obj: bytes, context: Any, path: str) -> Any:
+        if not self.min_len <= len(obj) <= self.max_len:
+            expected = str(self.max_len) if self.min_len == self.max_len else f"{self.min_len}-{self.max_len}"
+            raise cs.ValidationError(f"length {len(obj)}, expected {expected}", path=path)
+        return self.decode(obj, path)
+
+    def _encode(self, obj: Any, context: Any, path: str) -> bytes:
+        raw = self.encode(obj, path)
+        if not self.min_len <= len(raw) <= self.max_len:
+            raise cs.ValidationError(f"encoded length {len(raw)} out of range", path=path)
+        return raw
+
+    def decode(self, raw: bytes, path: str) -> Any:
+        raise NotImplementedError
+
+    def encode(self, value: Any, path: str) -> bytes:
+        raise NotImplementedError
+
+
+def _bcd_digits(raw: bytes, path: str, pad: bool) -> str:
+    """BCD nibbles to digits; with ``pad`` a trailing run of ``F`` nibbles is padding."""
+    text = raw.hex().upper()
+    if pad:
+        text = text.rstrip("F")
+    if not text.isdigit() and text:
+        raise cs.ValidationError(f"not BCD: {raw.hex().upper()}", path=path)
+    return text
+
+
+class BcdDate(_Value):
+    """4-byte BCD ``YYYYMMDD``.  All-zero or all-``FF`` means "not set" and decodes to ``None``."""
+
+    def __init__(self) -> None:
+        super().__init__(4, 4)
+
+    def decode(self, raw: bytes, path: str) -> dt.date | None:
+        if raw in (b"\x00" * 4, b"\xff" * 4):
+            return None
+        digits = _bcd_digits(raw, path, pad=False)
+        try:
+            return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+        except ValueError as exc:
+            raise cs.ValidationError(f"not a calendar date: {digits}", path=path) from exc
+
+    def encode(self, value: dt.date | None, path: str) -> bytes:
+        return b"\x00" * 4 if value is None else bytes.fromhex(value.strftime("%Y%m%d"))
+
+
+class BcdNumber(_Value):
+    """BCD digit string, right-padded with ``F`` nibbles to the declared length."""
+
+    def __init__(self, max_len: int, min_len: int = 1, pad: bool = True) -> None:
+        super().__init__(min_len, max_len)
+        self.pad = pad
+
+    def decode(self, raw: bytes, path: str) -> str:
+        return _bcd_digits(raw, path, pad=self.pad)
+
+    def encode(self, value: str, path: str) -> bytes:
+        if not value.isdigit():
+            raise cs.ValidationError(f"not digits: {value!r}", path=path)
+        text = value + "F" * (2 * self.max_len - len(value)) if self.pad else value
+        if len(text) % 2:
+            raise cs.ValidationError("odd number of digits without padding", path=path)
+        return bytes.fromhex(text)
+
+
+class Ascii(_Value):
+    """Fixed-alphabet ASCII text, validated against ``pattern`` (whole string)."""
+
+    def __init__(self, min_len: int, max_len: int, pattern: str) -> None:
+        super().__init__(min_len, max_len)
+        self.pattern = re.compile(pattern)
+
+    def decode(self, raw: bytes, path: str) -> str:
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise cs.ValidationError(f"not ASCII: {raw.hex().upper()}", path=path) from exc
+        if not self.pattern.fullmatch(text):
+            raise cs.ValidationError(f"unexpected characters: {text!r}", path=path)
+        return text
+
+    def encode(self, value: str, path: str) -> bytes:
+        if not self.pattern.fullmatch(value):
+            raise cs.ValidationError(f"unexpected characters: {value!r}", path=path)
+        return value.encode("ascii")
+
+
+class GbText(_Value):
+    """GB18030 text padded with ``00`` (sometimes spaces) to the declared length.
+
+    Decoded strictly: bytes that are not valid GB18030 are a bad record, never replaced with
+    ``?`` — a wrong character in a name is worse than an error the front desk can see.
+    """
+
+    def __init__(self, max_len: int) -> None:
+        super().__init__(0, max_len)
+
+    def decode(self, raw: bytes, path: str) -> str:
+        body = raw.rstrip(b"\x00 ")
+        if b"\x00" in body:
+            raise cs.ValidationError("NUL byte inside the text", path=path)
+        try:
+            return body.decode("gb18030")
+        except UnicodeDecodeError as exc:
+            raise cs.ValidationError(f"not GB18030: {raw.hex().upper()}", path=path) from exc
+
+    def encode(self, value: str, path: str) -> bytes:
+        raw = value.encode("gb18030")
+        if len(raw) > self.max_len:
+            raise cs.ValidationError(f"{len(raw)} bytes, at most {self.max_len}", path=path)
+        return raw.ljust(self.max_len, b"\x00")
+
+
+@dataclass(frozen=True)
+class IdentificationCode:
+    """卡识别码 (tag 01): region code (3 bytes BCD), RID ``D156000005``, 8 card-specific bytes."""
+
+    raw: bytes
+
+    @property
+    def region_code(self) -> str:
+        return self.raw[:3].hex().upper()
+
+    @property
+    def rid(self) -> bytes:
+        return self.raw[3:8]
+
+    @property
+    def hex(self) -> str:
+        return self.raw.hex().upper()
+
+
+class IdentificationCodeFormat(_Value):
+    def __init__(self) -> None:
+        super().__init__(16, 16)
+
+    def decode(self, raw: bytes, path: str) -> IdentificationCode:
+        _bcd_digits(raw[:3], path, pad=False)
+        return IdentificationCode(bytes(raw))
+
+    def encode(self, value: IdentificationCode, path: str) -> bytes:
+        return value.raw
+
+
+# --- element table ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ElementSpec:
+    """One data element of reference §3: where it lives, its name, and its TLV format."""
+
+    tag: int
+    ef: int
+    key: str
+    label_zh: str
+    value: _Value
+    fmt: cs.Construct = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tlv = cs.Struct(
+            "tag" / cs.Const(bytes((self.tag,))),
+            "value" / cs.Prefixed(cs.Int8ub, self.value),
+            cs.Terminated,
+        )
+        object.__setattr__(self, "fmt", tlv)
+
+    @property
+    def max_len(self) -> int:
+        return self.value.max_len
+
+
+_ELEMENT_LIST = (
+    ElementSpec(0x01, 0x05, "identification_code", "卡识别码", IdentificationCodeFormat()),
+    ElementSpec(0x02, 0x05, "card_type", "卡类别", Ascii(1, 1, r"[0-9A-Za-z]")),
+    ElementSpec(0x03, 0x05, "spec_version", "规范版本", Ascii(4, 4, r"[0-9]\.[0-9]{2}")),
+    ElementSpec(0x04, 0x05, "issuer_id", "初始化机构编号", BcdNumber(12)),
+    ElementSpec(0x05, 0x05, "issue_date", "发卡日期", BcdDate()),
+    ElementSpec(0x06, 0x05, "expiry_date", "卡有效期", BcdDate()),
+    ElementSpec(0x07, 0x05, "card_number", "卡号", Ascii(9, 9, r"[0-9A-Z]{9}")),
+    ElementSpec(0x08, 0x06, "ssn", "社会保障号码", Ascii(18, 18, r"[0-9]{17}[0-9X]")),
+    ElementSpec(0x09, 0x06, "name", "姓名", GbText(30)),
+    ElementSpec(0x4E, 0x06, "name_extension", "姓名扩展", GbText(20)),
+    ElementSpec(0x0A, 0x06, "gender_code", "性别", Ascii(1, 1, r"[0-9]")),
+    ElementSpec(0x0B, 0x06, "nation_code", "民族", BcdNumber(1, pad=False)),
+    ElementSpec(0x0C, 0x06, "birthplace_code", "出生地", BcdNumber(3)),
+    ElementSpec(0x0D, 0x06, "birth_date", "出生日期", BcdDate()),
+)
+
+#: Every element by tag.
+ELEMENTS: Mapping[int, ElementSpec] = {spec.tag: spec for spec in _ELEMENT_LIST}
+EF05_TAGS: tuple[int, ...] = tuple(s.tag for s in _ELEMENT_LIST if s.ef == 0x05)
+EF06_TAGS: tuple[int, ...] = tuple(s.tag for s in _ELEMENT_LIST if s.ef == 0x06)
+
+
+def parse_element(tag: int, data: bytes) -> Any:
+    """Parse one READ RECORD response body (``tag len value``) into the element's Python value.
+
+    Raises :class:`BadRecord` naming the element for anything malformed: wrong tag, a length
+    that disagrees with the data, a value of the wrong size, non-BCD digits, invalid GB18030.
+    """
+    spec = ELEMENTS[tag]
+    try:
+        return spec.fmt.parse(data).value
+    except cs.ConstError:
+        got = f"{data[0]:02X}" if data else "nothing"
+        raise BadRecord(spec.key, f"expected tag {tag:02X}, got {got}", spec.label_zh) from None
+    except cs.StreamError:
+        raise BadRecord(spec.key, f"truncated record ({len(data)} bytes)", spec.label_zh) from None
+    except cs.TerminatedError:
+        raise BadRecord(spec.key, "trailing bytes after the value", spec.label_zh) from None
+    except cs.ConstructError as exc:
+        reason = str(exc).split("\n")[-1].split(") ", 1)[-1].strip() or type(exc).__name__
+        raise BadRecord(spec.key, reason, spec.label_zh) from None
+
+
+def build_element(tag: int, value: Any) -> bytes:
+    """The exact bytes ``parse_element`` reads back as ``value`` (used by tests and tooling)."""
+    return bytes(ELEMENTS[tag].fmt.build({"value": value}))
+
+
+# --- records and warnings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordWarning:
+    """Something the card says that is readable but wrong or noteworthy; shown, never fatal."""
+
+    code: str
+    message: str
+    message_zh: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "message_zh": self.message_zh}
+
+
+@dataclass(frozen=True)
+class IssuerData:
+    """EF05, 发卡机构数据 (reference §3, tags 01–07).  ``None`` where the card has no such record."""
+
+    identification_code: IdentificationCode | None = None
+    card_type: str | None = None
+    spec_version: str | None = None
+    issuer_id: str | None = None
+    issue_date: dt.date | None = None
+    expiry_date: dt.date | None = None
+    card_number: str | None = None
+
+    @property
+    def region_code(self) -> str | None:
+        return self.identification_code.region_code if self.identification_code else None
+
+
+@dataclass(frozen=True)
+class CardholderData:
+    """EF06, 持卡人基本信息 (reference §3, tags 08, 09, 4E, 0A–0D)."""
+
+    ssn: str | None = None
+    name: str | None = None
+    name_extension: str | None = None
+    gender_code: str | None = None
+    nation_code: str | None = None
+    birthplace_code: str | None = None
+    birth_date: dt.date | None = None
+
+    @property
+    def full_name(self) -> str | None:
+        """姓名 + 姓名扩展 (reference §3: full name = 09 + 4E)."""
+        if self.name is None and self.name_extension is None:
+            return None
+        return ((self.name or "") + (self.name_extension or "")).strip()
+
+    @property
+    def gender(self) -> str | None:
+        return codes.gender_label(self.gender_code)
+
+    @property
+    def nation(self) -> str | None:
+        return codes.nation_label(self.nation_code)
+
+
+def issuer_from_elements(values: Mapping[int, Any]) -> IssuerData:
+    return IssuerData(**{ELEMENTS[tag].key: value for tag, value in values.items() if tag in EF05_TAGS})
+
+
+def cardholder_from_elements(values: Mapping[int, Any]) -> CardholderData:
+    return CardholderData(**{ELEMENTS[tag].key: value for tag, value in values.items() if tag in EF06_TAGS})
+
+
+def validate(issuer: IssuerData, holder: CardholderData | None, today: dt.date) -> list[RecordWarning]:
+    """Cross-checks that make a warning, not an error (reference §3 check characters)."""
+    out: list[RecordWarning] = []
+    if issuer.card_number and not checks.card_number_valid(issuer.card_number):
+        out.append(RecordWarning(
+            "CARD_NUMBER_CHECK",
+            f"Card number {issuer.card_number} fails its check character.",
+            f"卡号{issuer.card_number}校验位不正确。",
+        ))
+    if issuer.identification_code and issuer.identification_code.rid != SSC_RID:
+        out.append(RecordWarning(
+            "IDENTIFICATION_CODE_RID",
+            "The card identification code does not carry the SSC RID D156000005.",
+            "卡识别码中的RID不是D156000005。",
+        ))
+    if issuer.expiry_date and issuer.expiry_date < today:
+        out.append(RecordWarning(
+            "CARD_EXPIRED",
+            f"The card expired on {issuer.expiry_date.isoformat()}.",
+            f"此卡已于{issuer.expiry_date.isoformat()}过期。",
+        ))
+    if holder is None:
+        return out
+    if holder.ssn and not checks.ssn_valid(holder.ssn):
+        out.append(RecordWarning(
+            "SSN_CHECK",
+            "The social security number fails its check character.",
+            "社会保障号码校验位不正确。",
+        ))
+    if holder.ssn and holder.birth_date and holder.ssn[6:14] != holder.birth_date.strftime("%Y%m%d"):
+        out.append(RecordWarning(
+            "BIRTH_DATE_MISMATCH",
+            "The birth date differs from the one inside the social security number.",
+            "出生日期与社会保障号码中的出生日期不一致。",
+        ))
+    if holder.gender_code and holder.gender is None:
+        out.append(RecordWarning(
+            "UNKNOWN_GENDER_CODE", f"Unknown gender code {holder.gender_code}.", f"未知性别代码{holder.gender_code}。"
+        ))
+    if holder.nation_code and holder.nation is None:
+        out.append(RecordWarning(
+            "UNKNOWN_NATION_CODE", f"Unknown nation code {holder.nation_code}.", f"未知民族代码{holder.nation_code}。"
+        ))
+    return out

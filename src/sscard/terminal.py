@@ -1,0 +1,202 @@
+"""The terminal facade: what kiosk software calls.  ``read``, ``verify``, ``change_pin``.
+
+    from sscard.terminal import Terminal
+
+    with Terminal.open("sim:typical") as terminal:      # or a PC/SC reader name, or "replay:PATH"
+        terminal.wait_for_card(timeout=30)
+        card = terminal.read()
+        print(card.cardholder.full_name, card.issuer.card_number)
+        outcome = terminal.verify(pin)                  # PinOutcome: verified / incorrect (tries left) / blocked
+
+Each public operation runs inside one PC/SC transaction (STYLE.md §4), so another process cannot
+interleave APDUs, and starts with its own SELECT SSSE, so it never depends on what a previous
+operation (or another program) left selected.  A card pulled out mid-operation surfaces as
+:class:`~sscard.errors.CardRemoved`; the terminal drops the connection and the next operation
+connects to whatever card is then in the reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sscard.apdu.processors import TraceSink, standard_stack
+from sscard.config import Config, load_config
+from sscard.errors import AuthRequired, CardRemoved, CardReset, NoCard
+from sscard.ssc.application import PinOutcome, PinState, SscApplication, SsseInfo, validate_pin
+from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
+from sscard.transports.base import Reader, Transport
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True)
+class CardRead:
+    """Everything ``read()`` learnt: card (EF05), cardholder (EF06), and warnings.
+
+    ``locked_elements`` lists the EF06 elements a 3rd-generation card refused without terminal
+    authentication; it is empty on a complete read.
+    """
+
+    reader: str
+    atr: bytes
+    ssse: SsseInfo
+    issuer: IssuerData
+    cardholder: CardholderData
+    warnings: tuple[RecordWarning, ...] = ()
+    locked_elements: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON contract of ``sscard read --json`` (docs/cli.md); keys never change meaning."""
+        issuer, holder = self.issuer, self.cardholder
+        return {
+            "card": {
+                "identification_code": issuer.identification_code.hex if issuer.identification_code else None,
+                "type": issuer.card_type,
+                "spec_version": issuer.spec_version,
+                "issuer_id": issuer.issuer_id,
+                "issue_date": _iso(issuer.issue_date),
+                "expiry_date": _iso(issuer.expiry_date),
+                "card_number": issuer.card_number,
+                "region_code": issuer.region_code,
+                "atr": self.atr.hex().upper(),
+            },
+            "cardholder": {
+                "ssn": holder.ssn,
+                "name": holder.full_name,
+                "gender_code": holder.gender_code,
+                "gender": holder.gender,
+                "nation_code": holder.nation_code,
+                "nation": holder.nation,
+                "birthplace_code": holder.birthplace_code,
+                "birth_date": _iso(holder.birth_date),
+            },
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+
+class Terminal:
+    """One card reader seen as a kiosk terminal."""
+
+    def __init__(self, reader: Reader, *, config: Config | None = None, trace_sink: TraceSink | None = None) -> None:
+        self.reader = reader
+        self.config = config or Config()
+        self.trace_sink = trace_sink
+        self._transport: Transport | None = None
+
+    @classmethod
+    def open(
+        cls, reader: str | None = None, *, config: Config | None = None, trace_sink: TraceSink | None = None
+    ) -> Terminal:
+        """Open a terminal on ``reader``: a PC/SC reader-name substring, ``sim:PERSONA`` or ``replay:PATH``.
+
+        ``None`` takes the reader from configuration (``SSCARD_READER``, the config file), else the
+        first PC/SC reader with a card.
+        """
+        from sscard.readers import open_reader
+
+        config = config or load_config()
+        spec = reader if reader is not None else config.reader
+        return cls(open_reader(spec, busy_wait=config.busy_wait), config=config, trace_sink=trace_sink)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def wait_for_card(self, timeout: float | None = None) -> None:
+        """Block until a card is in the reader; :class:`~sscard.errors.Timeout` after ``timeout`` s."""
+        self.reader.wait_for_card(timeout)
+
+    @property
+    def transport(self) -> Transport | None:
+        """The current connection, if any (for recording and diagnostics)."""
+        return self._transport
+
+    def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _operation(self) -> Iterator[tuple[Transport, SscApplication]]:
+        """Connect if needed, hold one transaction, and drop the connection if the card went away."""
+        if self._transport is None:
+            self._transport = self.reader.connect()
+        transport = self._transport
+        try:
+            with transport.transaction():
+                yield transport, SscApplication(standard_stack(transport, self.trace_sink))
+        except (CardRemoved, CardReset, NoCard):
+            self.close()
+            raise
+
+    # -- operations -------------------------------------------------------------------------
+
+    def read(self, *, require_cardholder: bool = True, today: dt.date | None = None) -> CardRead:
+        """Read card (EF05) and cardholder (EF06) data with the fewest APDUs the card allows.
+
+        A 3rd-generation card refuses EF06 until the terminal authenticates (reference §1, §5):
+        by default that raises :class:`~sscard.errors.AuthRequired`; with
+        ``require_cardholder=False`` the EF05 data comes back with ``locked_elements`` set and an
+        ``AUTH_REQUIRED`` warning, never as if it were complete.
+        """
+        with self._operation() as (transport, app):
+            ssse = app.select()
+            issuer = app.read_issuer()
+            locked: tuple[str, ...] = ()
+            try:
+                holder = app.read_cardholder(issuer.spec_version)
+            except AuthRequired as exc:
+                if require_cardholder:
+                    raise AuthRequired("cardholder data (EF06)", exc.detail) from None
+                holder, locked = CardholderData(), ("ssn", "name", "gender", "nation", "birthplace", "birth_date")
+            warnings = validate(issuer, None if locked else holder, today or dt.date.today())
+            if locked:
+                warnings.append(
+                    RecordWarning(
+                        "AUTH_REQUIRED",
+                        "Cardholder data needs terminal authentication (PSAM or HSM): " + ", ".join(locked),
+                        "持卡人信息需要终端认证（PSAM或加密机）后才能读取。",
+                    )
+                )
+            return CardRead(transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), locked)
+
+    def pin_status(self) -> PinOutcome:
+        """Tries left, without spending one, where the card supports the status query."""
+        with self._operation() as (_, app):
+            app.select()
+            return app.pin_status()
+
+    def verify(self, pin: str) -> PinOutcome:
+        """Verify the cardholder's PIN once.  Never retried: a retry could block the card.
+
+        The PIN format is checked before anything reaches the card, and a blocked PIN is reported
+        from the status query without sending a VERIFY that could change the card.
+        """
+        validate_pin(pin)
+        with self._operation() as (_, app):
+            app.select()
+            status = app.pin_status()
+            if status.state is PinState.BLOCKED:
+                return status
+            return app.verify(pin)
+
+    def change_pin(self, old: str, new: str) -> PinOutcome:
+        """CHANGE PIN; both PINs checked for format first; a blocked PIN is not touched."""
+        validate_pin(old)
+        validate_pin(new)
+        with self._operation() as (_, app):
+            app.select()
+            status = app.pin_status()
+            if status.state is PinState.BLOCKED:
+                return status
+            return app.change_pin(old, new)
