@@ -137,6 +137,12 @@ class PinIncorrect(SscardError):
         super().__init__(detail, tries_left=tries_left)
 
 
+class PinMismatch(SscardError):
+    code = "PIN_MISMATCH"
+    message_en = "The two new PINs differ."
+    message_zh_text = "两次输入的新密码不一致。"
+
+
 class PinBlocked(SscardError):
     code = "PIN_BLOCKED"
     message_en = "The PIN is blocked. Please go to a service counter to unblock it."
@@ -182,6 +188,15 @@ class CardError(SscardError):
 
 
 # --- local configuration, traces and usage ----------------------------------------------------
+
+
+class UsageError(SscardError):
+    code = "USAGE_ERROR"
+    message_en = "{problem}."
+    message_zh_text = "用法错误：{problem_zh}。"
+
+    def __init__(self, problem: str, problem_zh: str | None = None, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem, problem_zh=problem_zh or problem)
 
 
 class ConfigError(SscardError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,10 +83,19 @@ class CardRead:
 class Terminal:
     """One card reader seen as a kiosk terminal."""
 
-    def __init__(self, reader: Reader, *, config: Config | None = None, trace_sink: TraceSink | None = None) -> None:
+    def __init__(
+        self,
+        reader: Reader,
+        *,
+        config: Config | None = None,
+        trace_sink: TraceSink | None = None,
+        transport_wrapper: Callable[[Transport], Transport] | None = None,
+    ) -> None:
         self.reader = reader
         self.config = config or Config()
         self.trace_sink = trace_sink
+        #: Applied to every new connection, e.g. a RecordingTransport for ``sscard record``.
+        self.transport_wrapper = transport_wrapper
         self._transport: Transport | None = None
 
     @classmethod
@@ -130,7 +139,8 @@ class Terminal:
     def _operation(self) -> Iterator[tuple[Transport, SscApplication]]:
         """Connect if needed, hold one transaction, and drop the connection if the card went away."""
         if self._transport is None:
-            self._transport = self.reader.connect()
+            transport = self.reader.connect()
+            self._transport = self.transport_wrapper(transport) if self.transport_wrapper else transport
         transport = self._transport
         try:
             with transport.transaction():

@@ -1,0 +1,428 @@
+"""``sscard``: the command-line front end (docs/cli.md).
+
+Errors print their stable code and the English and Chinese messages — never a traceback (``-vv``
+shows one for bug reports).  PINs come from a hidden prompt or ``--pin-stdin``, never from an
+argument, so they never appear in ``ps`` output or shell history.
+
+Exit codes (stable):
+
+====  ===========================================================================================
+0     success
+1     internal error (a bug: please report it with ``-vv`` output)
+2     usage error
+3     environment: NO_SERVICE, NO_READER, NO_CARD, CARD_REMOVED, CARD_RESET, READER_BUSY,
+      CARD_MUTE, TRANSPORT_ERROR, TIMEOUT
+4     card: NOT_SSC, BAD_RECORD, CARD_ERROR, CARD_LOCKED, AUTH_REQUIRED
+5     PIN: PIN_INCORRECT, PIN_FORMAT, PIN_MISMATCH
+6     PIN_BLOCKED
+7     CONFIG_ERROR, TRACE_MISMATCH
+====  ===========================================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from sscard import __version__
+from sscard.config import Config, load_config
+from sscard.errors import PinMismatch, SscardError, UsageError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+EXIT_CODES: dict[str, int] = {
+    **dict.fromkeys(
+        ("NO_SERVICE", "NO_READER", "NO_CARD", "CARD_REMOVED", "CARD_RESET", "READER_BUSY", "CARD_MUTE",
+         "TRANSPORT_ERROR", "TIMEOUT"),
+        3,
+    ),
+    **dict.fromkeys(("NOT_SSC", "BAD_RECORD", "CARD_ERROR", "CARD_LOCKED", "AUTH_REQUIRED"), 4),
+    **dict.fromkeys(("PIN_INCORRECT", "PIN_FORMAT", "PIN_MISMATCH"), 5),
+    "PIN_BLOCKED": 6,
+    **dict.fromkeys(("CONFIG_ERROR", "TRACE_MISMATCH"), 7),
+    "USAGE_ERROR": EXIT_USAGE,
+}
+
+DEMO_PERSONA = "typical"
+VPCD_PREFIX = "Virtual PCD"
+
+# Bilingual labels for the readable card.
+_CARD_LABELS = (
+    ("card_number", "卡号", "Card number"),
+    ("identification_code", "卡识别码", "Card identification code"),
+    ("type", "卡类别", "Card type"),
+    ("spec_version", "规范版本", "Spec version"),
+    ("issuer_id", "初始化机构编号", "Initialising organisation"),
+    ("region_code", "区号", "Region code"),
+    ("issue_date", "发卡日期", "Issue date"),
+    ("expiry_date", "卡有效期", "Expiry date"),
+    ("atr", "复位信息", "ATR"),
+)
+_HOLDER_LABELS = (
+    ("name", "姓名", "Name"),
+    ("ssn", "社会保障号码", "Social security number"),
+    ("gender", "性别", "Gender"),
+    ("nation", "民族", "Nation"),
+    ("birth_date", "出生日期", "Birth date"),
+    ("birthplace_code", "出生地", "Birthplace code"),
+)
+
+
+class Context:
+    """What every command needs: parsed options, configuration and the output streams."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.err = err
+        self.stdin = stdin
+        self._config: Config | None = None
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.args.config).with_overrides(
+                reader=getattr(self.args, "reader", None),
+                terminal_id=getattr(self.args, "terminal_id", None),
+                device_id=getattr(self.args, "device_id", None),
+            )
+        return self._config
+
+    def emit(self, payload: dict[str, Any], text: str) -> None:
+        print(json.dumps(payload, ensure_ascii=False) if self.json else text, file=self.out)
+
+    def read_pin(self, prompt: str, stdin_lines: list[str]) -> str:
+        """One PIN from ``--pin-stdin`` (next line) or a hidden prompt; never from argv."""
+        if getattr(self.args, "pin_stdin", False):
+            if not stdin_lines:
+                stdin_lines.extend(line.rstrip("\r\n") for line in self.stdin.readlines())
+            if not stdin_lines:
+                raise UsageError("--pin-stdin given but standard input is empty", "已指定--pin-stdin但标准输入为空")
+            return stdin_lines.pop(0)
+        if not self.stdin.isatty():
+            raise UsageError(
+                "no terminal for a hidden PIN prompt; pipe the PIN with --pin-stdin",
+                "没有终端可用于隐藏输入密码，请使用--pin-stdin",
+            )
+        return getpass.getpass(prompt)
+
+    def open_terminal(self, **kwargs: Any) -> Any:
+        from sscard.terminal import Terminal
+
+        return Terminal.open(self.config.reader, config=self.config, **kwargs)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_readers(ctx: Context) -> int:
+    from sscard.transports.pcsc import PcscReader, list_readers
+
+    rows = [{"name": name, "card_present": PcscReader(name).card_present()} for name in list_readers()]
+    text = "\n".join(f"{'*' if r['card_present'] else ' '} {r['name']}" for r in rows) or "(no readers / 无读卡器)"
+    ctx.emit({"readers": rows}, text)
+    return EXIT_OK
+
+
+def _read(ctx: Context, terminal: Any) -> int:
+    wait = getattr(ctx.args, "wait", None)
+    if wait:
+        terminal.wait_for_card(wait)
+    card = terminal.read(require_cardholder=not ctx.args.allow_partial)
+    fmt = "json" if ctx.json else ctx.args.format
+    if fmt == "json":
+        print(json.dumps(card.to_json(), ensure_ascii=False), file=ctx.out)
+    elif fmt == "ireadcardbas":
+        from sscard.national import ireadcardbas
+
+        print(ireadcardbas(card, ctx.config.terminal_id, ctx.config.device_id), file=ctx.out)
+    else:
+        print(render_card(card.to_json(), card.reader), file=ctx.out)
+    return EXIT_OK
+
+
+def render_card(data: dict[str, Any], reader: str) -> str:
+    """The readable, bilingual form of the JSON contract."""
+    lines = [f"社会保障卡 Social security card  [{reader}]"]
+    holder, card = data["cardholder"], data["card"]
+    for key, zh, en in _HOLDER_LABELS:
+        value = holder[key]
+        if key == "gender" and holder["gender_code"] is not None:
+            value = f"{value or '?'} ({holder['gender_code']})"
+        if key == "nation" and holder["nation_code"] is not None:
+            value = f"{value or '?'} ({holder['nation_code']})"
+        lines.append(f"  {zh} {en:<26} {value if value is not None else '-'}")
+    for key, zh, en in _CARD_LABELS:
+        lines.append(f"  {zh} {en:<26} {card[key] if card[key] is not None else '-'}")
+    for warning in data["warnings"]:
+        lines.append(f"  ! {warning['code']}: {warning['message']} / {warning['message_zh']}")
+    return "\n".join(lines)
+
+
+def cmd_read(ctx: Context) -> int:
+    with ctx.open_terminal() as terminal:
+        return _read(ctx, terminal)
+
+
+def _pin_result(ctx: Context, outcome: Any) -> int:
+    if not outcome.ok:
+        outcome.raise_for_error()
+    ctx.emit({"pin": outcome.to_dict()}, "PIN verified. 密码验证成功。")
+    return EXIT_OK
+
+
+def cmd_verify(ctx: Context) -> int:
+    pin = ctx.read_pin("PIN 密码: ", [])
+    with ctx.open_terminal() as terminal:
+        return _pin_result(ctx, terminal.verify(pin))
+
+
+def cmd_pin_status(ctx: Context) -> int:
+    with ctx.open_terminal() as terminal:
+        outcome = terminal.pin_status()
+    left = "unknown 未知" if outcome.tries_left is None else str(outcome.tries_left)
+    ctx.emit({"pin": outcome.to_dict()}, f"PIN state 密码状态: {outcome.state.value}; tries left 剩余次数: {left}")
+    return EXIT_OK
+
+
+def cmd_change_pin(ctx: Context) -> int:
+    lines: list[str] = []
+    old = ctx.read_pin("Current PIN 原密码: ", lines)
+    new = ctx.read_pin("New PIN 新密码: ", lines)
+    if not ctx.args.pin_stdin and ctx.read_pin("New PIN again 再次输入新密码: ", lines) != new:
+        raise PinMismatch()
+    with ctx.open_terminal() as terminal:
+        outcome = terminal.change_pin(old, new)
+    if not outcome.ok:
+        outcome.raise_for_error()
+    ctx.emit({"pin": {"state": "changed"}}, "PIN changed. 密码修改成功。")
+    return EXIT_OK
+
+
+def cmd_sim_list(ctx: Context) -> int:
+    from sscard.sim import list_personas, load_persona
+
+    rows = [{"name": name, "description": load_persona(name).description} for name in list_personas()]
+    ctx.emit({"personas": rows}, "\n".join(f"{r['name']:<20} {r['description']}" for r in rows))
+    return EXIT_OK
+
+
+def cmd_sim_insert(ctx: Context) -> int:
+    from sscard.sim import SimulatedCard, load_persona
+    from sscard.sim.vpcd import VpcdLink
+
+    card = SimulatedCard(load_persona(ctx.args.persona))
+    if ctx.args.remove_after is not None:
+        card.remove_after = ctx.args.remove_after
+    port = ctx.args.port or VpcdLink.port_for_slot(ctx.args.slot)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with VpcdLink(card, host=ctx.args.host, port=port) as link:
+        link.insert()
+        print(
+            f"inserted persona '{ctx.args.persona}' into vpcd {ctx.args.host}:{port}; Ctrl-C removes it "
+            f"/ 已插入模拟卡，按Ctrl-C拔出",
+            file=ctx.err,
+            flush=True,
+        )
+        while not stop.wait(0.5) and link.connected:
+            pass
+    print("card removed / 卡已拔出", file=ctx.err)
+    return EXIT_OK
+
+
+def cmd_record(ctx: Context) -> int:
+    from sscard.transports.replay import RecordingTransport
+
+    recorders: list[Any] = []
+
+    def wrap(transport: Any) -> Any:
+        recorder = RecordingTransport(transport, ctx.args.source or f"recorded with sscard {__version__}")
+        recorders.append(recorder)
+        return recorder
+
+    with ctx.open_terminal(transport_wrapper=wrap) as terminal:
+        status = _run_operation(ctx, terminal)
+    if not recorders:
+        raise UsageError("nothing was recorded", "没有录制到任何内容")
+    trace = recorders[-1].trace
+    trace.header["operation"] = ctx.args.operation
+    trace.save(ctx.args.output)
+    print(f"wrote {len(trace.exchanges)} exchanges to {ctx.args.output}", file=ctx.err)
+    return status
+
+
+def cmd_replay(ctx: Context) -> int:
+    from sscard.readers import REPLAY_PREFIX
+    from sscard.terminal import Terminal
+    from sscard.transports.trace import Trace
+
+    trace = Trace.load(ctx.args.path)
+    if ctx.args.operation is None:
+        ctx.args.operation = trace.header.get("operation", "read")
+    with Terminal.open(REPLAY_PREFIX + ctx.args.path, config=ctx.config) as terminal:
+        status = _run_operation(ctx, terminal)
+        replayed: Any = terminal.reader
+        replayed.last.assert_finished()
+    return status
+
+
+def _run_operation(ctx: Context, terminal: Any) -> int:
+    operation = ctx.args.operation
+    if operation == "read":
+        return _read(ctx, terminal)
+    if operation == "pin-status":
+        outcome = terminal.pin_status()
+        ctx.emit({"pin": outcome.to_dict()}, f"PIN state: {outcome.state.value}, tries left: {outcome.tries_left}")
+        return EXIT_OK
+    if operation == "verify":
+        return _pin_result(ctx, terminal.verify(ctx.read_pin("PIN 密码: ", [])))
+    raise UsageError(f"unknown operation {operation!r}", f"未知操作{operation}")
+
+
+def cmd_demo(ctx: Context) -> int:
+    """Read a real card if one is in a real reader, else the built-in demo card through pcscd + vpcd."""
+    from sscard.errors import NoReader
+    from sscard.terminal import Terminal
+    from sscard.transports.pcsc import PcscReader, list_readers
+
+    readers = list_readers()
+    for name in readers:
+        if not name.startswith(VPCD_PREFIX) and PcscReader(name).card_present():
+            print(f"Reading the card in reader '{name}' / 正在读取读卡器中的卡片", file=ctx.err)
+            with Terminal(PcscReader(name), config=ctx.config) as terminal:
+                return _read(ctx, terminal)
+    vpcd = sorted(name for name in readers if name.startswith(VPCD_PREFIX))
+    if not vpcd:
+        raise NoReader("no reader with a card, and pcscd has no vpcd virtual reader (Debian package vsmartcard-vpcd)")
+    from sscard.sim import SimulatedCard, load_persona
+    from sscard.sim.vpcd import VpcdLink
+
+    reader = PcscReader(vpcd[0])
+    persona = ctx.args.persona
+    print(
+        f"No card in a real reader: inserting the built-in demo card '{persona}' into '{vpcd[0]}' and reading "
+        f"it through PC/SC / 未检测到实体卡，使用内置演示卡经PC/SC读取",
+        file=ctx.err,
+    )
+    with VpcdLink(SimulatedCard(load_persona(persona)), port=VpcdLink.port_for_slot(0)) as link:
+        link.insert()
+        reader.wait_for_card(10)
+        with Terminal(reader, config=ctx.config) as terminal:
+            return _read(ctx, terminal)
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--reader", "-r", help="PC/SC reader-name substring, sim:PERSONA or replay:PATH")
+    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    read_opts = argparse.ArgumentParser(add_help=False)
+    read_opts.add_argument(
+        "--format", choices=("text", "json", "ireadcardbas"), default="text", help="output form (default text)"
+    )
+    read_opts.add_argument("--terminal-id", help="终端机编号 for --format ireadcardbas")
+    read_opts.add_argument("--device-id", help="终端设备号 for --format ireadcardbas")
+    read_opts.add_argument("--allow-partial", action="store_true", help="on 3.00 cards, return EF05 if EF06 is locked")
+    read_opts.add_argument("--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for a card")
+
+    pin_opts = argparse.ArgumentParser(add_help=False)
+    pin_opts.add_argument("--pin-stdin", action="store_true", help="read PIN(s) from standard input, one per line")
+
+    parser = argparse.ArgumentParser(prog="sscard", description="Social security card (社会保障卡) reader middleware")
+    parser.add_argument("--version", action="version", version=f"sscard {__version__}")
+    parser.add_argument("--config", help="configuration file (default: see docs/cli.md)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug (APDUs, redacted)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("readers", parents=[common], help="list PC/SC readers (* = card present)")
+    p.set_defaults(func=cmd_readers)
+    p = sub.add_parser("read", parents=[common, read_opts], help="read card and cardholder data")
+    p.set_defaults(func=cmd_read)
+    p = sub.add_parser("verify", parents=[common, pin_opts], help="verify the cardholder's PIN (once; never retried)")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("pin-status", parents=[common], help="tries left, without spending one")
+    p.set_defaults(func=cmd_pin_status)
+    p = sub.add_parser("change-pin", parents=[common, pin_opts], help="change the PIN (stdin: old, then new)")
+    p.set_defaults(func=cmd_change_pin)
+
+    p = sub.add_parser("sim", help="the built-in simulated card")
+    sim_sub = p.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    q = sim_sub.add_parser("list", parents=[common], help="list personas")
+    q.set_defaults(func=cmd_sim_list)
+    q = sim_sub.add_parser("insert", help="insert a simulated card into pcscd's vpcd reader until Ctrl-C")
+    q.add_argument("persona", nargs="?", default=DEMO_PERSONA)
+    q.add_argument("--slot", type=int, default=0, help="vpcd slot (0: 'Virtual PCD 00 00', 1: '... 00 01')")
+    q.add_argument("--host", default="127.0.0.1")
+    q.add_argument("--port", type=int, help="vpcd TCP port (default 35963 + slot)")
+    q.add_argument("--remove-after", type=int, metavar="N", help="pull the card after N APDUs")
+    q.set_defaults(func=cmd_sim_insert)
+
+    op_choices = ("read", "verify", "pin-status")
+    p = sub.add_parser("record", parents=[common, read_opts, pin_opts], help="run an operation and write its trace")
+    p.add_argument("output", help="trace file to write (docs/trace-format.md)")
+    p.add_argument("--operation", choices=op_choices, default="read")
+    p.add_argument("--source", help="the trace header's source line (where the card came from)")
+    p.set_defaults(func=cmd_record)
+    p = sub.add_parser("replay", parents=[common, read_opts, pin_opts], help="replay a trace strictly")
+    p.add_argument("path")
+    p.add_argument("--operation", choices=op_choices, help="default: the trace's operation header")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("demo", parents=[common, read_opts], help="read a real card, or the demo card via pcscd+vpcd")
+    p.add_argument("--persona", default=DEMO_PERSONA, help="demo persona (default typical)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None, stdin: TextIO | None = None
+) -> int:
+    out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, stream=err, format="%(levelname)s %(name)s: %(message)s")
+    ctx = Context(args, out, err, stdin)
+    func: Callable[[Context], int] = args.func
+    try:
+        return func(ctx)
+    except SscardError as exc:
+        return _report(ctx, exc.to_dict(), EXIT_CODES.get(exc.code, EXIT_INTERNAL))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still no traceback unless asked for
+        if args.verbose >= 2:
+            raise
+        payload = {"code": "INTERNAL", "message": f"internal error: {type(exc).__name__}", "message_zh": "内部错误"}
+        return _report(ctx, payload, EXIT_INTERNAL)
+
+
+def _report(ctx: Context, payload: dict[str, Any], status: int) -> int:
+    if ctx.json:
+        print(json.dumps({"error": payload}, ensure_ascii=False), file=ctx.out)
+    else:
+        code = payload["code"]
+        print(f"error {code}: {payload['message']}\n错误 {code}：{payload['message_zh']}", file=ctx.err)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Compatibility with the national reader interface (人社部 读写卡通用接口, reference §6).
+
+Front-desk systems written against the vendor DLLs expect ``iReadCardBas`` output strings and
+numeric return codes.  This module produces both from our typed results, so such a system can
+switch to sscard by changing one call.  The mapping from our error codes to national return
+codes is a table (data), because vendors reproduce the national codes slightly differently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from sscard.apdu.atr import historical_bytes
+from sscard.errors import CardError, SscardError
+from sscard.terminal import CardRead
+
+#: iReadCardBas field order (reference §6), for documentation and parsing.
+IREADCARDBAS_FIELDS = (
+    "区号",
+    "社会保障号码",
+    "卡号",
+    "卡识别码",
+    "姓名",
+    "卡复位信息",
+    "规范版本",
+    "发卡日期",
+    "卡有效期",
+    "终端机编号",
+    "终端设备号",
+)
+
+#: Our stable error codes → national return codes (reference §6).  CARD_ERROR is −(SW as decimal).
+RETURN_CODES: Mapping[str, int] = {
+    "NOT_SSC": -1,
+    "NO_CARD": -2,
+    "CARD_REMOVED": -2,
+    "CARD_RESET": -3,
+    "CARD_MUTE": -4,
+    "NO_SERVICE": -11,
+    "NO_READER": -11,
+    "READER_BUSY": -11,
+    "TRANSPORT_ERROR": -12,
+    "TIMEOUT": -12,
+    "BAD_RECORD": -23,
+    "PIN_FORMAT": -33,
+    "PIN_MISMATCH": -34,
+    "PIN_INCORRECT": -51,
+    "PIN_BLOCKED": -52,
+    "AUTH_REQUIRED": -2203,
+    "CARD_LOCKED": -0x9303,
+}
+#: For anything unmapped (configuration and trace errors are ours, not the card's).
+DEFAULT_RETURN_CODE = -13
+
+
+def return_code(error: SscardError | None) -> int:
+    """The national numeric return code for an error (0 for success)."""
+    if error is None:
+        return 0
+    if isinstance(error, CardError):
+        return -error.sw
+    return RETURN_CODES.get(error.code, DEFAULT_RETURN_CODE)
+
+
+def _yyyymmdd(value: dt.date | None) -> str:
+    return value.strftime("%Y%m%d") if value else ""
+
+
+def ireadcardbas(card: CardRead, terminal_id: str = "", device_id: str = "") -> str:
+    """The iReadCardBas output string: 11 fields, each followed by ``|`` (reference §6)."""
+    issuer, holder = card.issuer, card.cardholder
+    fields = (
+        issuer.region_code or "",
+        holder.ssn or "",
+        issuer.card_number or "",
+        issuer.identification_code.hex if issuer.identification_code else "",
+        holder.full_name or "",
+        historical_bytes(card.atr).hex().upper(),
+        issuer.spec_version or "",
+        _yyyymmdd(issuer.issue_date),
+        _yyyymmdd(issuer.expiry_date),
+        terminal_id,
+        device_id,
+    )
+    return "".join(f"{value}|" for value in fields)
+
+
+def parse_ireadcardbas(text: str) -> dict[str, str]:
+    """Split an iReadCardBas string back into named fields (for tests and for migrating systems)."""
+    parts = text.split("|")
+    if len(parts) != len(IREADCARDBAS_FIELDS) + 1 or parts[-1] != "":
+        raise ValueError(f"expected {len(IREADCARDBAS_FIELDS)} fields each ending in '|'")
+    return dict(zip(IREADCARDBAS_FIELDS, parts[:-1], strict=True))
