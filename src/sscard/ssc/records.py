@@ -100,7 +100,7 @@ class BcdNumber(_Value):
         return _bcd_digits(raw, path, pad=self.pad)
 
     def encode(self, value: str, path: str) -> bytes:
-        if not value.isdigit():
+        if value and not value.isdigit():
             raise cs.ValidationError(f"not digits: {value!r}", path=path)
         text = value + "F" * (2 * self.max_len - len(value)) if self.pad else value
         if len(text) % 2:
@@ -145,11 +145,16 @@ class GbText(_Value):
         if b"\x00" in body:
             raise cs.ValidationError("NUL byte inside the text", path=path)
         try:
-            return body.decode("gb18030")
+            text = body.decode("gb18030")
         except UnicodeDecodeError as exc:
             raise cs.ValidationError(f"not GB18030: {raw.hex().upper()}", path=path) from exc
+        if not text.isprintable():
+            raise cs.ValidationError(f"control characters in the text: {raw.hex().upper()}", path=path)
+        return text
 
     def encode(self, value: str, path: str) -> bytes:
+        if not value.isprintable():
+            raise cs.ValidationError("control characters in the text", path=path)
         raw = value.encode("gb18030")
         if len(raw) > self.max_len:
             raise cs.ValidationError(f"{len(raw)} bytes, at most {self.max_len}", path=path)
