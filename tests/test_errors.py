@@ -1,0 +1,54 @@
+"""The error hierarchy: stable codes, messages in both languages, the JSON error form."""
+
+from __future__ import annotations
+
+import pytest
+
+from sscard import errors
+from sscard.errors import BadRecord, CardError, PinIncorrect, SscardError, all_error_classes
+
+# Codes are a public contract (kiosk software branches on them): this list only ever grows.
+STABLE_CODES = {
+    "ERROR", "NO_SERVICE", "NO_READER", "NO_CARD", "CARD_REMOVED", "CARD_RESET", "READER_BUSY", "CARD_MUTE",
+    "TRANSPORT_ERROR", "NOT_SSC", "PIN_FORMAT", "PIN_INCORRECT", "PIN_MISMATCH", "PIN_BLOCKED", "CARD_LOCKED",
+    "AUTH_REQUIRED", "BAD_RECORD", "CARD_ERROR", "USAGE_ERROR", "CONFIG_ERROR", "TRACE_MISMATCH", "TIMEOUT",
+}
+
+
+def test_codes_are_unique_and_stable() -> None:
+    codes = [cls.code for cls in all_error_classes()]
+    assert len(codes) == len(set(codes))
+    assert set(codes) >= STABLE_CODES
+
+
+def _instance(cls: type[SscardError]) -> SscardError:
+    samples: dict[type[SscardError], SscardError] = {
+        errors.PinIncorrect: errors.PinIncorrect(2),
+        errors.AuthRequired: errors.AuthRequired("name"),
+        errors.BadRecord: errors.BadRecord("name", "not GB18030", "姓名"),
+        errors.CardError: errors.CardError(0x6A88),
+        errors.ConfigError: errors.ConfigError("bad value"),
+        errors.TraceMismatch: errors.TraceMismatch("extra command"),
+        errors.Timeout: errors.Timeout("card"),
+        errors.UsageError: errors.UsageError("no terminal", "没有终端"),
+    }
+    return samples.get(cls) or cls()
+
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.code)
+def test_every_error_has_both_messages(cls: type[SscardError]) -> None:
+    error = _instance(cls)
+    data = error.to_dict()
+    assert data["code"] == cls.code
+    assert data["message"] and data["message_zh"]
+    assert "{" not in data["message"] and "{" not in data["message_zh"]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in data["message_zh"])
+    assert cls.code in str(error)
+
+
+def test_fields_reach_the_json_form() -> None:
+    assert PinIncorrect(2).to_dict()["tries_left"] == 2
+    assert "2" in PinIncorrect(2).message_zh
+    assert CardError(0x6A88).to_dict()["sw"] == "6A88"
+    bad = BadRecord("birth_date", "not BCD", "出生日期").to_dict()
+    assert bad["element"] == "birth_date" and "出生日期" in bad["message_zh"]
