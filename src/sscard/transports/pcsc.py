@@ -1,0 +1,410 @@
+"""PC/SC readers through pyscard's low-level ``smartcard.scard`` API.
+
+This is the only module of sscard that imports pyscard (STYLE.md §1), and nothing imports it at
+``import sscard`` time: :mod:`sscard.readers` loads it when a PC/SC reader is asked for.
+
+The low-level API is used instead of pyscard's object layer because it hands back every PC/SC
+result code, so each one can be turned into an error a person can act on (STYLE.md §10) through the
+one table :data:`PCSC_ERRORS`.  A PC/SC context is established per operation (listing, waiting,
+one connection) and released with it, so a restarted pcscd never leaves us holding a dead context
+(the failure mode of pyscard issue #82).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+from smartcard import scard
+
+from sscard.errors import (
+    CardMute,
+    CardRemoved,
+    CardReset,
+    NoCard,
+    NoReader,
+    NoService,
+    ReaderBusy,
+    SscardError,
+    Timeout,
+    TransportFailure,
+)
+from sscard.transports.base import TransportBase
+
+log = logging.getLogger("sscard.pcsc")
+
+#: The longest single blocking call, so Ctrl-C (delivered between Python bytecodes) gets through.
+WAIT_SLICE_MS = 1000
+#: How often a busy-reader retry looks again even if pcscd announces no state change: pcscd does
+#: not signal every release of an exclusive connection to clients waiting on the reader's state.
+BUSY_SLICE_MS = 100
+#: How long a transmit that came back without a status word waits for pcscd to report the card gone.
+CARD_GONE_GRACE_MS = 1000
+
+_ErrorFactory = Callable[[str], SscardError]
+
+
+def _u32(code: int) -> int:
+    """PC/SC codes are DWORDs; pyscard may hand them back signed on some platforms."""
+    return code & 0xFFFFFFFF
+
+
+#: PC/SC result code -> the sscard error a kiosk acts on.  Anything missing is a TransportFailure.
+#: A card that is gone reads as NoCard before we were connected and CardRemoved after; see
+#: :func:`pcsc_error`.
+PCSC_ERRORS: Mapping[int, _ErrorFactory] = {
+    _u32(scard.SCARD_E_NO_SERVICE): NoService,
+    _u32(scard.SCARD_E_SERVICE_STOPPED): NoService,
+    _u32(scard.SCARD_E_NO_READERS_AVAILABLE): NoReader,
+    _u32(scard.SCARD_E_UNKNOWN_READER): NoReader,
+    _u32(scard.SCARD_E_READER_UNAVAILABLE): NoReader,
+    _u32(scard.SCARD_E_NO_SMARTCARD): NoCard,
+    _u32(scard.SCARD_W_REMOVED_CARD): CardRemoved,
+    _u32(scard.SCARD_E_SHARING_VIOLATION): ReaderBusy,
+    _u32(scard.SCARD_W_RESET_CARD): CardReset,
+    _u32(scard.SCARD_W_UNRESPONSIVE_CARD): CardMute,
+    _u32(scard.SCARD_W_UNPOWERED_CARD): CardMute,
+    _u32(scard.SCARD_E_TIMEOUT): lambda detail: Timeout("the card reader", detail),
+}
+
+_CARD_GONE: dict[bool, _ErrorFactory] = {False: NoCard, True: CardRemoved}
+
+_SHARE_MODES: Mapping[str, int] = {
+    "shared": scard.SCARD_SHARE_SHARED,
+    "exclusive": scard.SCARD_SHARE_EXCLUSIVE,
+}
+_PROTOCOLS: Mapping[str, int] = {"T0": scard.SCARD_PROTOCOL_T0, "T1": scard.SCARD_PROTOCOL_T1}
+_PROTOCOL_NAMES: Mapping[int, str] = {scard.SCARD_PROTOCOL_T0: "T=0", scard.SCARD_PROTOCOL_T1: "T=1"}
+_PCI: Mapping[int, int] = {scard.SCARD_PROTOCOL_T0: scard.SCARD_PCI_T0, scard.SCARD_PROTOCOL_T1: scard.SCARD_PCI_T1}
+
+_SUCCESS = _u32(scard.SCARD_S_SUCCESS)
+_TIMEOUT = _u32(scard.SCARD_E_TIMEOUT)
+_SHARING_VIOLATION = _u32(scard.SCARD_E_SHARING_VIOLATION)
+_NO_READERS = _u32(scard.SCARD_E_NO_READERS_AVAILABLE)
+#: Codes that end a transaction only because the card itself went away: the lock went with it.
+_LOCK_LOST_WITH_CARD = frozenset({_u32(scard.SCARD_W_REMOVED_CARD), _u32(scard.SCARD_W_RESET_CARD)})
+
+
+def pcsc_error(code: int, action: str, *, connected: bool = True) -> SscardError:
+    """The sscard error for a failed PC/SC call; ``action`` says which call, for the log.
+
+    ``connected`` tells whether we held a connection: the same "card is gone" codes then mean the
+    card was pulled mid-session (CardRemoved) rather than that there was none to begin with (NoCard).
+    """
+    code = _u32(code)
+    detail = f"{action}: PC/SC 0x{code:08X} ({scard.SCardGetErrorMessage(code)})"
+    factory = PCSC_ERRORS.get(code)
+    if factory is None:
+        return TransportFailure(detail)
+    if factory in _CARD_GONE.values():
+        factory = _CARD_GONE[connected]
+    return factory(detail)
+
+
+def _check(code: int, action: str, *, connected: bool = True) -> None:
+    if _u32(code) != _SUCCESS:
+        raise pcsc_error(code, action, connected=connected)
+
+
+@contextlib.contextmanager
+def _pcsc_context() -> Iterator[int]:
+    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    _check(code, "SCardEstablishContext", connected=False)
+    try:
+        yield context
+    finally:
+        _release_context(context)
+
+
+def _release_context(context: int) -> None:
+    code = scard.SCardReleaseContext(context)
+    if _u32(code) != _SUCCESS:
+        log.warning("%s", pcsc_error(code, "SCardReleaseContext", connected=False))
+
+
+def _list_readers(context: int) -> list[str]:
+    code, readers = scard.SCardListReaders(context, [])
+    if _u32(code) == _NO_READERS:
+        return []
+    _check(code, "SCardListReaders", connected=False)
+    return list(readers)
+
+
+def _reader_states(context: int, readers: list[str]) -> dict[str, int]:
+    """Each reader's current event state, without waiting."""
+    if not readers:
+        return {}
+    code, states = scard.SCardGetStatusChange(context, 0, [(name, scard.SCARD_STATE_UNAWARE) for name in readers])
+    _check(code, "SCardGetStatusChange", connected=False)
+    return {name: int(state) for name, state, _atr in states}
+
+
+def list_readers() -> list[str]:
+    """Names of the readers pcscd knows, empty when it has none; NoService when pcscd is not running."""
+    with _pcsc_context() as context:
+        return _list_readers(context)
+
+
+def find_reader(pattern: str | None = None) -> str:
+    """The reader to use: first whose name contains ``pattern`` (case-insensitive).
+
+    Without a pattern, the first reader that holds a card, else the first reader, so a kiosk with one
+    reader needs no configuration and one with a PSAM slot (a second "reader", reference §5) picks
+    the slot the person put a card in.
+    """
+    with _pcsc_context() as context:
+        readers = _list_readers(context)
+        if pattern:
+            for name in readers:
+                if pattern.lower() in name.lower():
+                    return name
+            shown = ", ".join(repr(name) for name in readers) or "none"
+            raise NoReader(f"no reader name contains {pattern!r}; readers: {shown}")
+        if not readers:
+            raise NoReader("pcscd lists no readers")
+        states = _reader_states(context, readers)
+        for name in readers:
+            if states[name] & scard.SCARD_STATE_PRESENT:
+                return name
+        return readers[0]
+
+
+def _parse_protocols(protocols: str) -> int:
+    mask = 0
+    for part in protocols.replace(" ", "").upper().replace("=", "").split("|"):
+        if part not in _PROTOCOLS:
+            raise ValueError(f"unknown protocol {part!r} in {protocols!r}; use T0, T1 or T0|T1")
+        mask |= _PROTOCOLS[part]
+    return mask
+
+
+class PcscReader:
+    """One PC/SC reader by name; connects on demand and waits for cards without polling."""
+
+    def __init__(self, name: str, busy_wait: float = 0.0) -> None:
+        self._name = name
+        #: Seconds :meth:`connect` keeps trying while another program holds the reader exclusively.
+        self.busy_wait = busy_wait
+        #: The transport of the last successful :meth:`connect`, for diagnostics.
+        self.last: PcscTransport | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"PcscReader({self._name!r})"
+
+    def card_present(self) -> bool:
+        with _pcsc_context() as context:
+            state = self._poll(context, scard.SCARD_STATE_UNAWARE, 0)
+        return state is not None and bool(state & scard.SCARD_STATE_PRESENT)
+
+    def wait_for_card(self, timeout: float | None = None) -> None:
+        """Block until a card is in the reader; Timeout("card") after ``timeout`` seconds."""
+        self._wait(present=True, timeout=timeout, what="card")
+
+    def wait_for_removal(self, timeout: float | None = None) -> None:
+        """Block until the reader is empty, e.g. before telling the person to take the next step."""
+        self._wait(present=False, timeout=timeout, what="card removal")
+
+    def _poll(self, context: int, known_state: int, timeout_ms: int) -> int | None:
+        """One SCardGetStatusChange: the new event state, or None if nothing changed in time."""
+        code, states = scard.SCardGetStatusChange(context, timeout_ms, [(self._name, known_state)])
+        if _u32(code) == _TIMEOUT:
+            return None
+        _check(code, f"SCardGetStatusChange({self._name!r})", connected=False)
+        state = int(states[0][1])
+        if state & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE):
+            raise NoReader(f"reader {self._name!r} is gone or unavailable (state 0x{state:X})")
+        return int(state & ~scard.SCARD_STATE_CHANGED)
+
+    def _wait(self, *, present: bool, timeout: float | None, what: str) -> None:
+        """Block on pcscd's state-change notification, in slices of at most WAIT_SLICE_MS."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        with _pcsc_context() as context:
+            known = scard.SCARD_STATE_UNAWARE
+            wait_ms = 0
+            while True:
+                state = self._poll(context, known, wait_ms)
+                if state is not None:
+                    known = state
+                    if bool(state & scard.SCARD_STATE_PRESENT) == present:
+                        return
+                if deadline is None:
+                    wait_ms = WAIT_SLICE_MS
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Timeout(what, f"{timeout:g} s on reader {self._name!r}")
+                wait_ms = min(WAIT_SLICE_MS, max(1, math.ceil(remaining * 1000)))
+
+    def connect(
+        self,
+        share: str = "shared",
+        protocols: str = "T0|T1",
+        *,
+        busy_wait: float | None = None,
+        reset_on_close: bool = False,
+    ) -> PcscTransport:
+        """Connect to the card now in the reader.
+
+        ``share="exclusive"`` keeps every other program off the card for the whole connection.
+        While another program holds the reader exclusively, keep trying for ``busy_wait`` seconds
+        (default: the reader's) before raising ReaderBusy.  ``reset_on_close=True`` resets the card
+        on :meth:`PcscTransport.close` so a verified PIN's security state cannot outlive the session
+        for the next program to ride on; it is off by default because a reset sent to a card that
+        has just vanished leaves some drivers (vpcd) unable to see the next card for many seconds.
+        """
+        if share not in _SHARE_MODES:
+            raise ValueError(f"share must be one of {sorted(_SHARE_MODES)}, not {share!r}")
+        mode, wanted = _SHARE_MODES[share], _parse_protocols(protocols)
+        wait = self.busy_wait if busy_wait is None else busy_wait
+        code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        _check(code, "SCardEstablishContext", connected=False)
+        try:
+            handle, active = self._connect(context, mode, wanted, wait)
+            try:
+                code, _reader, _state, _protocol, atr = scard.SCardStatus(handle)
+                _check(code, f"SCardStatus({self._name!r})")
+            except BaseException:
+                scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+                raise
+        except BaseException:
+            _release_context(context)
+            raise
+        disposition = scard.SCARD_RESET_CARD if reset_on_close else scard.SCARD_LEAVE_CARD
+        self.last = PcscTransport(context, handle, self._name, active, bytes(atr), disposition=disposition)
+        return self.last
+
+    def _connect(self, context: int, mode: int, protocols: int, busy_wait: float) -> tuple[int, int]:
+        action = f"SCardConnect({self._name!r})"
+        deadline = time.monotonic() + max(busy_wait, 0.0)
+        known = scard.SCARD_STATE_UNAWARE
+        while True:
+            code, handle, active = scard.SCardConnect(context, self._name, mode, protocols)
+            if _u32(code) == _SUCCESS:
+                return handle, int(active)
+            remaining = deadline - time.monotonic()
+            if _u32(code) != _SHARING_VIOLATION or remaining <= 0:
+                if _u32(code) == _SHARING_VIOLATION and busy_wait > 0:
+                    action += f" after waiting {busy_wait:g} s"
+                raise pcsc_error(code, action, connected=False)
+            # Wake as soon as pcscd reports a change, but look again at least every BUSY_SLICE_MS.
+            state = self._poll(context, known, min(BUSY_SLICE_MS, max(1, math.ceil(remaining * 1000))))
+            known = known if state is None else state
+
+
+class PcscTransport(TransportBase):
+    """One PC/SC connection (card handle plus its own context), made by :meth:`PcscReader.connect`."""
+
+    def __init__(self, context: int, handle: int, reader: str, protocol: int, atr: bytes, *, disposition: int) -> None:
+        if protocol not in _PCI:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+            _release_context(context)
+            raise TransportFailure(f"reader {reader!r} chose unsupported protocol 0x{protocol:X}")
+        self._context: int | None = context
+        self._handle: int | None = handle
+        self._reader = reader
+        self._protocol = protocol
+        self._atr = atr
+        self._disposition = disposition
+
+    @property
+    def name(self) -> str:
+        return self._reader
+
+    @property
+    def atr(self) -> bytes:
+        return self._atr
+
+    @property
+    def protocol(self) -> str:
+        return _PROTOCOL_NAMES[self._protocol]
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __repr__(self) -> str:
+        return f"PcscTransport({self._reader!r}, {self.protocol}, {'closed' if self.closed else 'open'})"
+
+    def _open_handle(self) -> int:
+        if self._handle is None:
+            raise TransportFailure(f"connection to {self._reader!r} is closed")
+        return self._handle
+
+    def transmit(self, apdu: bytes) -> bytes:
+        handle = self._open_handle()
+        code, response = scard.SCardTransmit(handle, _PCI[self._protocol], list(apdu))
+        _check(code, f"SCardTransmit({self._reader!r})")
+        if len(response) < 2:
+            raise self._missing_status_word(handle, len(response))
+        return bytes(response)
+
+    def _missing_status_word(self, handle: int, length: int) -> SscardError:
+        """Why a "successful" exchange brought no status word: usually the card left mid-APDU.
+
+        Some drivers (vpcd among them) report success with an empty answer when the card vanishes
+        during the exchange, and pcscd notices the removal only at its next presence poll (400 ms in
+        pcsc-lite).  Give it up to CARD_GONE_GRACE_MS to say so, so the caller gets CardRemoved,
+        which a kiosk handles, rather than a bare transport failure.
+        """
+        context = self._context
+        deadline = time.monotonic() + CARD_GONE_GRACE_MS / 1000
+        known = scard.SCARD_STATE_UNAWARE
+        while True:
+            code = _u32(scard.SCardStatus(handle)[0])
+            if code != _SUCCESS:
+                return pcsc_error(code, f"SCardTransmit({self._reader!r}) answered {length} bytes")
+            remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0 or context is None:
+                return TransportFailure(f"response of {length} bytes from {self._reader!r} has no status word")
+            code, states = scard.SCardGetStatusChange(context, remaining_ms, [(self._reader, known)])
+            if _u32(code) == _SUCCESS:
+                known = int(states[0][1]) & ~scard.SCARD_STATE_CHANGED
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return self._transaction()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        handle = self._open_handle()
+        _check(scard.SCardBeginTransaction(handle), f"SCardBeginTransaction({self._reader!r})")
+        try:
+            yield
+        except BaseException:
+            self._end_transaction(handle, failing=True)
+            raise
+        self._end_transaction(handle, failing=False)
+
+    def _end_transaction(self, handle: int, *, failing: bool) -> None:
+        """End the transaction; its own failure never replaces the error that is already on its way.
+
+        A card removed or reset after the last response took the lock with it: the operation's
+        results stand, so that is logged rather than raised.
+        """
+        if self._handle != handle:
+            return  # closed inside the transaction: the disconnect ended it
+        code = _u32(scard.SCardEndTransaction(handle, scard.SCARD_LEAVE_CARD))
+        if code == _SUCCESS:
+            return
+        error = pcsc_error(code, f"SCardEndTransaction({self._reader!r})")
+        if failing or code in _LOCK_LOST_WITH_CARD:
+            log.info("%s", error)
+            return
+        raise error
+
+    def close(self) -> None:
+        """Disconnect and release the context; safe to call twice and never raises (it runs in cleanup)."""
+        handle, self._handle = self._handle, None
+        context, self._context = self._context, None
+        if handle is not None:
+            code = scard.SCardDisconnect(handle, self._disposition)
+            if _u32(code) != _SUCCESS:
+                log.info("%s", pcsc_error(code, f"SCardDisconnect({self._reader!r})"))
+        if context is not None:
+            _release_context(context)
