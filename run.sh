@@ -44,13 +44,15 @@ quietly() {
     rm -f "$log"
 }
 
-as_root() {
+# Set SUDO to what runs a command as root ("" for root, sudo otherwise), or stop with what to run.
+SUDO=()
+need_root() {
     if [ "$(id -u)" -eq 0 ]; then
-        "$@"
+        SUDO=()
     elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
+        SUDO=(sudo)
     else
-        die "this step needs root and sudo is not installed; run as root: $*"
+        die "this needs root and sudo is not installed; as root, run: $*"
     fi
 }
 
@@ -76,15 +78,16 @@ ensure_packages() {
         step "Debian packages present: ${wanted[*]}"
         return 0
     fi
+    need_root apt-get install --no-install-recommends "${missing[@]}"
     step "installing Debian packages: ${missing[*]}"
-    quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    quietly as_root env DEBIAN_FRONTEND=noninteractive \
+    quietly "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    quietly "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${missing[@]}"
     # A pcscd that was already running reads /etc/reader.conf.d only at start.
     if [[ " ${missing[*]} " == *" vsmartcard-vpcd "* ]] && pgrep -x pcscd >/dev/null 2>&1; then
         if [ -d /run/systemd/system ]; then
             step "restarting pcscd so that it loads the vpcd reader"
-            quietly as_root systemctl restart pcscd
+            quietly "${SUDO[@]}" systemctl restart pcscd
         else
             step "note: restart pcscd so that it loads the new vpcd reader"
         fi
@@ -134,8 +137,9 @@ ensure_pcscd() {
     fi
     local pcscd_bin
     pcscd_bin=$(command -v pcscd || echo /usr/sbin/pcscd)
+    need_root "$pcscd_bin"
     step "starting pcscd"
-    quietly as_root "$pcscd_bin" # daemonises
+    quietly "${SUDO[@]}" "$pcscd_bin" # daemonises
     local _
     for _ in $(seq 50); do
         pcscd_alive && return 0
