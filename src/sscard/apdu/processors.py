@@ -28,6 +28,9 @@ log = logging.getLogger("sscard.apdu")
 
 #: A broken card that answers 61xx forever must not hang a kiosk: no response is longer than this.
 MAX_RESPONSE_BYTES = 65536 + 256
+#: ... and no response takes more GET RESPONSE rounds than this, for a card that answers 61xx with
+#: little or no data each time (twice what MAX_RESPONSE_BYTES needs in full 256-byte pieces).
+MAX_GET_RESPONSE_ROUNDS = 2 * (MAX_RESPONSE_BYTES // SHORT_MAX_LE + 1)
 
 #: Receives (redacted command hex, response hex, seconds) for every exchange on the wire.
 TraceSink = Callable[[str, str, float], None]
@@ -90,9 +93,13 @@ class GetResponseProcessor:
     def send(self, command: Command) -> Response:
         response = self.inner.send(command)
         data = bytearray(response.data)
+        rounds = 0
         while response.sw1 == 0x61:
-            if len(data) > MAX_RESPONSE_BYTES:
-                raise TransportFailure("card kept answering 61xx past the longest possible response")
+            if len(data) > MAX_RESPONSE_BYTES or rounds >= MAX_GET_RESPONSE_ROUNDS:
+                raise TransportFailure(
+                    f"card kept answering 61xx past the longest possible response ({rounds} GET RESPONSE)"
+                )
+            rounds += 1
             response = self.inner.send(Command(self.cla, 0xC0, 0x00, 0x00, le=response.sw2 or SHORT_MAX_LE))
             data += response.data
         return Response(bytes(data), response.sw)
