@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sscard.errors import AuthRequired, NotSsc, PinFormat
+from sscard.errors import AuthRequired, CardLocked, NotSsc, PinFormat
 from sscard.ssc.application import PinState
 from sscard.terminal import Terminal
 
@@ -33,7 +33,7 @@ def persona_data(name: str) -> dict[str, Any]:
 
 def ssc_personas() -> list[str]:
     names = sorted(p.stem for p in PERSONA_DIR.glob("*.toml"))
-    return [n for n in names if persona_data(n).get("ssc", True)]
+    return [n for n in names if persona_data(n).get("ssc", True) and n != "locked"]
 
 
 class Wire:
@@ -122,6 +122,11 @@ def test_not_ssc() -> None:
     with open_sim("not_ssc") as terminal, pytest.raises(NotSsc) as info:
         terminal.read()
     assert info.value.code == "NOT_SSC"
+
+
+def test_locked_application() -> None:
+    with open_sim("locked") as terminal, pytest.raises(CardLocked):
+        terminal.read()
 
 
 def test_third_generation_card_needs_authentication() -> None:
