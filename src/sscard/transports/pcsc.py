@@ -339,19 +339,26 @@ class PcscTransport(TransportBase):
 
     def transmit(self, apdu: bytes) -> bytes:
         handle = self._open_handle()
+        action = f"SCardTransmit({self._reader!r})"
         code, response = scard.SCardTransmit(handle, _PCI[self._protocol], list(apdu))
-        _check(code, f"SCardTransmit({self._reader!r})")
-        if len(response) < 2:
-            raise self._missing_status_word(handle, len(response))
-        return bytes(response)
+        code = _u32(code)
+        if code == _SUCCESS and len(response) >= 2:
+            return bytes(response)
+        if code == _SUCCESS:
+            error: SscardError = TransportFailure(f"{action}: response of {len(response)} bytes has no status word")
+        else:
+            error = pcsc_error(code, action)
+        if type(error) is TransportFailure:
+            error = self._card_gone_or(handle, error)
+        raise error
 
-    def _missing_status_word(self, handle: int, length: int) -> SscardError:
-        """Why a "successful" exchange brought no status word: usually the card left mid-APDU.
+    def _card_gone_or(self, handle: int, error: SscardError) -> SscardError:
+        """CardRemoved if the card left during a failed exchange, else ``error`` unchanged.
 
-        Some drivers (vpcd among them) report success with an empty answer when the card vanishes
-        during the exchange, and pcscd notices the removal only at its next presence poll (400 ms in
-        pcsc-lite).  Give it up to CARD_GONE_GRACE_MS to say so, so the caller gets CardRemoved,
-        which a kiosk handles, rather than a bare transport failure.
+        A card pulled mid-APDU makes the driver report a communication failure (vpcd even reports
+        success with an empty answer), and pcscd notices the removal only at its next presence poll
+        (400 ms in pcsc-lite).  Give it up to CARD_GONE_GRACE_MS to say so: CardRemoved tells a kiosk
+        to ask for the card again, where a bare transport failure would not.
         """
         context = self._context
         deadline = time.monotonic() + CARD_GONE_GRACE_MS / 1000
@@ -359,13 +366,16 @@ class PcscTransport(TransportBase):
         while True:
             code = _u32(scard.SCardStatus(handle)[0])
             if code != _SUCCESS:
-                return pcsc_error(code, f"SCardTransmit({self._reader!r}) answered {length} bytes")
+                gone = pcsc_error(code, f"after {error.detail}")
+                return gone if isinstance(gone, CardRemoved | CardReset | NoReader) else error
             remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0 or context is None:
-                return TransportFailure(f"response of {length} bytes from {self._reader!r} has no status word")
+                return error
             code, states = scard.SCardGetStatusChange(context, remaining_ms, [(self._reader, known)])
             if _u32(code) == _SUCCESS:
                 known = int(states[0][1]) & ~scard.SCARD_STATE_CHANGED
+            elif _u32(code) != _TIMEOUT:
+                return error
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         return self._transaction()
