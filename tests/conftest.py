@@ -1,0 +1,105 @@
+"""Shared fixtures: a real pcscd with vsmartcard's vpcd reader, and simulated cards inserted into it.
+
+Tests that go through pcscd carry ``@pytest.mark.pcscd`` (declared in pyproject).  Every such test
+gets the session-scoped ``pcscd`` fixture automatically:
+
+* a pcscd already answering on its socket is reused and left running;
+* otherwise ``pcscd -f`` is started (log in the pytest tmp dir) and stopped by PID at the end;
+* if pcscd, the vpcd driver or pyscard is missing, the tests are **skipped** with the reason —
+  except when the ``CI`` environment variable is set, where they **fail**: CI must not turn green
+  by skipping the end-to-end tests.
+
+``vpcd_card`` inserts simulated cards::
+
+    @pytest.mark.pcscd
+    def test_read(vpcd_card, vpcd_reader):
+        link = vpcd_card("typical")                    # or vpcd_card("v3", remove_after=5)
+        ...                                            # talk PC/SC to vpcd_reader
+
+It waits until pcscd shows the card present and, at teardown, removes every card it inserted and
+waits until the reader shows empty, so the next test starts clean.  Slot 0 ("Virtual PCD 00 00")
+is the default; ``SSCARD_VPCD_SLOT=1`` moves both fixtures to slot 1, for two runs sharing a pcscd.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import pytest
+
+import pcsc_env
+from sscard.sim import Persona, SimulatedCard, VpcdLink, load_persona
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip locally; fail under CI, where a skipped end-to-end test would hide a broken setup."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"pcscd tests cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(f"pcscd tests need pcscd + vsmartcard-vpcd: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pcsc_env.Pcscd]:
+    """A pcscd with the vpcd reader: the running one, or one started (and later stopped) here."""
+    problem = pcsc_env.missing_prerequisites()
+    if problem:
+        _unavailable(problem)
+    if pcsc_env.pcscd_answers():
+        daemon = pcsc_env.Pcscd()
+    else:
+        try:
+            daemon = pcsc_env.start_pcscd(tmp_path_factory.mktemp("pcscd") / "pcscd.log")
+        except pcsc_env.PcscEnvironmentError as exc:
+            _unavailable(str(exc))
+    reader = pcsc_env.reader_name()
+    if reader not in pcsc_env.list_readers():
+        daemon.stop()
+        _unavailable(f"pcscd runs but has no reader {reader!r} (is vpcd in /etc/reader.conf.d?)")
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(autouse=True)
+def _pcscd_for_marked_tests(request: pytest.FixtureRequest) -> None:
+    """Give every ``@pytest.mark.pcscd`` test the ``pcscd`` fixture, and with it the skip/fail rule."""
+    if request.node.get_closest_marker("pcscd") is not None:
+        request.getfixturevalue("pcscd")
+
+
+@pytest.fixture
+def vpcd_reader(pcscd: pcsc_env.Pcscd) -> str:
+    """The PC/SC name of the vpcd reader the tests use ("Virtual PCD 00 00" unless SSCARD_VPCD_SLOT)."""
+    return pcsc_env.reader_name()
+
+
+@pytest.fixture
+def vpcd_card(pcscd: pcsc_env.Pcscd) -> Iterator[pcsc_env.InsertCard]:
+    """``insert(persona="typical", slot=DEFAULT, **card_overrides) -> VpcdLink``.
+
+    ``card_overrides`` are :class:`~sscard.sim.SimulatedCard` keyword arguments (``remove_after``,
+    ``rng``).  Returns once pcscd shows the card present (or once the card is already pulled, for a
+    ``remove_after`` that ends before pcscd looked).
+    """
+    inserted: list[tuple[VpcdLink, str]] = []
+
+    def insert(
+        persona: str | Persona = "typical", slot: int = pcsc_env.DEFAULT_SLOT, **card_overrides: Any
+    ) -> VpcdLink:
+        loaded = persona if isinstance(persona, Persona) else load_persona(persona)
+        reader = pcsc_env.reader_name(slot)
+        if pcsc_env.card_present(reader):
+            # Someone else's card (another test run?) would make ours queue behind it unseen.
+            pcsc_env.wait_for_reader(reader, present=False)
+        link = VpcdLink(SimulatedCard(loaded, **card_overrides), port=VpcdLink.port_for_slot(slot))
+        link.insert()
+        inserted.append((link, reader))
+        pcsc_env.wait_for_reader(reader, present=True, give_up=lambda: not link.connected)
+        return link
+
+    yield insert
+    for link, _ in inserted:
+        link.remove()
+    for _, reader in inserted:
+        pcsc_env.wait_for_reader(reader, present=False)
