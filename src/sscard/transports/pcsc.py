@@ -329,6 +329,9 @@ class PcscTransport(TransportBase):
     def closed(self) -> bool:
         return self._handle is None
 
+    def __enter__(self) -> PcscTransport:
+        return self
+
     def __repr__(self) -> str:
         return f"PcscTransport({self._reader!r}, {self.protocol}, {'closed' if self.closed else 'open'})"
 
@@ -366,7 +369,7 @@ class PcscTransport(TransportBase):
         while True:
             code = _u32(scard.SCardStatus(handle)[0])
             if code != _SUCCESS:
-                gone = pcsc_error(code, f"after {error.detail}")
+                gone = pcsc_error(code, f"{error.detail}; then SCardStatus")
                 return gone if isinstance(gone, CardRemoved | CardReset | NoReader) else error
             remaining_ms = math.ceil((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0 or context is None:
