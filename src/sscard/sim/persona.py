@@ -33,7 +33,7 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     spec_version = "2.00"          # "1.00" cards never carry tag 4E
     issuer_id = "110100000001"     # digits, BCD right-padded F to 12 bytes
     issue_date = "2015-06-18"      # "YYYY-MM-DD" (a TOML date works too)
-    expiry_date = "2035-06-17"
+    expiry_date = "2035-06-18"
     card_number = "102307185"      # 8 × [0-9A-Z] + check character
 
     [ef06]                         # reference §3, tags 08, 09, 4E, 0A–0D

@@ -78,7 +78,10 @@ class VpcdLink:
     # -- insert / remove --------------------------------------------------------------------
 
     def insert(self, timeout: float = 5.0) -> None:
-        """Connect to vpcd (retrying until it listens) and serve the card in a daemon thread."""
+        """Connect to vpcd (retrying until it listens) and serve the card in a daemon thread.
+
+        A no-op while the card is inserted; after :meth:`remove` (or a pull) it inserts it again.
+        """
         if self.connected:
             return
         sock = self._connect(timeout)
