@@ -252,15 +252,16 @@ def cmd_record(ctx: Context) -> int:
         recorders.append(recorder)
         return recorder
 
-    with ctx.open_terminal(transport_wrapper=wrap) as terminal:
-        status = _run_operation(ctx, terminal)
-    if not recorders:
-        raise UsageError("nothing was recorded", "没有录制到任何内容")
-    trace = recorders[-1].trace
-    trace.header["operation"] = ctx.args.operation
-    trace.save(ctx.args.output)
-    print(f"wrote {len(trace.exchanges)} exchanges to {ctx.args.output}", file=ctx.err)
-    return status
+    try:
+        with ctx.open_terminal(transport_wrapper=wrap) as terminal:
+            return _run_operation(ctx, terminal)
+    finally:
+        # A failing operation (NOT_SSC, PIN_BLOCKED …) is worth a fixture too: save what was said.
+        if recorders:
+            trace = recorders[-1].trace
+            trace.header["operation"] = ctx.args.operation
+            trace.save(ctx.args.output)
+            print(f"wrote {len(trace.exchanges)} exchanges to {ctx.args.output}", file=ctx.err)
 
 
 def cmd_replay(ctx: Context) -> int:

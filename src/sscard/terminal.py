@@ -100,7 +100,12 @@ class Terminal:
 
     @classmethod
     def open(
-        cls, reader: str | None = None, *, config: Config | None = None, trace_sink: TraceSink | None = None
+        cls,
+        reader: str | None = None,
+        *,
+        config: Config | None = None,
+        trace_sink: TraceSink | None = None,
+        transport_wrapper: Callable[[Transport], Transport] | None = None,
     ) -> Terminal:
         """Open a terminal on ``reader``: a PC/SC reader-name substring, ``sim:PERSONA`` or ``replay:PATH``.
 
@@ -111,7 +116,12 @@ class Terminal:
 
         config = config or load_config()
         spec = reader if reader is not None else config.reader
-        return cls(open_reader(spec, busy_wait=config.busy_wait), config=config, trace_sink=trace_sink)
+        return cls(
+            open_reader(spec, busy_wait=config.busy_wait),
+            config=config,
+            trace_sink=trace_sink,
+            transport_wrapper=transport_wrapper,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
