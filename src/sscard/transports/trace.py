@@ -62,7 +62,7 @@ def command_matches(pattern: str, apdu: bytes) -> bool:
     if len(pattern) != 2 * len(apdu):
         return False
     actual = apdu.hex().upper()
-    return all(p == MASK or p == a for p, a in zip(_pairs(pattern), _pairs(actual), strict=True))
+    return all(p in (MASK, a) for p, a in zip(_pairs(pattern), _pairs(actual), strict=True))
 
 
 def _pairs(text: str) -> list[str]:
