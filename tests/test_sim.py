@@ -603,9 +603,8 @@ def test_sim_reader_and_transport_implement_the_interfaces() -> None:
     assert isinstance(transport, Transport) and isinstance(transport, SimTransport)
     assert transport.name == "sim:typical" and transport.protocol == "T=0"
     assert transport.atr == load_persona("typical").atr
-    with transport.transaction():
-        assert transport.transmit(bytes.fromhex(SELECT_SSSE)).hex().upper() == SSSE_FCI + "9000"
-    transport.close()
+    with transport as entered, entered.transaction():
+        assert entered.transmit(bytes.fromhex(SELECT_SSSE)).hex().upper() == SSSE_FCI + "9000"
     with pytest.raises(TransportFailure):
         transport.transmit(bytes.fromhex(SELECT_SSSE))
 
