@@ -190,6 +190,15 @@ def test_bad_persona_files_are_config_errors(tmp_path: Path, change: tuple[str, 
         load_persona(str(path))
 
 
+def test_a_bad_pin_in_a_persona_is_not_quoted(tmp_path: Path) -> None:
+    text = Path(__file__).parents[1].joinpath("src/sscard/sim/personas/typical.toml").read_text(encoding="utf-8")
+    path = tmp_path / "bad.toml"
+    path.write_text(text.replace('value = "123456"', 'value = "12345X"'), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"pin\.value") as info:
+        load_persona(str(path))
+    assert "12345X" not in str(info.value)
+
+
 def test_t1_atr_needs_a_correct_tck(tmp_path: Path) -> None:
     text = Path(__file__).parents[1].joinpath("src/sscard/sim/personas/v3.toml").read_text(encoding="utf-8")
     path = tmp_path / "bad.toml"

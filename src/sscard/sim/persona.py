@@ -217,10 +217,11 @@ class _Table:
             raise self.error(key, f"must be a {kind.__name__}")
         return value
 
-    def text(self, key: str, pattern: str, default: str | None = None) -> str:
+    def text(self, key: str, pattern: str, default: str | None = None, *, secret: bool = False) -> str:
+        """A string matching ``pattern``; a ``secret`` one (the PIN) is never quoted in the error."""
         value: str = self.get(key, str, ... if default is None else default)
         if not re.fullmatch(pattern, value):
-            raise self.error(key, f"must match {pattern} (got {value!r})")
+            raise self.error(key, f"must match {pattern}" + ("" if secret else f" (got {value!r})"))
         return value
 
     def date(self, key: str) -> dt.date | None:
@@ -339,7 +340,7 @@ def _behaviour(table: _Table) -> Behaviour:
 
 
 def _pin(table: _Table) -> PinSettings:
-    value = table.text("value", r"[0-9]{3,12}", "123456")
+    value = table.text("value", r"[0-9]{3,12}", "123456", secret=True)
     max_tries: int = table.get("max_tries", int, 3)
     tries_left: int = table.get("tries_left", int, max_tries)
     if not 1 <= max_tries <= 15:
