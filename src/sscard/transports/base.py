@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+_SelfTransport = TypeVar("_SelfTransport", bound="TransportBase")
 
 
 @runtime_checkable
@@ -44,7 +46,7 @@ class TransportBase:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> TransportBase:
+    def __enter__(self: _SelfTransport) -> _SelfTransport:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -329,9 +329,6 @@ class PcscTransport(TransportBase):
     def closed(self) -> bool:
         return self._handle is None
 
-    def __enter__(self) -> PcscTransport:
-        return self
-
     def __repr__(self) -> str:
         return f"PcscTransport({self._reader!r}, {self.protocol}, {'closed' if self.closed else 'open'})"
 

@@ -42,9 +42,6 @@ class ReplayTransport(TransportBase):
     def protocol(self) -> str:
         return self._trace.protocol
 
-    def __enter__(self) -> ReplayTransport:
-        return self
-
     @property
     def trace(self) -> Trace:
         return self._trace
@@ -145,9 +142,6 @@ class RecordingTransport(TransportBase):
     @property
     def inner(self) -> Transport:
         return self._inner
-
-    def __enter__(self) -> RecordingTransport:
-        return self
 
     def transmit(self, apdu: bytes) -> bytes:
         response = self._inner.transmit(apdu)

@@ -76,9 +76,6 @@ class SimTransport(TransportBase):
     def protocol(self) -> str:
         return self._card.protocol
 
-    def __enter__(self) -> SimTransport:
-        return self
-
     def transmit(self, apdu: bytes) -> bytes:
         if self._closed:
             raise TransportFailure(f"{self._name}: connection already closed")
