@@ -119,7 +119,11 @@ class Context:
     def open_terminal(self, **kwargs: Any) -> Any:
         from sscard.terminal import Terminal
 
-        return Terminal.open(self.config.reader, config=self.config, **kwargs)
+        terminal = Terminal.open(self.config.reader, config=self.config, **kwargs)
+        wait = getattr(self.args, "wait", None)
+        if wait:
+            terminal.wait_for_card(wait)
+        return terminal
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -135,9 +139,6 @@ def cmd_readers(ctx: Context) -> int:
 
 
 def _read(ctx: Context, terminal: Any) -> int:
-    wait = getattr(ctx.args, "wait", None)
-    if wait:
-        terminal.wait_for_card(wait)
     card = terminal.read(require_cardholder=not ctx.args.allow_partial)
     fmt = "json" if ctx.json else ctx.args.format
     if fmt == "json":
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--reader", "-r", help="PC/SC reader-name substring, sim:PERSONA or replay:PATH")
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    common.add_argument("--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for a card first")
 
     read_opts = argparse.ArgumentParser(add_help=False)
     read_opts.add_argument(
@@ -339,7 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
     read_opts.add_argument("--terminal-id", help="终端机编号 for --format ireadcardbas")
     read_opts.add_argument("--device-id", help="终端设备号 for --format ireadcardbas")
     read_opts.add_argument("--allow-partial", action="store_true", help="on 3.00 cards, return EF05 if EF06 is locked")
-    read_opts.add_argument("--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for a card")
 
     pin_opts = argparse.ArgumentParser(add_help=False)
     pin_opts.add_argument("--pin-stdin", action="store_true", help="read PIN(s) from standard input, one per line")
