@@ -76,7 +76,9 @@ def vpcd_reader(pcscd: pcsc_env.Pcscd) -> str:
 
 @pytest.fixture
 def vpcd_card(pcscd: pcsc_env.Pcscd) -> Iterator[pcsc_env.InsertCard]:
-    """``insert(persona="typical", slot=DEFAULT, **card_overrides) -> VpcdLink``.
+    """``insert(persona="typical", slot=DEFAULT, reconnect=False, **card_overrides) -> VpcdLink``.
+
+    ``reconnect=True`` keeps the card in across a pcscd restart (:class:`~sscard.sim.VpcdLink`).
 
     ``card_overrides`` are :class:`~sscard.sim.SimulatedCard` keyword arguments (``remove_after``,
     ``rng``).  Returns once pcscd shows the card present (or once the card is already pulled, for a
@@ -85,14 +87,18 @@ def vpcd_card(pcscd: pcsc_env.Pcscd) -> Iterator[pcsc_env.InsertCard]:
     inserted: list[tuple[VpcdLink, str]] = []
 
     def insert(
-        persona: str | Persona = "typical", slot: int = pcsc_env.DEFAULT_SLOT, **card_overrides: Any
+        persona: str | Persona = "typical",
+        slot: int = pcsc_env.DEFAULT_SLOT,
+        *,
+        reconnect: bool = False,
+        **card_overrides: Any,
     ) -> VpcdLink:
         loaded = persona if isinstance(persona, Persona) else load_persona(persona)
         reader = pcsc_env.reader_name(slot)
         if pcsc_env.card_present(reader):
             # Someone else's card (another test run?) would make ours queue behind it unseen.
             pcsc_env.wait_for_reader(reader, present=False)
-        link = VpcdLink(SimulatedCard(loaded, **card_overrides), port=VpcdLink.port_for_slot(slot))
+        link = VpcdLink(SimulatedCard(loaded, **card_overrides), port=VpcdLink.port_for_slot(slot), reconnect=reconnect)
         link.insert()
         inserted.append((link, reader))
         pcsc_env.wait_for_reader(reader, present=True, give_up=lambda: not link.connected)

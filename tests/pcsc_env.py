@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -117,6 +118,51 @@ class Pcscd:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """Stop pcscd abruptly (SIGKILL), ours or not, as a crash would; wait until its socket is dead."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=timeout)
+            self.process = None
+        else:
+            pid = _running_pcscd_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, timeout)
+        deadline = time.monotonic() + timeout
+        while pcscd_answers():
+            if time.monotonic() > deadline:
+                raise PcscEnvironmentError(f"pcscd still answers {timeout} s after SIGKILL")
+            time.sleep(0.05)
+
+    def restart(self, log_path: Path, timeout: float = STATE_TIMEOUT) -> None:
+        """Start pcscd again after :meth:`kill`; from then on it is ours, so :meth:`stop` stops it."""
+        started = start_pcscd(log_path, timeout)
+        self.process, self.log_path = started.process, started.log_path
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait for a killed process to vanish: pcscd refuses to start while its old PID still exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        time.sleep(0.05)
+
+
+def _running_pcscd_pid() -> int | None:
+    for pid_file in (Path("/run/pcscd/pcscd.pid"), Path("/var/run/pcscd/pcscd.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            return int(pid_file.read_text().strip())
+    result = subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, text=True, check=False)
+    pids = result.stdout.split()
+    return int(pids[0]) if pids else None
 
 
 def start_pcscd(log_path: Path, timeout: float = STATE_TIMEOUT) -> Pcscd:

@@ -10,7 +10,7 @@ Exit codes (stable):
 0     success
 1     internal error (a bug: please report it with ``-vv`` output)
 2     usage error
-3     environment: NO_SERVICE, NO_READER, NO_CARD, CARD_REMOVED, CARD_RESET, READER_BUSY,
+3     environment: NO_SERVICE, NO_READER, NO_CARD, CARD_REMOVED, CARD_RESET, CARD_CHANGED, READER_BUSY,
       CARD_MUTE, TRANSPORT_ERROR, TIMEOUT
 4     card: NOT_SSC, BAD_RECORD, CARD_ERROR, CARD_LOCKED, AUTH_REQUIRED
 5     PIN: PIN_INCORRECT, PIN_FORMAT, PIN_MISMATCH
@@ -38,8 +38,18 @@ from sscard.errors import PinMismatch, SscardError, UsageError
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 EXIT_CODES: dict[str, int] = {
     **dict.fromkeys(
-        ("NO_SERVICE", "NO_READER", "NO_CARD", "CARD_REMOVED", "CARD_RESET", "READER_BUSY", "CARD_MUTE",
-         "TRANSPORT_ERROR", "TIMEOUT"),
+        (
+            "NO_SERVICE",
+            "NO_READER",
+            "NO_CARD",
+            "CARD_REMOVED",
+            "CARD_RESET",
+            "CARD_CHANGED",
+            "READER_BUSY",
+            "CARD_MUTE",
+            "TRANSPORT_ERROR",
+            "TIMEOUT",
+        ),
         3,
     ),
     **dict.fromkeys(("NOT_SSC", "BAD_RECORD", "CARD_ERROR", "CARD_LOCKED", "AUTH_REQUIRED"), 4),
@@ -229,17 +239,47 @@ def cmd_sim_insert(ctx: Context) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with VpcdLink(card, host=ctx.args.host, port=port) as link:
+    with VpcdLink(card, host=ctx.args.host, port=port, reconnect=True) as link:
         link.insert()
         print(
-            f"inserted persona '{ctx.args.persona}' into vpcd {ctx.args.host}:{port}; Ctrl-C removes it "
+            f"inserted persona '{ctx.args.persona}' into vpcd {ctx.args.host}:{port} (it stays across pcscd "
+            f"restarts); Ctrl-C removes it "
             f"/ 已插入模拟卡，按Ctrl-C拔出",
             file=ctx.err,
             flush=True,
         )
-        while not stop.wait(0.5) and link.connected:
+        while not stop.wait(0.5) and link.serving:
             pass
     print("card removed / 卡已拔出", file=ctx.err)
+    return EXIT_OK
+
+
+def cmd_watch(ctx: Context) -> int:
+    """One JSON line per event until Ctrl-C/SIGTERM, ``--count`` events or ``--timeout`` seconds."""
+    from sscard.events import Monitor
+
+    pattern = ctx.args.reader or ctx.config.reader
+    if pattern and pattern.startswith(("sim:", "replay:")):
+        raise UsageError("watch follows PC/SC readers; give a reader-name substring", "watch仅监视PC/SC读卡器")
+    monitor = Monitor(pattern, initial=not ctx.args.no_initial)
+    done = threading.Event()
+    seen = 0
+
+    def on_event(event: Any) -> None:
+        nonlocal seen
+        print(json.dumps(event.to_json(), ensure_ascii=False), file=ctx.out, flush=True)
+        seen += 1
+        if ctx.args.count and seen >= ctx.args.count:
+            done.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    thread = monitor.start(on_event)
+    try:
+        done.wait(ctx.args.timeout)
+    finally:
+        monitor.stop()
+        thread.join(timeout=5)
     return EXIT_OK
 
 
@@ -373,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--port", type=int, help="vpcd TCP port (default 35963 + slot)")
     q.add_argument("--remove-after", type=int, metavar="N", help="pull the card after N APDUs")
     q.set_defaults(func=cmd_sim_insert)
+
+    p = sub.add_parser("watch", help="print card and reader events as JSON lines until Ctrl-C")
+    p.add_argument("--reader", "-r", help="only readers whose name contains this")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument("--no-initial", action="store_true", help="do not report readers and cards already there")
+    p.set_defaults(func=cmd_watch)
 
     op_choices = ("read", "verify", "pin-status")
     p = sub.add_parser("record", parents=[common, read_opts, pin_opts], help="run an operation and write its trace")

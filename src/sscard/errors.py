@@ -78,9 +78,37 @@ class NoCard(SscardError):
 
 
 class CardRemoved(SscardError):
+    """The card left mid-operation.  ``pin_sent``: it left after a PIN command went out and before
+    its answer came back, so the card may have counted the attempt; a kiosk must say so rather than
+    claim nothing happened, and must never resend (read the tries left first)."""
+
     code = "CARD_REMOVED"
     message_en = "The card was removed during the operation. Please insert it again."
     message_zh_text = "操作过程中卡被拔出，请重新插卡。"
+    retriable = True
+
+    def __init__(self, detail: str | None = None, *, pin_sent: bool | None = None) -> None:
+        super().__init__(detail, pin_sent=pin_sent)
+
+    @property
+    def message(self) -> str:
+        text = super().message
+        if self.fields.get("pin_sent"):
+            text += " The PIN had been sent: the card may have counted the attempt."
+        return text
+
+    @property
+    def message_zh(self) -> str:
+        text = super().message_zh
+        if self.fields.get("pin_sent"):
+            text += "密码已发送，卡片可能已计入一次尝试。"
+        return text
+
+
+class CardChanged(SscardError):
+    code = "CARD_CHANGED"
+    message_en = "A different card is now in the reader than the one read before. Please read the card again."
+    message_zh_text = "读卡器中已换了另一张卡，请重新读卡。"
     retriable = True
 
 
@@ -93,8 +121,13 @@ class CardReset(SscardError):
 
 class ReaderBusy(SscardError):
     code = "READER_BUSY"
-    message_en = "The reader is in use by another program. Close it or wait, then try again."
-    message_zh_text = "读卡器正被其他程序占用，请关闭该程序或稍候重试。"
+    message_en = (
+        "The reader is in use by another program (a vendor tool, a browser plug-in, another kiosk "
+        "service). Close that program, or wait and try again; [reader] busy_wait sets how long to wait."
+    )
+    message_zh_text = (
+        "读卡器正被其他程序（厂商工具、浏览器插件或其他服务）占用，请关闭该程序或稍候重试；可在配置中设置等待时间。"
+    )
     retriable = True
 
 

@@ -25,10 +25,22 @@ from typing import Any
 
 from sscard.apdu.processors import TraceSink, standard_stack
 from sscard.config import Config, load_config
-from sscard.errors import AuthRequired, CardRemoved, CardReset, NoCard
+from sscard.errors import (
+    AuthRequired,
+    CardChanged,
+    CardMute,
+    CardRemoved,
+    CardReset,
+    NoCard,
+    NoReader,
+    NoService,
+    TransportFailure,
+)
 from sscard.ssc.application import PinOutcome, PinState, SscApplication, SsseInfo, validate_pin
 from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
 from sscard.transports.base import Reader, Transport
+
+IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
 
 
 def _iso(value: dt.date | None) -> str | None:
@@ -80,6 +92,33 @@ class CardRead:
         }
 
 
+@dataclass(frozen=True)
+class CardIdentity:
+    """What tells two cards apart without reading the cardholder: ATR, identification code, number."""
+
+    atr: bytes
+    identification_code: str | None
+    card_number: str | None
+
+    @classmethod
+    def of(cls, card: CardRead) -> CardIdentity:
+        code = card.issuer.identification_code
+        return cls(card.atr, code.hex if code else None, card.issuer.card_number)
+
+
+#: Errors after which a connection is no use: the card or the service behind it went away.
+_CONNECTION_ERRORS = (CardRemoved, CardReset, NoCard, NoService, NoReader, TransportFailure, CardMute)
+
+
+@contextlib.contextmanager
+def _pin_in_flight() -> Iterator[None]:
+    """A card that vanishes between a PIN command and its answer may have counted the attempt."""
+    try:
+        yield
+    except CardRemoved as exc:
+        raise CardRemoved(exc.detail, pin_sent=True) from None
+
+
 class Terminal:
     """One card reader seen as a kiosk terminal."""
 
@@ -97,6 +136,8 @@ class Terminal:
         #: Applied to every new connection, e.g. a RecordingTransport for ``sscard record``.
         self.transport_wrapper = transport_wrapper
         self._transport: Transport | None = None
+        #: The card this terminal last read; PIN operations on a new connection check against it.
+        self.card_identity: CardIdentity | None = None
 
     @classmethod
     def open(
@@ -135,9 +176,9 @@ class Terminal:
         return self._transport
 
     def close(self) -> None:
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
+        """Drop the connection and forget the card; the terminal can be used again afterwards."""
+        self._drop()
+        self.card_identity = None
 
     def __enter__(self) -> Terminal:
         return self
@@ -145,19 +186,67 @@ class Terminal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _connect(self) -> Transport:
+        transport = self.reader.connect()
+        self._transport = self.transport_wrapper(transport) if self.transport_wrapper else transport
+        return self._transport
+
+    def _drop(self) -> None:
+        """Forget the connection (not the card identity) after the card or the service went away."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
     @contextlib.contextmanager
-    def _operation(self) -> Iterator[tuple[Transport, SscApplication]]:
-        """Connect if needed, hold one transaction, and drop the connection if the card went away."""
-        if self._transport is None:
-            transport = self.reader.connect()
-            self._transport = self.transport_wrapper(transport) if self.transport_wrapper else transport
-        transport = self._transport
-        try:
-            with transport.transaction():
-                yield transport, SscApplication(standard_stack(transport, self.trace_sink))
-        except (CardRemoved, CardReset, NoCard):
-            self.close()
-            raise
+    def _operation(self) -> Iterator[tuple[Transport, SscApplication, bool]]:
+        """Connect if needed, hold one transaction, and drop the connection if the card went away.
+
+        Yields the transport, the application and whether the connection is new.  A kept connection
+        that cannot even start a transaction (the card was swapped or reset, pcscd restarted) is
+        replaced once, transparently: nothing was sent on it, so nothing can have happened twice.
+        Whether the card behind the new connection is the one read before is the operation's
+        business (:meth:`_check_same_card`).
+        """
+        with contextlib.ExitStack() as stack:
+            fresh = self._transport is None
+            transport = self._transport or self._connect()
+            try:
+                stack.enter_context(transport.transaction())
+            except _CONNECTION_ERRORS:
+                self._drop()
+                if fresh:
+                    raise
+                fresh, transport = True, self._connect()
+                try:
+                    stack.enter_context(transport.transaction())
+                except _CONNECTION_ERRORS:
+                    self._drop()
+                    raise
+            try:
+                yield transport, SscApplication(standard_stack(transport, self.trace_sink)), fresh
+            except _CONNECTION_ERRORS:
+                self._drop()
+                raise
+
+    def _check_same_card(self, transport: Transport, app: SscApplication, fresh: bool) -> None:
+        """Before a PIN operation on a new connection: is this the card this terminal last read?
+
+        A PC/SC connection dies with its card, so on a kept connection the card cannot have changed.
+        On a new one it may have: the resident swapped cards between reading and typing the PIN.
+        Verifying the new card's PIN would sign the wrong person in, so compare the ATR and the card
+        identification code (one READ RECORD) first and refuse with CARD_CHANGED.
+        """
+        known = self.card_identity
+        if not fresh or known is None:
+            return
+        if transport.atr != known.atr:
+            self.card_identity = None
+            raise CardChanged(f"ATR {transport.atr.hex().upper()} is not {known.atr.hex().upper()}")
+        code = app.read_element(IDENTIFICATION_CODE_TAG)
+        seen = code.hex if code is not None else None
+        if seen != known.identification_code:
+            self.card_identity = None
+            raise CardChanged(f"card identification code {seen} is not {known.identification_code}")
 
     # -- operations -------------------------------------------------------------------------
 
@@ -169,7 +258,7 @@ class Terminal:
         ``require_cardholder=False`` the EF05 data comes back with ``locked_elements`` set and an
         ``AUTH_REQUIRED`` warning, never as if it were complete.
         """
-        with self._operation() as (transport, app):
+        with self._operation() as (transport, app, _fresh):
             ssse = app.select()
             issuer = app.read_issuer()
             locked: tuple[str, ...] = ()
@@ -188,12 +277,15 @@ class Terminal:
                         "持卡人信息需要终端认证（PSAM或加密机）后才能读取。",
                     )
                 )
-            return CardRead(transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), locked)
+            card = CardRead(transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), locked)
+            self.card_identity = CardIdentity.of(card)
+            return card
 
     def pin_status(self) -> PinOutcome:
         """Tries left, without spending one, where the card supports the status query."""
-        with self._operation() as (_, app):
+        with self._operation() as (transport, app, fresh):
             app.select()
+            self._check_same_card(transport, app, fresh)
             return app.pin_status()
 
     def verify(self, pin: str) -> PinOutcome:
@@ -203,20 +295,24 @@ class Terminal:
         from the status query without sending a VERIFY that could change the card.
         """
         validate_pin(pin)
-        with self._operation() as (_, app):
+        with self._operation() as (transport, app, fresh):
             app.select()
+            self._check_same_card(transport, app, fresh)
             status = app.pin_status()
             if status.state is PinState.BLOCKED:
                 return status
-            return app.verify(pin)
+            with _pin_in_flight():
+                return app.verify(pin)
 
     def change_pin(self, old: str, new: str) -> PinOutcome:
         """CHANGE PIN; both PINs checked for format first; a blocked PIN is not touched."""
         validate_pin(old)
         validate_pin(new)
-        with self._operation() as (_, app):
+        with self._operation() as (transport, app, fresh):
             app.select()
+            self._check_same_card(transport, app, fresh)
             status = app.pin_status()
             if status.state is PinState.BLOCKED:
                 return status
-            return app.change_pin(old, new)
+            with _pin_in_flight():
+                return app.change_pin(old, new)

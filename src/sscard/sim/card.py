@@ -101,6 +101,8 @@ class SimulatedCard:
 
     ``remove_after``: after that many APDUs the card is gone and :meth:`process` raises
     :class:`CardGone`, so a test can pull the card at every point of an operation.
+    ``remove_during``: the card executes that APDU (a VERIFY counts the try) and is pulled before
+    its answer leaves, the case where the terminal cannot know what the card decided.
     ``rng`` supplies GET CHALLENGE bytes; pass a deterministic one to make traces reproducible.
     """
 
@@ -109,10 +111,12 @@ class SimulatedCard:
         persona: Persona,
         *,
         remove_after: int | None = None,
+        remove_during: int | None = None,
         rng: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self.persona = persona
         self.remove_after = remove_after
+        self.remove_during = remove_during
         self.apdu_count = 0
         self._rng = rng
         self._gone = False
@@ -155,6 +159,9 @@ class SimulatedCard:
             reply = self._dispatch(apdu)
         except _Refused as refused:
             reply = _Reply(sw=refused.sw)
+        if self.remove_during is not None and self.apdu_count >= self.remove_during:
+            self._gone = True
+            raise CardGone(f"simulated card {self.persona.name} pulled while answering APDU {self.apdu_count}")
         return reply.data + reply.sw.to_bytes(2, "big")
 
     # -- for tests --------------------------------------------------------------------------

@@ -47,10 +47,15 @@ class VpcdLink:
     :attr:`error`; the link then closes, which pcscd reports as the card being removed.
     """
 
-    def __init__(self, card: SimulatedCard, host: str = VPCD_HOST, port: int = VPCD_BASE_PORT) -> None:
+    def __init__(
+        self, card: SimulatedCard, host: str = VPCD_HOST, port: int = VPCD_BASE_PORT, *, reconnect: bool = False
+    ) -> None:
         self.card = card
         self.host = host
         self.port = port
+        #: Stay inserted across a pcscd restart: when vpcd closes the socket (pcscd stopped), keep
+        #: trying to connect until it listens again, like a card that never left the reader.
+        self.reconnect = reconnect
         #: The exception that ended the serving loop unexpectedly, if any.
         self.error: BaseException | None = None
         self._sock: socket.socket | None = None
@@ -85,9 +90,7 @@ class VpcdLink:
         if self.connected:
             return
         sock = self._connect(timeout)
-        self._thread = threading.Thread(
-            target=self._serve, args=(sock,), name=f"sscard-vpcd-{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, args=(sock,), name=f"sscard-vpcd-{self.port}", daemon=True)
         self._thread.start()
 
     def serve_forever(self, timeout: float = 5.0) -> None:
@@ -151,11 +154,50 @@ class VpcdLink:
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()
 
+    @property
+    def serving(self) -> bool:
+        """Inserted, or (with ``reconnect``) waiting for vpcd to come back."""
+        thread = self._thread
+        return self.connected or (thread is not None and thread.is_alive())
+
     def _serve(self, sock: socket.socket) -> None:
+        while True:
+            self._serve_once(sock)
+            if not self.reconnect or self._stopping.is_set() or not self.card.present or self.error is not None:
+                return
+            log.info("vpcd on port %d went away (pcscd stopped?); waiting for it to come back", self.port)
+            next_sock = self._wait_for_vpcd()
+            if next_sock is None:
+                return
+            sock = next_sock
+
+    def _wait_for_vpcd(self) -> socket.socket | None:
+        """Connect again as soon as vpcd listens; None once :meth:`remove` is called."""
+        while not self._stopping.wait(_RETRY_INTERVAL):
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=1.0)
+            except OSError:
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(None)
+            with self._lock:
+                if self._stopping.is_set():
+                    sock.close()
+                    return None
+                self._sock = sock
+            log.info("card %s back in vpcd %s:%d", self.card.persona.name, self.host, self.port)
+            return sock
+        return None
+
+    def _serve_once(self, sock: socket.socket) -> None:
         try:
             self._serve_loop(sock)
         except OSError as exc:
-            if not self._stopping.is_set():
+            if self._stopping.is_set():
+                pass
+            elif self.reconnect:
+                log.info("vpcd link on port %d dropped: %s", self.port, exc)
+            else:
                 self.error = exc
                 log.warning("vpcd link on port %d failed: %s", self.port, exc)
         except Exception as exc:

@@ -340,43 +340,61 @@ def validate(issuer: IssuerData, holder: CardholderData | None, today: dt.date) 
     """Cross-checks that make a warning, not an error (reference §3 check characters)."""
     out: list[RecordWarning] = []
     if issuer.card_number and not checks.card_number_valid(issuer.card_number):
-        out.append(RecordWarning(
-            "CARD_NUMBER_CHECK",
-            f"Card number {issuer.card_number} fails its check character.",
-            f"卡号{issuer.card_number}校验位不正确。",
-        ))
+        out.append(
+            RecordWarning(
+                "CARD_NUMBER_CHECK",
+                f"Card number {issuer.card_number} fails its check character.",
+                f"卡号{issuer.card_number}校验位不正确。",
+            )
+        )
     if issuer.identification_code and issuer.identification_code.rid != SSC_RID:
-        out.append(RecordWarning(
-            "IDENTIFICATION_CODE_RID",
-            "The card identification code does not carry the SSC RID D156000005.",
-            "卡识别码中的RID不是D156000005。",
-        ))
+        out.append(
+            RecordWarning(
+                "IDENTIFICATION_CODE_RID",
+                "The card identification code does not carry the SSC RID D156000005.",
+                "卡识别码中的RID不是D156000005。",
+            )
+        )
     if issuer.expiry_date and issuer.expiry_date < today:
-        out.append(RecordWarning(
-            "CARD_EXPIRED",
-            f"The card expired on {issuer.expiry_date.isoformat()}.",
-            f"此卡已于{issuer.expiry_date.isoformat()}过期。",
-        ))
+        out.append(
+            RecordWarning(
+                "CARD_EXPIRED",
+                f"The card expired on {issuer.expiry_date.isoformat()}.",
+                f"此卡已于{issuer.expiry_date.isoformat()}过期。",
+            )
+        )
     if holder is None:
         return out
     if holder.ssn and not checks.ssn_valid(holder.ssn):
-        out.append(RecordWarning(
-            "SSN_CHECK",
-            "The social security number fails its check character.",
-            "社会保障号码校验位不正确。",
-        ))
+        out.append(
+            RecordWarning(
+                "SSN_CHECK",
+                "The social security number fails its check character.",
+                "社会保障号码校验位不正确。",
+            )
+        )
     if holder.ssn and holder.birth_date and holder.ssn[6:14] != holder.birth_date.strftime("%Y%m%d"):
-        out.append(RecordWarning(
-            "BIRTH_DATE_MISMATCH",
-            "The birth date differs from the one inside the social security number.",
-            "出生日期与社会保障号码中的出生日期不一致。",
-        ))
+        out.append(
+            RecordWarning(
+                "BIRTH_DATE_MISMATCH",
+                "The birth date differs from the one inside the social security number.",
+                "出生日期与社会保障号码中的出生日期不一致。",
+            )
+        )
     if holder.gender_code and holder.gender is None:
-        out.append(RecordWarning(
-            "UNKNOWN_GENDER_CODE", f"Unknown gender code {holder.gender_code}.", f"未知性别代码{holder.gender_code}。"
-        ))
+        out.append(
+            RecordWarning(
+                "UNKNOWN_GENDER_CODE",
+                f"Unknown gender code {holder.gender_code}.",
+                f"未知性别代码{holder.gender_code}。",
+            )
+        )
     if holder.nation_code and holder.nation is None:
-        out.append(RecordWarning(
-            "UNKNOWN_NATION_CODE", f"Unknown nation code {holder.nation_code}.", f"未知民族代码{holder.nation_code}。"
-        ))
+        out.append(
+            RecordWarning(
+                "UNKNOWN_NATION_CODE",
+                f"Unknown nation code {holder.nation_code}.",
+                f"未知民族代码{holder.nation_code}。",
+            )
+        )
     return out
