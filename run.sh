@@ -153,6 +153,8 @@ run_tests() {
     mkdir -p test-output
     step "ruff check src tests"
     "$VENV/bin/ruff" check --quiet src tests || failed+=(ruff)
+    step "ruff format --check src tests"
+    "$VENV/bin/ruff" format --check --quiet src tests || failed+=(ruff-format)
     step "mypy (strict, on src/sscard)"
     "$VENV/bin/mypy" || failed+=(mypy)
     step "pytest (junit report: test-output/junit.xml)"

@@ -119,7 +119,6 @@ class Pcscd:
             process.kill()
             process.wait(timeout=10)
 
-
     def kill(self, timeout: float = 10.0) -> None:
         """Stop pcscd abruptly (SIGKILL), ours or not, as a crash would; wait until its socket is dead."""
         if self.process is not None:

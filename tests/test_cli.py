@@ -11,8 +11,17 @@ import pytest
 from sscard.cli import main
 from sscard.national import parse_ireadcardbas
 
-CONTRACT_CARD = {"identification_code", "type", "spec_version", "issuer_id", "issue_date", "expiry_date",
-                 "card_number", "region_code", "atr"}
+CONTRACT_CARD = {
+    "identification_code",
+    "type",
+    "spec_version",
+    "issuer_id",
+    "issue_date",
+    "expiry_date",
+    "card_number",
+    "region_code",
+    "atr",
+}
 CONTRACT_HOLDER = {"ssn", "name", "gender_code", "gender", "nation_code", "nation", "birthplace_code", "birth_date"}
 
 
@@ -66,8 +75,17 @@ def test_read_text_is_bilingual() -> None:
 
 
 def test_read_ireadcardbas() -> None:
-    run = Run("read", "--reader", "sim:typical", "--format", "ireadcardbas", "--terminal-id", "410100813475",
-              "--device-id", "MT170701000006")
+    run = Run(
+        "read",
+        "--reader",
+        "sim:typical",
+        "--format",
+        "ireadcardbas",
+        "--terminal-id",
+        "410100813475",
+        "--device-id",
+        "MT170701000006",
+    )
     assert run.status == 0
     fields = parse_ireadcardbas(run.out.getvalue().strip())
     card = Run("read", "--reader", "sim:typical", "--json").json

@@ -23,14 +23,17 @@ from sscard.transports.trace import Trace
 
 pytestmark = pytest.mark.pcscd
 
-SSC_PERSONAS = ["typical", "long_name", "rare_char", "letter_card_number", "expired", "pin_blocked", "v1_t0",
-                "no_sfi"]
+SSC_PERSONAS = ["typical", "long_name", "rare_char", "letter_card_number", "expired", "pin_blocked", "v1_t0", "no_sfi"]
 
 
 def sscard(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """The installed console script's entry point, as a separate process."""
     return subprocess.run(
-        [sys.executable, "-m", "sscard.cli", *args], input=stdin, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "sscard.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "SSCARD_CONFIG": ""},
     )
 
@@ -69,8 +72,17 @@ def test_verify_and_blocked_through_pcscd(vpcd_card: Any, vpcd_reader: str) -> N
 
 def test_ireadcardbas_through_pcscd(vpcd_card: Any, vpcd_reader: str) -> None:
     vpcd_card("typical")
-    run = sscard("read", "--reader", vpcd_reader, "--format", "ireadcardbas", "--terminal-id", "410100813475",
-                 "--device-id", "MT170701000006")
+    run = sscard(
+        "read",
+        "--reader",
+        vpcd_reader,
+        "--format",
+        "ireadcardbas",
+        "--terminal-id",
+        "410100813475",
+        "--device-id",
+        "MT170701000006",
+    )
     assert run.returncode == 0, run.stderr
     fields = run.stdout.strip().split("|")
     assert len(fields) == 12 and fields[-1] == ""

@@ -62,8 +62,12 @@ def test_replay_read(path: Path) -> None:
 
 
 def test_replay_verify_outcomes() -> None:
-    cases = {"typical-verify": (PinState.VERIFIED, None), "typical-verify-wrong": (PinState.INCORRECT, 2),
-             "pin_blocked-verify": (PinState.BLOCKED, 0), "no_sfi-verify": (PinState.VERIFIED, None)}
+    cases = {
+        "typical-verify": (PinState.VERIFIED, None),
+        "typical-verify-wrong": (PinState.INCORRECT, 2),
+        "pin_blocked-verify": (PinState.BLOCKED, 0),
+        "no_sfi-verify": (PinState.VERIFIED, None),
+    }
     for name, (state, left) in cases.items():
         with replay(FIXTURES / f"{name}.apdu") as terminal:
             outcome = terminal.verify("123456")  # redacted in the trace: any well-formed PIN matches

@@ -29,8 +29,14 @@ def sample_card() -> CardRead:
         expiry_date=dt.date(2020, 10, 1),
         card_number="X00000019",
     )
-    holder = CardholderData(ssn="111111198101011110", name="张三", gender_code="1", nation_code="01",
-                            birthplace_code="639900", birth_date=dt.date(1981, 1, 1))
+    holder = CardholderData(
+        ssn="111111198101011110",
+        name="张三",
+        gender_code="1",
+        nation_code="01",
+        birthplace_code="639900",
+        birth_date=dt.date(1981, 1, 1),
+    )
     atr = bytes.fromhex("3B6D000000814E43238697159900BF7C7A")
     return CardRead("test", atr, SsseInfo(b"", 1), issuer, holder)
 
@@ -56,8 +62,15 @@ def test_name_extension_is_joined() -> None:
 
 @pytest.mark.parametrize(
     ("error", "code"),
-    [(None, 0), (NotSsc(), -1), (NoCard(), -2), (PinIncorrect(2), -51), (PinBlocked(), -52),
-     (CardError(0x6982), -27010), (TraceMismatch("x"), -13)],
+    [
+        (None, 0),
+        (NotSsc(), -1),
+        (NoCard(), -2),
+        (PinIncorrect(2), -51),
+        (PinBlocked(), -52),
+        (CardError(0x6982), -27010),
+        (TraceMismatch("x"), -13),
+    ],
 )
 def test_return_codes(error: object, code: int) -> None:
     assert return_code(error) == code  # type: ignore[arg-type]

@@ -166,8 +166,22 @@ def test_element_table_matches_reference() -> None:
     assert EF05_TAGS == (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07)
     assert EF06_TAGS == (0x08, 0x09, 0x4E, 0x0A, 0x0B, 0x0C, 0x0D)
     lengths = {t: ELEMENTS[t].max_len for t in ELEMENTS}
-    assert lengths == {1: 16, 2: 1, 3: 4, 4: 12, 5: 4, 6: 4, 7: 9, 8: 18, 9: 30, 0x4E: 20, 0x0A: 1, 0x0B: 1,
-                       0x0C: 3, 0x0D: 4}
+    assert lengths == {
+        1: 16,
+        2: 1,
+        3: 4,
+        4: 12,
+        5: 4,
+        6: 4,
+        7: 9,
+        8: 18,
+        9: 30,
+        0x4E: 20,
+        0x0A: 1,
+        0x0B: 1,
+        0x0C: 3,
+        0x0D: 4,
+    }
 
 
 # --- check characters (reference §3) ------------------------------------------------------------
@@ -207,18 +221,23 @@ def test_validate_warnings() -> None:
         card_number="X00000018",
         expiry_date=dt.date(2020, 1, 1),
     )
-    holder = CardholderData(ssn="110105194912310021", birth_date=dt.date(1950, 1, 1), gender_code="7",
-                            nation_code="77")
+    holder = CardholderData(ssn="110105194912310021", birth_date=dt.date(1950, 1, 1), gender_code="7", nation_code="77")
     codes = [w.code for w in validate(issuer, holder, dt.date(2026, 1, 1))]
-    assert codes == ["CARD_NUMBER_CHECK", "IDENTIFICATION_CODE_RID", "CARD_EXPIRED", "SSN_CHECK",
-                     "BIRTH_DATE_MISMATCH", "UNKNOWN_GENDER_CODE", "UNKNOWN_NATION_CODE"]
+    assert codes == [
+        "CARD_NUMBER_CHECK",
+        "IDENTIFICATION_CODE_RID",
+        "CARD_EXPIRED",
+        "SSN_CHECK",
+        "BIRTH_DATE_MISMATCH",
+        "UNKNOWN_GENDER_CODE",
+        "UNKNOWN_NATION_CODE",
+    ]
     for warning in validate(issuer, holder, dt.date(2026, 1, 1)):
         assert warning.message and warning.message_zh
 
 
 def test_validate_clean_card_has_no_warnings() -> None:
     issuer = IssuerData(identification_code=IDENT, card_number="X00000019", expiry_date=dt.date(2030, 1, 1))
-    holder = CardholderData(ssn="111111198101011110", birth_date=dt.date(1981, 1, 1), gender_code="1",
-                            nation_code="01")
+    holder = CardholderData(ssn="111111198101011110", birth_date=dt.date(1981, 1, 1), gender_code="1", nation_code="01")
     assert validate(issuer, holder, dt.date(2026, 1, 1)) == []
     assert holder.gender == "男" and holder.nation == "汉族"

@@ -20,13 +20,33 @@ from sscard.transports.sim import SimReader, SimTransport
 SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
 SSSE_FCI = "6F19840F7378312E73682EC9E7BBE1B1A3D5CFA5069F0C03860101"
 REQUIRED = {
-    "typical", "long_name", "rare_char", "letter_card_number", "expired", "pin_blocked", "not_ssc",
-    "v1_t0", "no_sfi", "v3",
+    "typical",
+    "long_name",
+    "rare_char",
+    "letter_card_number",
+    "expired",
+    "pin_blocked",
+    "not_ssc",
+    "v1_t0",
+    "no_sfi",
+    "v3",
 }
 #: Declared value lengths (reference §3); fixed-length values are sent at full length.
 DECLARED_LENGTH = {
-    0x01: 16, 0x02: 1, 0x03: 4, 0x04: 12, 0x05: 4, 0x06: 4, 0x07: 9,
-    0x08: 18, 0x09: 30, 0x4E: 20, 0x0A: 1, 0x0B: 1, 0x0C: 3, 0x0D: 4,
+    0x01: 16,
+    0x02: 1,
+    0x03: 4,
+    0x04: 12,
+    0x05: 4,
+    0x06: 4,
+    0x07: 9,
+    0x08: 18,
+    0x09: 30,
+    0x4E: 20,
+    0x0A: 1,
+    0x0B: 1,
+    0x0C: 3,
+    0x0D: 4,
 }
 #: Typical's records as bytes on the wire (tag, length, value).
 TYPICAL_07 = "0709" + b"102307185".hex().upper()
@@ -177,8 +197,8 @@ def test_persona_from_a_path(tmp_path: Path) -> None:
         (('card_number = "102307185"', 'card_number = "1023071"'), "card_number"),
         (('name = "张三"', 'name = "' + "一" * 26 + '"'), "name does not fit"),
         (('birth_date = "1985-03-07"', 'birth_date = "1985-13-07"'), "birth_date"),
-        (('[ef06]', '[raw]\n"0D" = "XYZ"\n[ef06]'), "raw"),
-        (('tries_left = 3', 'tries_left = 4'), "tries_left"),
+        (("[ef06]", '[raw]\n"0D" = "XYZ"\n[ef06]'), "raw"),
+        (("tries_left = 3", "tries_left = 4"), "tries_left"),
     ],
 )
 def test_bad_persona_files_are_config_errors(tmp_path: Path, change: tuple[str, str], complaint: str) -> None:

@@ -172,7 +172,10 @@ def test_verify_until_blocked() -> None:
     with open_sim("typical") as terminal:
         states = [terminal.verify("999999") for _ in range(3)]
         assert [(s.state, s.tries_left) for s in states] == [
-            (PinState.INCORRECT, 2), (PinState.INCORRECT, 1), (PinState.BLOCKED, 0)]
+            (PinState.INCORRECT, 2),
+            (PinState.INCORRECT, 1),
+            (PinState.BLOCKED, 0),
+        ]
         assert terminal.verify(persona_data("typical")["pin"]["value"]).state is PinState.BLOCKED
 
 

@@ -272,11 +272,16 @@ def cmd_watch(ctx: Context) -> int:
         if ctx.args.count and seen >= ctx.args.count:
             done.set()
 
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("sscard.cli").info("watch: %s received, stopping", signal.Signals(signum).name)
+        done.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: done.set())
+        signal.signal(signum, on_signal)
     thread = monitor.start(on_event)
     try:
-        done.wait(ctx.args.timeout)
+        if not done.wait(ctx.args.timeout):
+            logging.getLogger("sscard.cli").info("watch: %g s timeout, stopping", ctx.args.timeout)
     finally:
         monitor.stop()
         thread.join(timeout=5)

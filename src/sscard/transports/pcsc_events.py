@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from smartcard import scard
 
@@ -35,6 +36,8 @@ log = logging.getLogger("sscard.pcsc")
 PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
 #: Used only where pcscd lacks PnP notification: how often the reader list is looked at again.
 NO_PNP_RELIST_MS = 1000
+#: How long :meth:`PcscEventSource.cancel` keeps waking a wait that is just starting.
+CANCEL_PATIENCE_S = 2.0
 
 
 def _u32(code: int) -> int:
@@ -78,6 +81,7 @@ class PcscEventSource:
         self._lock = threading.Lock()
         self._cancelled = False
         self._wake = threading.Event()
+        self._in_wait = False
         self._pnp_count: int | None = None
         self._pnp_supported = True
         self._states: dict[str, int] = {}
@@ -104,12 +108,22 @@ class PcscEventSource:
             scard.SCardReleaseContext(context)
 
     def cancel(self) -> None:
-        """Wake a blocked :meth:`wait` (from any thread); it and every later wait raise :class:`Cancelled`."""
+        """Wake a blocked :meth:`wait` (from any thread); it and every later wait raise :class:`Cancelled`.
+
+        ``SCardCancel`` only wakes a call already in progress, and the waiting thread may be just
+        about to enter one; so keep cancelling until that thread is out (at most CANCEL_PATIENCE_S).
+        """
         with self._lock:
             self._cancelled = True
             self._wake.set()
-            if self._context is not None:
+        deadline = time.monotonic() + CANCEL_PATIENCE_S
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._in_wait or self._context is None:
+                    return
                 scard.SCardCancel(self._context)
+            time.sleep(0.01)
+        log.warning("PC/SC wait did not end %g s after SCardCancel", CANCEL_PATIENCE_S)
 
     # -- reading states ---------------------------------------------------------------------
 
@@ -170,7 +184,15 @@ class PcscEventSource:
             self._wake.wait(NO_PNP_RELIST_MS / 1000)
             code = _TIMEOUT
         else:
-            code = _u32(scard.SCardGetStatusChange(context, timeout, queries)[0])
+            with self._lock:
+                if self._cancelled:
+                    raise Cancelled
+                self._in_wait = True
+            try:
+                code = _u32(scard.SCardGetStatusChange(context, timeout, queries)[0])
+            finally:
+                with self._lock:
+                    self._in_wait = False
         if code == _CANCELLED or self._cancelled:
             raise Cancelled
         if code not in (_SUCCESS, _TIMEOUT):
