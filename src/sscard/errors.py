@@ -87,8 +87,13 @@ class CardRemoved(SscardError):
     message_zh_text = "操作过程中卡被拔出，请重新插卡。"
     retriable = True
 
-    def __init__(self, detail: str | None = None, *, pin_sent: bool | None = None) -> None:
+    def __init__(
+        self, detail: str | None = None, *, pin_sent: bool | None = None, command_sent: bool | None = None
+    ) -> None:
         super().__init__(detail, pin_sent=pin_sent)
+        #: Set by the transport: False when the failing command certainly never left (the card was
+        #: known to be gone first), None when it may have reached the card.  Not part of to_dict().
+        self.command_sent = command_sent
 
     @property
     def message(self) -> str:

@@ -116,6 +116,8 @@ def _pin_in_flight() -> Iterator[None]:
     try:
         yield
     except CardRemoved as exc:
+        if exc.command_sent is False:
+            raise  # the transport knew the card was gone before the PIN command could leave
         raise CardRemoved(exc.detail, pin_sent=True) from None
 
 

@@ -17,6 +17,7 @@ Commands are a table (``_COMMANDS``: INS → allowed CLAs and handler); EXTERNAL
 
 from __future__ import annotations
 
+import collections
 import enum
 import hmac
 import secrets
@@ -29,6 +30,8 @@ from sscard.sim.encoding import PBOC_DEBIT_AID, SSSE_AID, pboc_fci, record_files
 from sscard.sim.persona import Persona
 
 MF_FID = 0x3F00
+#: Command headers kept in :attr:`SimulatedCard.command_log`.
+COMMAND_LOG_SIZE = 10_000
 PIN_DATA_MIN, PIN_DATA_MAX = 2, 6
 #: ISO 7816-4 "command incompatible with file structure" (READ RECORD on a binary EF, or back).
 SW_INCOMPATIBLE_FILE = 0x6981
@@ -117,6 +120,9 @@ class SimulatedCard:
         self.persona = persona
         self.remove_after = remove_after
         self.remove_during = remove_during
+        #: CLA INS P1 P2 of every command received, oldest first (headers only: a PIN never lands
+        #: here).  Tests read it to prove operations were not interleaved or that no VERIFY was sent.
+        self.command_log: collections.deque[bytes] = collections.deque(maxlen=COMMAND_LOG_SIZE)
         self.apdu_count = 0
         self._rng = rng
         self._gone = False
@@ -155,6 +161,7 @@ class SimulatedCard:
         """Answer one command APDU with response data + SW1 SW2."""
         self._check_present()
         self.apdu_count += 1
+        self.command_log.append(bytes(apdu[:4]))
         try:
             reply = self._dispatch(apdu)
         except _Refused as refused:

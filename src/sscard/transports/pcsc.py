@@ -346,6 +346,11 @@ class PcscTransport(TransportBase):
             return bytes(response)
         if code == _SUCCESS:
             error: SscardError = TransportFailure(f"{action}: response of {len(response)} bytes has no status word")
+        elif code in _LOCK_LOST_WITH_CARD:
+            # pcscd already knew the card was gone or reset and did not pass the command on.
+            error = pcsc_error(code, action)
+            if isinstance(error, CardRemoved):
+                error.command_sent = False
         else:
             error = pcsc_error(code, action)
         if type(error) is TransportFailure:

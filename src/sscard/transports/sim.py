@@ -13,6 +13,7 @@ bug in the card and propagates unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -76,12 +77,19 @@ class SimTransport(TransportBase):
     def protocol(self) -> str:
         return self._card.protocol
 
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """Like SCardBeginTransaction on a handle whose card left: fail before anything is sent."""
+        if not self._closed and not (self._insertion.present and self._card.present):
+            self._insertion.end()
+            raise CardRemoved(f"{self._name}: the card is no longer in the reader")
+        return super().transaction()
+
     def transmit(self, apdu: bytes) -> bytes:
         if self._closed:
             raise TransportFailure(f"{self._name}: connection already closed")
         if not (self._insertion.present and self._card.present):
             self._insertion.end()
-            raise CardRemoved(f"{self._name}: the card is no longer in the reader")
+            raise CardRemoved(f"{self._name}: the card is no longer in the reader", command_sent=False)
         try:
             return self._card.process(apdu)
         except Exception:
