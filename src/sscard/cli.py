@@ -103,6 +103,7 @@ class Context:
         if self._config is None:
             self._config = load_config(self.args.config).with_overrides(
                 reader=getattr(self.args, "reader", None),
+                itype=getattr(self.args, "itype", None),
                 terminal_id=getattr(self.args, "terminal_id", None),
                 device_id=getattr(self.args, "device_id", None),
             )
@@ -140,10 +141,31 @@ class Context:
 
 
 def cmd_readers(ctx: Context) -> int:
+    """Every PC/SC reader, whether it holds a card, its slot kind, and which ones ``read`` would use."""
+    from sscard.readers import card_readers, slot_kind
     from sscard.transports.pcsc import PcscReader, list_readers
 
-    rows = [{"name": name, "card_present": PcscReader(name).card_present()} for name in list_readers()]
-    text = "\n".join(f"{'*' if r['card_present'] else ' '} {r['name']}" for r in rows) or "(no readers / 无读卡器)"
+    names = list_readers()
+    config = ctx.config
+    for_card = card_readers(names, config)
+    rows = [
+        {
+            "name": name,
+            "card_present": PcscReader(name).card_present(),
+            "kind": slot_kind(name, config).value,
+            "preference": for_card.index(name) + 1 if name in for_card else None,
+        }
+        for name in names
+    ]
+    text = (
+        "\n".join(
+            f"{'*' if r['card_present'] else ' '} {r['name']}  [{r['kind']}"
+            + (f", card reader #{r['preference']}" if r["preference"] else "")
+            + "]"
+            for r in rows
+        )
+        or "(no readers / 无读卡器)"
+    )
     ctx.emit({"readers": rows}, text)
     return EXIT_OK
 
@@ -378,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--reader", "-r", help="PC/SC reader-name substring, sim:PERSONA or replay:PATH")
     common.add_argument("--json", action="store_true", help="machine-readable JSON output")
     common.add_argument("--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for a card first")
+    common.add_argument(
+        "--itype",
+        type=int,
+        choices=(1, 2, 3, 4),
+        help="card interface (national iType): 1 contact, 2 contactless, 3 auto contact first, 4 contactless first",
+    )
 
     read_opts = argparse.ArgumentParser(add_help=False)
     read_opts.add_argument(

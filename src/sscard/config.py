@@ -10,15 +10,25 @@ Search path (the first file that exists wins; ``SSCARD_CONFIG`` names one explic
 Example::
 
     [reader]
-    name = "ACS ACR39U"     # substring of the PC/SC reader name, or "sim:typical", "replay:PATH"
+    name = "ACS ACR1281"    # the user-card (contact) reader: substring of its PC/SC name, or
+                            # "sim:typical", "replay:PATH"
+    contactless = "PICC"    # the contactless slot of the same reader, or another reader
+    sam = "SAM"             # the PSAM slot (reference §5); never used for the resident's card
+    itype = 3               # national interface iType (reference §6): 1 contact, 2 contactless,
+                            # 3 auto contact first (default), 4 auto contactless first
     busy_wait = 2.0         # seconds to wait for a reader another program holds exclusively
+
+    [reader.slots]          # how unnamed slots of multi-slot readers are told apart (by name)
+    sam_keywords = ["SAM"]
+    contactless_keywords = ["PICC", "Contactless", "CL"]
 
     [terminal]
     id = "410100813475"     # 终端机编号, reported in iReadCardBas (reference §6)
     device_id = "MT170701000006"   # 终端设备号
 
-Environment overrides: ``SSCARD_READER``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``,
-``SSCARD_DEVICE_ID``.  No PIN is ever read from configuration or the environment.
+Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
+``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``; command-line
+options override both.  No PIN is ever read from configuration or the environment.
 """
 
 from __future__ import annotations
@@ -38,13 +48,35 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 
+#: iType values of the national reader interface (reference §6).
+ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS_FIRST = 1, 2, 3, 4
+ITYPES = (ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS_FIRST)
+#: Name fragments that mark a slot of a multi-slot reader.  Vendors name slots freely ("ICC",
+#: "PICC", "SAM", "CL", "Contactless"), so these are data: extend them in ``[reader.slots]``.
+DEFAULT_SAM_KEYWORDS = ("SAM",)
+DEFAULT_CONTACTLESS_KEYWORDS = ("PICC", "Contactless", "CL")
+
+
 @dataclass(frozen=True)
 class Config:
+    #: The user-card reader (contact interface, or the only reader): a PC/SC name substring,
+    #: ``sim:PERSONA`` or ``replay:PATH``; None picks by slot kind and ``itype``.
     reader: str | None = None
+    contactless_reader: str | None = None
+    sam_reader: str | None = None
+    itype: int = ITYPE_CONTACT_FIRST
     busy_wait: float = 0.0
+    sam_keywords: tuple[str, ...] = DEFAULT_SAM_KEYWORDS
+    contactless_keywords: tuple[str, ...] = DEFAULT_CONTACTLESS_KEYWORDS
     terminal_id: str = ""
     device_id: str = ""
     source: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.itype not in ITYPES:
+            raise ConfigError(f"itype must be 1 (contact), 2 (contactless), 3 or 4 (auto), not {self.itype!r}")
+        if self.busy_wait < 0:
+            raise ConfigError(f"busy_wait must not be negative, not {self.busy_wait!r}")
 
     def with_overrides(self, **values: Any) -> Config:
         """Apply command-line values; ``None`` means "not given" and keeps the current value."""
@@ -74,23 +106,35 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 data, source = _read(candidate), str(candidate)
                 break
     reader = data.get("reader", {})
+    slots = reader.get("slots", {}) if isinstance(reader, dict) else {}
     terminal = data.get("terminal", {})
     try:
         config = Config(
             reader=_opt_str(reader.get("name")),
+            contactless_reader=_opt_str(reader.get("contactless")),
+            sam_reader=_opt_str(reader.get("sam")),
+            itype=int(reader.get("itype", ITYPE_CONTACT_FIRST)),
             busy_wait=float(reader.get("busy_wait", 0.0)),
+            sam_keywords=_keywords(slots.get("sam_keywords", DEFAULT_SAM_KEYWORDS)),
+            contactless_keywords=_keywords(slots.get("contactless_keywords", DEFAULT_CONTACTLESS_KEYWORDS)),
             terminal_id=str(terminal.get("id", "")),
             device_id=str(terminal.get("device_id", "")),
             source=source,
         )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"invalid value in {source or 'the configuration'}: {exc}") from None
+    try:
         return config.with_overrides(
             reader=env.get("SSCARD_READER") or None,
+            contactless_reader=env.get("SSCARD_CONTACTLESS_READER") or None,
+            sam_reader=env.get("SSCARD_SAM_READER") or None,
+            itype=int(env["SSCARD_ITYPE"]) if env.get("SSCARD_ITYPE") else None,
             busy_wait=float(env["SSCARD_BUSY_WAIT"]) if env.get("SSCARD_BUSY_WAIT") else None,
             terminal_id=env.get("SSCARD_TERMINAL_ID"),
             device_id=env.get("SSCARD_DEVICE_ID"),
         )
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"invalid value in {source or 'environment'}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value in the environment: {exc}") from None
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -99,6 +143,12 @@ def _read(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     return data
+
+
+def _keywords(value: object) -> tuple[str, ...]:
+    if isinstance(value, list | tuple) and value and all(isinstance(item, str) and item for item in value):
+        return tuple(str(item) for item in value)
+    raise TypeError(f"slot keywords must be a list of non-empty strings, not {value!r}")
 
 
 def _opt_str(value: object) -> str | None:

@@ -1,8 +1,20 @@
-"""Turn a reader specification into a :class:`~sscard.transports.base.Reader`.
+"""Turn a reader specification and the configuration into a :class:`~sscard.transports.base.Reader`.
 
 ``sim:PERSONA``  the built-in simulated card, in process (no pcscd needed)
 ``replay:PATH``  a recorded trace, replayed strictly
-anything else    a substring of a PC/SC reader name (``None``: the first reader with a card)
+anything else    PC/SC readers, chosen as below
+
+Kiosk card terminals are often one USB device that pcscd shows as several readers: a contact slot
+("ICC"), a contactless pad ("PICC" or "CL") and one or more PSAM slots ("SAM", reference §5).
+Each reader gets a *slot kind* from configuration (``[reader] name / contactless / sam``, name
+substrings) or else from keywords in its name (``[reader.slots]``, data not code, because vendors
+name slots freely).  The resident's card is then looked for in the contact and contactless
+readers in the order of the national interface's ``iType`` (reference §6): 1 contact only,
+2 contactless only, 3 both with contact first, 4 both with contactless first.  A SAM slot is never
+taken for the resident's card, even though it always "holds a card".
+
+Configuring ``name`` alone pins the reader: only readers whose names contain it are used (their
+contactless slots included, ordered by ``iType``).
 
 pyscard and the simulator are imported only when asked for, so ``sscard --help`` and replay-only
 use never pay for them.
@@ -10,13 +22,82 @@ use never pay for them.
 
 from __future__ import annotations
 
+import enum
+import re
+from collections.abc import Iterable, Sequence
+
+from sscard.config import ITYPE_CONTACT, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS, Config
+from sscard.errors import NoReader
 from sscard.transports.base import Reader
 
 SIM_PREFIX = "sim:"
 REPLAY_PREFIX = "replay:"
 
 
-def open_reader(spec: str | None, busy_wait: float = 0.0) -> Reader:
+class SlotKind(enum.Enum):
+    CONTACT = "contact"
+    CONTACTLESS = "contactless"
+    SAM = "sam"
+
+
+def _contains(pattern: str | None, name: str) -> bool:
+    return bool(pattern) and str(pattern).lower() in name.lower()
+
+
+def _has_keyword(name: str, keywords: Iterable[str]) -> bool:
+    """A keyword as a whole word: "CL" is a slot, "CLOUD" is not; "SAM" is a slot, "Samsung" is not."""
+    return any(re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", name, re.IGNORECASE) for w in keywords)
+
+
+def slot_kind(name: str, config: Config) -> SlotKind:
+    """What a reader is for: configured names first, then the slot keywords in its name."""
+    if _contains(config.sam_reader, name):
+        return SlotKind.SAM
+    if _contains(config.contactless_reader, name):
+        return SlotKind.CONTACTLESS
+    if _has_keyword(name, config.sam_keywords):
+        return SlotKind.SAM
+    if _has_keyword(name, config.contactless_keywords):
+        return SlotKind.CONTACTLESS
+    return SlotKind.CONTACT
+
+
+def card_readers(names: Sequence[str], config: Config) -> list[str]:
+    """The readers to look in for the resident's card, most preferred first (see module docstring)."""
+    kinds = {name: slot_kind(name, config) for name in names}
+    if config.reader and not config.contactless_reader:
+        pool = [name for name in names if _contains(config.reader, name) and kinds[name] is not SlotKind.SAM]
+    else:
+        pool = [
+            name
+            for name in names
+            if kinds[name] is not SlotKind.SAM
+            and (
+                (_contains(config.reader, name) if config.reader else kinds[name] is SlotKind.CONTACT)
+                or _contains(config.contactless_reader, name)
+                or (not config.contactless_reader and kinds[name] is SlotKind.CONTACTLESS)
+            )
+        ]
+    contact = [name for name in pool if kinds[name] is SlotKind.CONTACT]
+    contactless = [name for name in pool if kinds[name] is SlotKind.CONTACTLESS]
+    if config.itype == ITYPE_CONTACT:
+        return contact
+    if config.itype == ITYPE_CONTACTLESS:
+        return contactless
+    return contact + contactless if config.itype == ITYPE_CONTACT_FIRST else contactless + contact
+
+
+def sam_readers(names: Sequence[str], config: Config) -> list[str]:
+    """The PSAM slots (reference §5), configured or recognised by name."""
+    return [name for name in names if slot_kind(name, config) is SlotKind.SAM]
+
+
+def describe(names: Sequence[str], config: Config) -> str:
+    return ", ".join(f"{name!r} ({slot_kind(name, config).value})" for name in names) or "none"
+
+
+def open_reader(spec: str | None, busy_wait: float = 0.0, config: Config | None = None) -> Reader:
+    """The reader for ``spec`` (which overrides ``config.reader``); PC/SC readers chosen as above."""
     if spec and spec.startswith(SIM_PREFIX):
         from sscard.sim import SimulatedCard, load_persona
         from sscard.transports.sim import SimReader
@@ -27,6 +108,20 @@ def open_reader(spec: str | None, busy_wait: float = 0.0) -> Reader:
         from sscard.transports.replay import ReplayReader
 
         return ReplayReader(spec[len(REPLAY_PREFIX) :])
-    from sscard.transports.pcsc import PcscReader, find_reader
+    from sscard.transports.pcsc import PcscReader, PcscReaderSet, list_readers
 
-    return PcscReader(find_reader(spec), busy_wait=busy_wait)
+    config = (config or Config(busy_wait=busy_wait)).with_overrides(reader=spec or None)
+    names = list_readers()
+    if not names:
+        raise NoReader("pcscd lists no readers")
+    chosen = card_readers(names, config)
+    if not chosen:
+        wanted = {1: "contact", 2: "contactless", 3: "contact or contactless", 4: "contactless or contact"}
+        raise NoReader(
+            f"no {wanted[config.itype]} reader for the card"
+            + (f" matching {config.reader!r}" if config.reader else "")
+            + f"; readers: {describe(names, config)}"
+        )
+    if len(chosen) == 1:
+        return PcscReader(chosen[0], busy_wait=config.busy_wait)
+    return PcscReaderSet(chosen, busy_wait=config.busy_wait)

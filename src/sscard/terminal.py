@@ -160,7 +160,7 @@ class Terminal:
         config = config or load_config()
         spec = reader if reader is not None else config.reader
         return cls(
-            open_reader(spec, busy_wait=config.busy_wait),
+            open_reader(spec, config=config),
             config=config,
             trace_sink=trace_sink,
             transport_wrapper=transport_wrapper,

@@ -16,7 +16,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from smartcard import scard
 
@@ -172,6 +173,49 @@ def find_reader(pattern: str | None = None) -> str:
         return readers[0]
 
 
+def _poll_readers(context: int, known: Mapping[str, int], timeout_ms: int) -> dict[str, int] | None:
+    """One SCardGetStatusChange over ``known``: every reader's new event state, or None on timeout."""
+    code, states = scard.SCardGetStatusChange(context, timeout_ms, list(known.items()))
+    if _u32(code) == _TIMEOUT:
+        return None
+    _check(code, f"SCardGetStatusChange({', '.join(map(repr, known))})", connected=False)
+    result: dict[str, int] = {}
+    for name, raw, _atr in states:
+        state = int(raw)
+        if state & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE):
+            raise NoReader(f"reader {name!r} is gone or unavailable (state 0x{state:X})")
+        result[name] = state & ~scard.SCARD_STATE_CHANGED
+    return result
+
+
+def _wait_any(names: Sequence[str], *, present: bool, timeout: float | None, what: str) -> str:
+    """Block until one of ``names`` shows a card (or, ``present=False``, until all are empty).
+
+    Blocks on pcscd's state-change notification, in slices of at most WAIT_SLICE_MS so Ctrl-C gets
+    through.  Returns the reader that ended the wait.
+    """
+    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    with _pcsc_context() as context:
+        known = dict.fromkeys(names, scard.SCARD_STATE_UNAWARE)
+        wait_ms = 0
+        while True:
+            states = _poll_readers(context, known, wait_ms)
+            if states is not None:
+                known = states
+                with_card = [name for name in names if known[name] & scard.SCARD_STATE_PRESENT]
+                if present and with_card:
+                    return with_card[0]
+                if not present and not with_card:
+                    return names[0]
+            if deadline is None:
+                wait_ms = WAIT_SLICE_MS
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(what, f"{timeout:g} s on {', '.join(map(repr, names))}")
+            wait_ms = min(WAIT_SLICE_MS, max(1, math.ceil(remaining * 1000)))
+
+
 def _parse_protocols(protocols: str) -> int:
     mask = 0
     for part in protocols.replace(" ", "").upper().replace("=", "").split("|"):
@@ -213,34 +257,11 @@ class PcscReader:
 
     def _poll(self, context: int, known_state: int, timeout_ms: int) -> int | None:
         """One SCardGetStatusChange: the new event state, or None if nothing changed in time."""
-        code, states = scard.SCardGetStatusChange(context, timeout_ms, [(self._name, known_state)])
-        if _u32(code) == _TIMEOUT:
-            return None
-        _check(code, f"SCardGetStatusChange({self._name!r})", connected=False)
-        state = int(states[0][1])
-        if state & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE):
-            raise NoReader(f"reader {self._name!r} is gone or unavailable (state 0x{state:X})")
-        return int(state & ~scard.SCARD_STATE_CHANGED)
+        states = _poll_readers(context, {self._name: known_state}, timeout_ms)
+        return None if states is None else states[self._name]
 
     def _wait(self, *, present: bool, timeout: float | None, what: str) -> None:
-        """Block on pcscd's state-change notification, in slices of at most WAIT_SLICE_MS."""
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        with _pcsc_context() as context:
-            known = scard.SCARD_STATE_UNAWARE
-            wait_ms = 0
-            while True:
-                state = self._poll(context, known, wait_ms)
-                if state is not None:
-                    known = state
-                    if bool(state & scard.SCARD_STATE_PRESENT) == present:
-                        return
-                if deadline is None:
-                    wait_ms = WAIT_SLICE_MS
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise Timeout(what, f"{timeout:g} s on reader {self._name!r}")
-                wait_ms = min(WAIT_SLICE_MS, max(1, math.ceil(remaining * 1000)))
+        _wait_any([self._name], present=present, timeout=timeout, what=what)
 
     def connect(
         self,
@@ -296,6 +317,52 @@ class PcscReader:
             # Wake as soon as pcscd reports a change, but look again at least every BUSY_SLICE_MS.
             state = self._poll(context, known, min(BUSY_SLICE_MS, max(1, math.ceil(remaining * 1000))))
             known = known if state is None else state
+
+
+class PcscReaderSet:
+    """Several readers (or slots) as one, in order of preference: the card is in whichever holds one.
+
+    This is how the national interface's iType 3/4 ("auto, contact first" / "contactless first",
+    reference §6) behaves: a resident may put the card in the contact slot or on the contactless
+    pad, and the kiosk waits on both with one blocking call.
+    """
+
+    def __init__(self, names: Sequence[str], busy_wait: float = 0.0) -> None:
+        if not names:
+            raise ValueError("a reader set needs at least one reader")
+        self.names = tuple(names)
+        self.busy_wait = busy_wait
+        self.last: PcscTransport | None = None
+
+    @property
+    def name(self) -> str:
+        return self.last.name if self.last is not None and not self.last.closed else self.names[0]
+
+    def __repr__(self) -> str:
+        return f"PcscReaderSet({list(self.names)!r})"
+
+    def _present(self) -> list[str]:
+        with _pcsc_context() as context:
+            states = _poll_readers(context, dict.fromkeys(self.names, scard.SCARD_STATE_UNAWARE), 0) or {}
+        return [name for name in self.names if states.get(name, 0) & scard.SCARD_STATE_PRESENT]
+
+    def card_present(self) -> bool:
+        return bool(self._present())
+
+    def wait_for_card(self, timeout: float | None = None) -> None:
+        _wait_any(self.names, present=True, timeout=timeout, what="card")
+
+    def wait_for_removal(self, timeout: float | None = None) -> None:
+        _wait_any(self.names, present=False, timeout=timeout, what="card removal")
+
+    def connect(self, **options: Any) -> PcscTransport:
+        """Connect to the card in the most preferred reader that holds one."""
+        present = self._present()
+        if not present:
+            raise NoCard(f"no card in {', '.join(map(repr, self.names))}")
+        options.setdefault("busy_wait", self.busy_wait)
+        self.last = PcscReader(present[0]).connect(**options)
+        return self.last
 
 
 class PcscTransport(TransportBase):
