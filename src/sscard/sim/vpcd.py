@@ -63,6 +63,12 @@ class VpcdLink:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._apdu_count = 0
+        #: ``time.monotonic()`` of vpcd's last power-on or reset of the card: the moment pcscd acted
+        #: on the insertion it detected (benchmarks compare event latency against it).
+        self.powered_at: float | None = None
+        #: ``time.monotonic()`` of the last insert (socket connected) and remove (socket closed).
+        self.inserted_at: float | None = None
+        self.removed_at: float | None = None
 
     @staticmethod
     def port_for_slot(slot: int) -> int:
@@ -140,6 +146,7 @@ class VpcdLink:
         sock.settimeout(None)
         with self._lock:
             self._sock = sock
+        self.inserted_at = time.monotonic()
         log.info("card %s inserted into vpcd %s:%d", self.card.persona.name, self.host, self.port)
         return sock
 
@@ -148,6 +155,7 @@ class VpcdLink:
             sock, self._sock = self._sock, None
         if sock is None:
             return
+        self.removed_at = time.monotonic()
         # shutdown() wakes a recv() blocked in the serving thread; it fails harmlessly when the
         # peer has already gone, which is the very state we are moving to.
         with contextlib.suppress(OSError):
@@ -232,6 +240,7 @@ class VpcdLink:
 
     def _control(self, sock: socket.socket, code: int) -> None:
         if code in (CTRL_POWER_ON, CTRL_RESET):
+            self.powered_at = time.monotonic()
             self.card.power_on()
         elif code == CTRL_GET_ATR:
             _send(sock, self.card.atr)
