@@ -257,6 +257,8 @@ def cmd_sim_insert(ctx: Context) -> int:
     card = SimulatedCard(load_persona(ctx.args.persona))
     if ctx.args.remove_after is not None:
         card.remove_after = ctx.args.remove_after
+    if ctx.args.remove_during is not None:
+        card.remove_during = ctx.args.remove_during
     port = ctx.args.port or VpcdLink.port_for_slot(ctx.args.slot)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -444,7 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--slot", type=int, default=0, help="vpcd slot (0: 'Virtual PCD 00 00', 1: '... 00 01')")
     q.add_argument("--host", default="127.0.0.1")
     q.add_argument("--port", type=int, help="vpcd TCP port (default 35963 + slot)")
-    q.add_argument("--remove-after", type=int, metavar="N", help="pull the card after N APDUs")
+    q.add_argument("--remove-after", type=int, metavar="N", help="pull the card after answering N APDUs")
+    q.add_argument(
+        "--remove-during", type=int, metavar="N", help="pull the card while answering APDU N (it has run it)"
+    )
     q.set_defaults(func=cmd_sim_insert)
 
     p = sub.add_parser("watch", help="print card and reader events as JSON lines until Ctrl-C")
