@@ -151,10 +151,10 @@ ensure_pcscd() {
 run_tests() {
     local failed=() status=0
     mkdir -p test-output
-    step "ruff check src tests"
-    "$VENV/bin/ruff" check --quiet src tests || failed+=(ruff)
-    step "ruff format --check src tests"
-    "$VENV/bin/ruff" format --check --quiet src tests || failed+=(ruff-format)
+    step "ruff check src tests benchmarks"
+    "$VENV/bin/ruff" check --quiet src tests benchmarks || failed+=(ruff)
+    step "ruff format --check src tests benchmarks"
+    "$VENV/bin/ruff" format --check --quiet src tests benchmarks || failed+=(ruff-format)
     step "mypy (strict, on src/sscard)"
     "$VENV/bin/mypy" || failed+=(mypy)
     step "pytest (junit report: test-output/junit.xml)"

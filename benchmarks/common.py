@@ -1,0 +1,395 @@
+"""Pieces every benchmark in ``benchmarks/`` shares: PC/SC checks, a raw PC/SC waiter, statistics,
+machine information and the printed table.
+
+A benchmark here is a script with ``main(argv: list[str] | None = None) -> int`` that prints a
+table (:func:`format_table`) headed by :func:`header_lines`, optionally writes JSON
+(:func:`write_json`), and exits 0 whatever the figures are; it exits non-zero only when it could not
+run (:class:`BenchmarkError`: no pcscd, no reader, a wait that timed out, ...).
+
+pyscard is imported inside the functions that need it, so importing this module never needs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: How long any single wait of a benchmark may take before it gives up with a clear error.
+STEP_TIMEOUT = 10.0
+#: pcsc-lite's ``PCSCLITE_STATUS_POLL_RATE``: how often pcscd asks a reader without interrupt-driven
+#: card presence (vpcd is one) whether a card is there.
+PCSCD_POLL_S = 0.4
+_INFINITE = 0xFFFFFFFF
+_CANCEL_PATIENCE_S = 2.0
+
+
+class BenchmarkError(RuntimeError):
+    """The benchmark could not run (or could not finish); the message says why and what to check."""
+
+
+def vpcd_reader_name(slot: int) -> str:
+    """vpcd's PC/SC reader name for ``slot``: "Virtual PCD 00 00", "Virtual PCD 00 01", ..."""
+    return f"Virtual PCD 00 {slot:02d}"
+
+
+def default_slot() -> int:
+    """The vpcd slot to use unless told otherwise: ``SSCARD_VPCD_SLOT`` (as the tests), else 0."""
+    try:
+        return int(os.environ.get("SSCARD_VPCD_SLOT", "0"))
+    except ValueError:
+        return 0
+
+
+# -- PC/SC -----------------------------------------------------------------------------------
+
+
+def _u32(code: int) -> int:
+    return code & 0xFFFFFFFF
+
+
+@contextmanager
+def pcsc_context() -> Iterator[int]:
+    """An established PC/SC context, released on exit; :class:`BenchmarkError` when pcscd is not there."""
+    try:
+        from smartcard import scard
+    except ImportError as exc:
+        raise BenchmarkError(f"pyscard cannot be imported ({exc}); run with the project's venv") from None
+    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if _u32(code) != _u32(scard.SCARD_S_SUCCESS):
+        raise BenchmarkError(
+            f"cannot reach pcscd ({scard.SCardGetErrorMessage(code)}); start it, e.g. `pcscd -f &` as root"
+        )
+    try:
+        yield int(context)
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def list_readers() -> list[str]:
+    from smartcard import scard
+
+    with pcsc_context() as context:
+        code, readers = scard.SCardListReaders(context, [])
+    return list(readers) if _u32(code) == _u32(scard.SCARD_S_SUCCESS) else []
+
+
+def require_reader(reader: str) -> None:
+    """Check that pcscd answers and shows ``reader``; :class:`BenchmarkError` saying what is wrong otherwise."""
+    readers = list_readers()
+    if reader not in readers:
+        shown = ", ".join(repr(name) for name in readers) or "none"
+        raise BenchmarkError(
+            f"pcscd has no reader {reader!r} (readers: {shown}); is vsmartcard-vpcd installed and "
+            "configured in /etc/reader.conf.d with enough slots?"
+        )
+
+
+def reader_state(reader: str) -> int:
+    """The reader's current ``SCARD_STATE_*`` flags (without ``SCARD_STATE_CHANGED``)."""
+    from smartcard import scard
+
+    with pcsc_context() as context:
+        code, states = scard.SCardGetStatusChange(context, 0, [(reader, scard.SCARD_STATE_UNAWARE)])
+    if _u32(code) != _u32(scard.SCARD_S_SUCCESS):
+        raise BenchmarkError(f"SCardGetStatusChange({reader!r}): {scard.SCardGetErrorMessage(code)}")
+    return int(states[0][1]) & ~int(scard.SCARD_STATE_CHANGED)
+
+
+def is_present(state: int) -> bool:
+    from smartcard import scard
+
+    return bool(state & scard.SCARD_STATE_PRESENT)
+
+
+def is_empty(state: int) -> bool:
+    from smartcard import scard
+
+    return bool(state & scard.SCARD_STATE_EMPTY)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One wake of :class:`RawStatusWaiter`: ``time.monotonic()`` right after the call returned, and the new state."""
+
+    time: float
+    state: int
+
+
+class RawStatusWaiter:
+    """A plain PC/SC client: a thread blocked in ``SCardGetStatusChange(INFINITE)`` on one reader.
+
+    It does nothing but record when pcscd woke it, so it is the floor any PC/SC client can reach:
+    comparing a component's event time with this one's wake shows what the component adds.
+    :meth:`stop` ends it with ``SCardCancel``.
+    """
+
+    def __init__(self, reader: str) -> None:
+        self.reader = reader
+        self._changes: queue.SimpleQueue[StateChange | BaseException] = queue.SimpleQueue()
+        self._context: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._in_call = threading.Event()
+        self.initial_state: int | None = None
+
+    def start(self) -> None:
+        """Open a context, read the reader's state, and start waiting for changes to it."""
+        from smartcard import scard
+
+        code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if _u32(code) != _u32(scard.SCARD_S_SUCCESS):
+            raise BenchmarkError(f"cannot reach pcscd ({scard.SCardGetErrorMessage(code)})")
+        self._context = int(context)
+        code, states = scard.SCardGetStatusChange(self._context, 0, [(self.reader, scard.SCARD_STATE_UNAWARE)])
+        if _u32(code) != _u32(scard.SCARD_S_SUCCESS):
+            scard.SCardReleaseContext(self._context)
+            self._context = None
+            raise BenchmarkError(f"SCardGetStatusChange({self.reader!r}): {scard.SCardGetErrorMessage(code)}")
+        self.initial_state = int(states[0][1]) & ~scard.SCARD_STATE_CHANGED
+        self._thread = threading.Thread(
+            target=self._run, args=(self._context, self.initial_state), name="raw-pcsc-waiter", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, context: int, known: int) -> None:
+        from smartcard import scard
+
+        try:
+            while not self._stopping.is_set():
+                self._in_call.set()
+                try:
+                    code, states = scard.SCardGetStatusChange(context, _INFINITE, [(self.reader, known)])
+                finally:
+                    self._in_call.clear()
+                woke = time.monotonic()  # first thing after the call: this is the client's wake
+                if _u32(code) == _u32(scard.SCARD_E_CANCELLED) or self._stopping.is_set():
+                    return
+                if _u32(code) != _u32(scard.SCARD_S_SUCCESS):
+                    raise BenchmarkError(f"SCardGetStatusChange({self.reader!r}): {scard.SCardGetErrorMessage(code)}")
+                known = int(states[0][1]) & ~scard.SCARD_STATE_CHANGED
+                self._changes.put(StateChange(woke, known))
+        except BaseException as exc:
+            self._changes.put(exc)
+
+    def wait_for(self, wanted: Callable[[int], bool], *, after: float, timeout: float = STEP_TIMEOUT) -> StateChange:
+        """The first change at or after monotonic time ``after`` whose state satisfies ``wanted``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._changes.get(timeout=max(remaining, 0.0))
+            except queue.Empty:
+                raise BenchmarkError(
+                    f"the raw PC/SC client saw no expected change on {self.reader!r} within {timeout:g} s"
+                ) from None
+            if isinstance(item, BaseException):
+                raise BenchmarkError(f"the raw PC/SC client failed: {item}") from item
+            if item.time >= after and wanted(item.state):
+                return item
+
+    def stop(self) -> None:
+        """Wake the blocked call with ``SCardCancel`` (repeatedly, in case it was just entering it) and end."""
+        from smartcard import scard
+
+        self._stopping.set()
+        thread, context = self._thread, self._context
+        if context is None:
+            return
+        if thread is not None:
+            deadline = time.monotonic() + _CANCEL_PATIENCE_S
+            while thread.is_alive() and time.monotonic() < deadline:
+                scard.SCardCancel(context)
+                thread.join(0.05)
+            if thread.is_alive():
+                return  # a daemon thread still inside the call: leave its context alone rather than crash it
+        scard.SCardReleaseContext(context)
+        self._context = None
+
+
+def wait_until(reader: str, wanted: Callable[[int], bool], description: str, timeout: float = STEP_TIMEOUT) -> None:
+    """Block until ``reader``'s state satisfies ``wanted`` (e.g. :func:`is_empty`).
+
+    :class:`BenchmarkError` after ``timeout`` seconds, naming the state (``description``) awaited.
+    """
+    from smartcard import scard
+
+    deadline = time.monotonic() + timeout
+    with pcsc_context() as context:
+        known = scard.SCARD_STATE_UNAWARE
+        while True:
+            wait_ms = 0 if known == scard.SCARD_STATE_UNAWARE else 100
+            code, states = scard.SCardGetStatusChange(context, wait_ms, [(reader, known)])
+            if _u32(code) == _u32(scard.SCARD_S_SUCCESS):
+                known = int(states[0][1]) & ~scard.SCARD_STATE_CHANGED
+                if wanted(known):
+                    return
+            elif _u32(code) != _u32(scard.SCARD_E_TIMEOUT):
+                raise BenchmarkError(f"SCardGetStatusChange({reader!r}): {scard.SCardGetErrorMessage(code)}")
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"{reader!r} did not become {description} within {timeout:g} s")
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` (0..1) quantile with linear interpolation between order statistics (numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Median, 90th percentile and maximum of some samples, in milliseconds."""
+
+    n: int
+    median: float
+    p90: float
+    max: float
+
+    @classmethod
+    def of(cls, values_ms: Sequence[float | None]) -> Stats:
+        """Statistics of the samples that exist; ``None`` ones (a measurement that was unavailable) are left out."""
+        present = [value for value in values_ms if value is not None]
+        if not present:
+            return cls(0, math.nan, math.nan, math.nan)
+        return cls(len(present), percentile(present, 0.5), percentile(present, 0.9), max(present))
+
+    def to_json(self) -> dict[str, Any]:
+        def number(value: float) -> float | None:
+            return round(value, 3) if math.isfinite(value) else None
+
+        return {"n": self.n, "median_ms": number(self.median), "p90_ms": number(self.p90), "max_ms": number(self.max)}
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+# -- machine and output ----------------------------------------------------------------------
+
+
+def _pcsc_lite_version() -> str | None:
+    executable = shutil.which("pcscd") or ("/usr/sbin/pcscd" if Path("/usr/sbin/pcscd").exists() else None)
+    if executable is None:
+        return None
+    try:
+        result = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"pcsc-lite version ([0-9][0-9.]*[0-9])", result.stdout + result.stderr)
+    return match.group(1) if match else None
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What ran the benchmark: figures mean little without it."""
+    return {
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "pcsc_lite": _pcsc_lite_version(),
+        "pyscard": _package_version("pyscard"),
+        "sscard": _package_version("sscard"),
+    }
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def header_lines(title: str, machine: dict[str, Any], date: str, parameters: dict[str, Any]) -> list[str]:
+    """The lines above a benchmark's table: what was measured, on what, when, with which settings."""
+    cpu = f"{machine['cpu_count']} CPUs" + (f" ({machine['cpu']})" if machine.get("cpu") else "")
+    versions = ", ".join(
+        f"{name} {machine[key]}"
+        for key, name in (("pcsc_lite", "pcsc-lite"), ("pyscard", "pyscard"))
+        if machine.get(key)
+    )
+    return [
+        title,
+        f"machine: {machine['platform']}; {cpu}; {machine['python']}" + (f"; {versions}" if versions else ""),
+        f"date: {date}; " + ", ".join(f"{key} {value}" for key, value in parameters.items()),
+    ]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a group (printed once), a label, its statistics and an optional note."""
+
+    group: str
+    label: str
+    stats: Stats
+    note: str = ""
+
+
+def _cell(value: float) -> str:
+    return f"{value:9.2f}" if math.isfinite(value) else f"{'n/a':>9}"
+
+
+def format_table(rows: Sequence[Row], unit: str = "ms") -> str:
+    """Rows under a ``median  p90  max`` header; a group name is printed on its first row only."""
+    group_width = max([len(row.group) for row in rows] + [5])
+    label_width = max([len(row.label) for row in rows] + [6])
+    lines = [f"{'':{group_width}}  {'':{label_width}}  {'median':>9}  {'p90':>9}  {'max':>9}  ({unit})"]
+    previous = None
+    for row in rows:
+        group = row.group if row.group != previous else ""
+        previous = row.group
+        cells = "  ".join(_cell(value) for value in (row.stats.median, row.stats.p90, row.stats.max))
+        line = f"{group:{group_width}}  {row.label:{label_width}}  {cells}"
+        lines.append(f"{line}  {row.note}".rstrip())
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON (NaN written as null, so any JSON reader takes it)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(item) for item in value]
+        return value
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
