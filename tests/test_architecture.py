@@ -50,6 +50,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.national", 4),
     ("sscard.events", 4),
     ("sscard.session", 4),
+    ("sscard.tokens", 4),
     ("sscard.readers", 4),
     ("sscard.cli", 5),
     ("sscard.cli.*", 5),

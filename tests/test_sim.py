@@ -587,7 +587,7 @@ def test_change_pin_errors(apdu: str, sw: str) -> None:
     ("apdu", "sw"),
     [
         ("00CA9F7F00", "6D00"),  # GET DATA: unknown INS
-        ("0082000A10" + "00" * 16, "6D00"),  # EXTERNAL AUTHENTICATE: a later issue
+        ("0082000A08" + "00" * 8, "6984"),  # EXTERNAL AUTHENTICATE without GET CHALLENGE
         ("84240000 08 0102030405060708", "6D00"),
         ("A0A40000023F00", "6E00"),  # CLA not 00/80/84
         ("80A40000023F00", "6E00"),  # SELECT is ISO class

@@ -12,10 +12,12 @@ Exit codes (stable):
 2     usage error
 3     environment: NO_SERVICE, NO_READER, NO_CARD, CARD_REMOVED, CARD_RESET, CARD_CHANGED, READER_BUSY,
       CARD_MUTE, TRANSPORT_ERROR, TIMEOUT
-4     card: NOT_SSC, BAD_RECORD, CARD_ERROR, CARD_LOCKED, AUTH_REQUIRED
+4     card: NOT_SSC, BAD_RECORD, CARD_ERROR, CARD_LOCKED, AUTH_REQUIRED, CARD_NOT_GENUINE,
+      TERMINAL_AUTH_FAILED
 5     PIN: PIN_INCORRECT, PIN_FORMAT, PIN_MISMATCH
 6     PIN_BLOCKED
 7     CONFIG_ERROR, TRACE_MISMATCH
+8     key service: PSAM_MISSING, PSAM_KEY_MISSING, PSAM_ERROR, ALGORITHM_UNSUPPORTED, HSM_RESPONSE_INVALID
 ====  ===========================================================================================
 """
 
@@ -52,7 +54,22 @@ EXIT_CODES: dict[str, int] = {
         ),
         3,
     ),
-    **dict.fromkeys(("NOT_SSC", "BAD_RECORD", "CARD_ERROR", "CARD_LOCKED", "AUTH_REQUIRED"), 4),
+    **dict.fromkeys(
+        (
+            "NOT_SSC",
+            "BAD_RECORD",
+            "CARD_ERROR",
+            "CARD_LOCKED",
+            "AUTH_REQUIRED",
+            "CARD_NOT_GENUINE",
+            "TERMINAL_AUTH_FAILED",
+        ),
+        4,
+    ),
+    **dict.fromkeys(
+        ("PSAM_MISSING", "PSAM_KEY_MISSING", "PSAM_ERROR", "ALGORITHM_UNSUPPORTED", "HSM_RESPONSE_INVALID"), 8
+    ),
+    **dict.fromkeys(("NOT_SIGNED_IN", "SESSION_ACTIVE"), 2),
     **dict.fromkeys(("PIN_INCORRECT", "PIN_FORMAT", "PIN_MISMATCH"), 5),
     "PIN_BLOCKED": 6,
     **dict.fromkeys(("CONFIG_ERROR", "TRACE_MISMATCH"), 7),
@@ -104,6 +121,8 @@ class Context:
             self._config = load_config(self.args.config).with_overrides(
                 reader=getattr(self.args, "reader", None),
                 itype=getattr(self.args, "itype", None),
+                key_service=getattr(self.args, "key_service", None),
+                sam_reader=getattr(self.args, "sam_reader", None),
                 terminal_id=getattr(self.args, "terminal_id", None),
                 device_id=getattr(self.args, "device_id", None),
             )
@@ -203,8 +222,81 @@ def render_card(data: dict[str, Any], reader: str) -> str:
 
 
 def cmd_read(ctx: Context) -> int:
+    if ctx.args.hsm_step1 and ctx.args.hsm_step2:
+        raise UsageError("--hsm-step1 and --hsm-step2 are two separate calls", "两步须分开调用")
     with ctx.open_terminal() as terminal:
-        return _read(ctx, terminal)
+        if ctx.args.hsm_step1:
+            print(terminal.hsm_step1().line(), file=ctx.out)
+            return EXIT_OK
+        if ctx.args.hsm_step2:
+            return _hsm_step2(ctx, terminal)
+        status = _read(ctx, terminal)
+        if ctx.args.photo:
+            _write_photo(ctx, terminal)
+        return status
+
+
+def _hsm_step2(ctx: Context, terminal: Any) -> int:
+    """Standard input: the step-1 line, then the HSM's answer line (docs/card-auth.md)."""
+    lines = [line.strip() for line in ctx.stdin.read().splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise UsageError(
+            "--hsm-step2 reads two lines from standard input: the step-1 line, then the HSM's answer",
+            "--hsm-step2 从标准输入读取两行：第一步输出和加密机返回结果",
+        )
+    card = terminal.hsm_step2(lines[0], lines[1])
+    if ctx.json or ctx.args.format == "json":
+        print(json.dumps(card.to_json(), ensure_ascii=False), file=ctx.out)
+    else:
+        print(render_card(card.to_json(), card.reader), file=ctx.out)
+    return EXIT_OK
+
+
+def _write_photo(ctx: Context, terminal: Any) -> None:
+    """EF08 to a file, with a progress line on standard error (total unknown: bytes so far)."""
+    from pathlib import Path
+
+    def progress(done: int, total: int | None) -> None:
+        shown = f"{done}/{total}" if total else f"{done}"
+        bar = "#" * min(40, done // 128)
+        print(f"\r照片 photo [{bar:<40}] {shown} bytes", end="", file=ctx.err, flush=True)
+
+    photo = terminal.read_photo(progress)
+    print(file=ctx.err)
+    Path(ctx.args.photo).write_bytes(photo)
+    print(f"photo: {len(photo)} bytes written to {ctx.args.photo} / 照片已保存", file=ctx.err)
+
+
+def cmd_auth_check(ctx: Context) -> int:
+    with ctx.open_terminal() as terminal:
+        by = terminal.auth_check()
+    ctx.emit({"genuine": True, "authenticated_by": by}, f"genuine card / 真卡 (by {by})")
+    return EXIT_OK
+
+
+def cmd_sign_in(ctx: Context) -> int:
+    """Sign in, print the session (and token); with --hold, stay until the session ends."""
+    from sscard.session import SessionEvent
+
+    needs_pin = ctx.config.require_pin and not ctx.args.no_pin
+    pin = ctx.read_pin("PIN 密码: ", []) if needs_pin else None
+    with ctx.open_terminal() as terminal:
+        ended: list[SessionEvent] = []
+        terminal.sessions.subscribe(lambda event: ended.append(event) if event.kind == "ended" else None)
+        session = terminal.sign_in(pin, require_pin=needs_pin)
+        data = session.to_json()
+        ctx.emit({"session": data}, "\n".join(f"  {k:<16} {v}" for k, v in data.items() if v is not None))
+        if ctx.args.hold:
+            done = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: done.set())
+            while not done.is_set() and terminal.session is not None:
+                terminal.sessions.wait_ended(0.5)
+            if terminal.session is not None:
+                terminal.sign_out()
+            for event in ended:
+                print(json.dumps(event.to_json(), ensure_ascii=False), file=ctx.out, flush=True)
+    return EXIT_OK
 
 
 def _pin_result(ctx: Context, outcome: Any) -> int:
@@ -417,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     read_opts.add_argument("--device-id", help="终端设备号 for --format ireadcardbas")
     read_opts.add_argument("--allow-partial", action="store_true", help="on 3.00 cards, return EF05 if EF06 is locked")
 
+    key_opts = argparse.ArgumentParser(add_help=False)
+    key_opts.add_argument("--key-service", choices=("none", "psam", "hsm", "software"), help="card authentication")
+    key_opts.add_argument("--sam-reader", help="the PSAM's reader: name substring, or sim:PSAM")
+
     pin_opts = argparse.ArgumentParser(add_help=False)
     pin_opts.add_argument("--pin-stdin", action="store_true", help="read PIN(s) from standard input, one per line")
 
@@ -428,8 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("readers", parents=[common], help="list PC/SC readers (* = card present)")
     p.set_defaults(func=cmd_readers)
-    p = sub.add_parser("read", parents=[common, read_opts], help="read card and cardholder data")
+    p = sub.add_parser("read", parents=[common, read_opts, key_opts], help="read card and cardholder data")
+    p.add_argument("--photo", metavar="FILE", help="also read the photo (EF08) into FILE, with a progress bar")
+    p.add_argument("--hsm-step1", action="store_true", help="HSM two-step: print what the HSM needs (step 1)")
+    p.add_argument(
+        "--hsm-step2", action="store_true", help="HSM two-step: stdin = step-1 line + HSM answer; print the card"
+    )
     p.set_defaults(func=cmd_read)
+    p = sub.add_parser("auth-check", parents=[common, key_opts], help="is the card genuine (internal authentication)")
+    p.set_defaults(func=cmd_auth_check)
+    p = sub.add_parser("sign-in", parents=[common, pin_opts, key_opts], help="sign a resident in: session and token")
+    p.add_argument("--no-pin", action="store_true", help="card-only sign-in (if the terminal's policy allows)")
+    p.add_argument("--hold", action="store_true", help="stay until the session ends (card removed, Ctrl-C)")
+    p.set_defaults(func=cmd_sign_in)
     p = sub.add_parser("verify", parents=[common, pin_opts], help="verify the cardholder's PIN (once; never retried)")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("pin-status", parents=[common], help="tries left, without spending one")

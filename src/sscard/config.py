@@ -26,8 +26,20 @@ Example::
     id = "410100813475"     # 终端机编号, reported in iReadCardBas (reference §6)
     device_id = "MT170701000006"   # 终端设备号
 
+    [keys]                  # card authentication (docs/card-auth.md)
+    service = "psam"        # none | psam | hsm | software (simulator and tests only)
+    profile = "default"     # PSAM commands and diversification factors, or a TOML path
+    authenticate_card = true   # internal authentication (is the card genuine) on read and sign-in
+    # file = "test-keys.toml"; keyset = "test"; allow_software = true   (software keys only)
+
+    [session]               # sign-in (docs/tokens.md)
+    require_pin = true
+    idle_timeout = 300      # seconds without activity before the session ends
+    key = "/etc/sscard/terminal-key.pem"   # Ed25519 private key that signs session tokens
+
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
-``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``; command-line
+``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
+``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``; command-line
 options override both.  No PIN is ever read from configuration or the environment.
 """
 
@@ -55,6 +67,7 @@ ITYPES = (ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLE
 #: "PICC", "SAM", "CL", "Contactless"), so these are data: extend them in ``[reader.slots]``.
 DEFAULT_SAM_KEYWORDS = ("SAM",)
 DEFAULT_CONTACTLESS_KEYWORDS = ("PICC", "Contactless", "CL")
+KEY_SERVICES = ("none", "psam", "hsm", "software")
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,21 @@ class Config:
     contactless_keywords: tuple[str, ...] = DEFAULT_CONTACTLESS_KEYWORDS
     terminal_id: str = ""
     device_id: str = ""
+    #: Who computes card-authentication cryptograms (docs/card-auth.md): "none", "psam", "hsm"
+    #: (the two-step calls only) or "software" (simulator and tests only).
+    key_service: str = "none"
+    #: The card-authentication profile: a bundled name or a TOML path.
+    key_profile: str = "default"
+    #: Software keys: the key file, the key set in it, and the explicit permission they need.
+    key_file: str | None = None
+    keyset: str = "test"
+    allow_software_keys: bool = False
+    #: Check that the card is genuine (internal authentication) on every read and sign-in.
+    authenticate_card: bool = False
+    #: Sign-in: PIN policy, idle timeout, and the terminal's token-signing key (docs/tokens.md).
+    require_pin: bool = True
+    session_idle: float = 300.0
+    session_key: str | None = None
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +105,10 @@ class Config:
             raise ConfigError(f"itype must be 1 (contact), 2 (contactless), 3 or 4 (auto), not {self.itype!r}")
         if self.busy_wait < 0:
             raise ConfigError(f"busy_wait must not be negative, not {self.busy_wait!r}")
+        if self.key_service not in KEY_SERVICES:
+            raise ConfigError(f"[keys] service must be one of {', '.join(KEY_SERVICES)}, not {self.key_service!r}")
+        if self.session_idle <= 0:
+            raise ConfigError(f"[session] idle_timeout must be positive, not {self.session_idle!r}")
 
     def with_overrides(self, **values: Any) -> Config:
         """Apply command-line values; ``None`` means "not given" and keeps the current value."""
@@ -108,6 +140,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     reader = data.get("reader", {})
     slots = reader.get("slots", {}) if isinstance(reader, dict) else {}
     terminal = data.get("terminal", {})
+    keys = data.get("keys", {})
+    session = data.get("session", {})
     try:
         config = Config(
             reader=_opt_str(reader.get("name")),
@@ -119,6 +153,15 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             contactless_keywords=_keywords(slots.get("contactless_keywords", DEFAULT_CONTACTLESS_KEYWORDS)),
             terminal_id=str(terminal.get("id", "")),
             device_id=str(terminal.get("device_id", "")),
+            key_service=str(keys.get("service", "none")),
+            key_profile=str(keys.get("profile", "default")),
+            key_file=_opt_str(keys.get("file")),
+            keyset=str(keys.get("keyset", "test")),
+            allow_software_keys=_bool(keys.get("allow_software", False)),
+            authenticate_card=_bool(keys.get("authenticate_card", False)),
+            require_pin=_bool(session.get("require_pin", True)),
+            session_idle=float(session.get("idle_timeout", 300.0)),
+            session_key=_opt_str(session.get("key")),
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
@@ -132,6 +175,11 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             busy_wait=float(env["SSCARD_BUSY_WAIT"]) if env.get("SSCARD_BUSY_WAIT") else None,
             terminal_id=env.get("SSCARD_TERMINAL_ID"),
             device_id=env.get("SSCARD_DEVICE_ID"),
+            key_service=env.get("SSCARD_KEY_SERVICE") or None,
+            allow_software_keys=_bool(env["SSCARD_ALLOW_SOFTWARE_KEYS"])
+            if env.get("SSCARD_ALLOW_SOFTWARE_KEYS")
+            else None,
+            session_key=env.get("SSCARD_SESSION_KEY") or None,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid value in the environment: {exc}") from None
@@ -149,6 +197,14 @@ def _keywords(value: object) -> tuple[str, ...]:
     if isinstance(value, list | tuple) and value and all(isinstance(item, str) and item for item in value):
         return tuple(str(item) for item in value)
     raise TypeError(f"slot keywords must be a list of non-empty strings, not {value!r}")
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    raise ValueError(f"expected true or false, not {value!r}")
 
 
 def _opt_str(value: object) -> str | None:

@@ -204,6 +204,79 @@ class AuthRequired(SscardError):
         super().__init__(detail, element=element)
 
 
+class PsamMissing(SscardError):
+    """No PSAM to authenticate with: no SAM reader configured or found, or its slot is empty (−2201)."""
+
+    code = "PSAM_MISSING"
+    message_en = "No PSAM (security module) is available. Check that it is seated in the reader's SAM slot."
+    message_zh_text = "未找到PSAM卡（安全模块），请检查读卡器SAM卡座。"
+
+
+class AlgorithmUnsupported(SscardError):
+    code = "ALGORITHM_UNSUPPORTED"
+    message_en = "The card's algorithm ({algorithm}) is not supported by the key service."
+    message_zh_text = "密钥服务不支持该卡的算法（{algorithm}）。"
+
+    def __init__(self, algorithm: str, detail: str | None = None) -> None:
+        super().__init__(detail, algorithm=algorithm)
+
+
+class PsamKeyMissing(SscardError):
+    code = "PSAM_KEY_MISSING"
+    message_en = "The PSAM holds no {key} key for this card (key level insufficient)."
+    message_zh_text = "PSAM卡中没有该卡的{key}密钥（密钥级别不足）。"
+
+    def __init__(self, key: str, detail: str | None = None) -> None:
+        super().__init__(detail, key=key)
+
+
+class PsamError(SscardError):
+    code = "PSAM_ERROR"
+    message_en = "The PSAM refused a command (status {sw})."
+    message_zh_text = "PSAM卡执行命令失败（状态字{sw}）。"
+
+    def __init__(self, sw: int, detail: str | None = None) -> None:
+        super().__init__(detail, sw=f"{sw:04X}")
+
+
+class CardNotGenuine(SscardError):
+    """The card's internal-authentication answer differs from the key service's: refuse the card."""
+
+    code = "CARD_NOT_GENUINE"
+    message_en = "The card failed authentication: it may not be a genuine social security card."
+    message_zh_text = "卡片认证失败，可能不是真实有效的社会保障卡。"
+
+
+class TerminalAuthFailed(SscardError):
+    code = "TERMINAL_AUTH_FAILED"
+    message_en = (
+        "The card rejected the terminal's authentication: the PSAM or HSM keys do not match this card, "
+        "or the card is not genuine."
+    )
+    message_zh_text = "卡片拒绝了终端认证：PSAM或加密机密钥与该卡不匹配，或卡片不是真卡。"
+
+
+class HsmResponseInvalid(SscardError):
+    code = "HSM_RESPONSE_INVALID"
+    message_en = "The HSM's answer is not valid ({problem})."
+    message_zh_text = "加密机返回的数据无效（{problem}）。"
+
+    def __init__(self, problem: str, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem)
+
+
+class NotSignedIn(SscardError):
+    code = "NOT_SIGNED_IN"
+    message_en = "No resident is signed in at this terminal."
+    message_zh_text = "当前终端没有已登录的用户。"
+
+
+class SessionActive(SscardError):
+    code = "SESSION_ACTIVE"
+    message_en = "A resident is already signed in at this terminal. Sign out first."
+    message_zh_text = "当前终端已有用户登录，请先退出。"
+
+
 class BadRecord(SscardError):
     code = "BAD_RECORD"
     message_en = "The card returned an invalid {element}: {reason}."

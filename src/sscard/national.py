@@ -49,6 +49,14 @@ RETURN_CODES: Mapping[str, int] = {
     "PIN_BLOCKED": -52,
     "AUTH_REQUIRED": -2203,
     "CARD_LOCKED": -0x9303,
+    "CARD_CHANGED": -20,
+    "CARD_NOT_GENUINE": -21,
+    "TERMINAL_AUTH_FAILED": -22,
+    "PSAM_KEY_MISSING": -24,
+    "HSM_RESPONSE_INVALID": -25,
+    "PSAM_ERROR": -12,
+    "PSAM_MISSING": -2201,
+    "ALGORITHM_UNSUPPORTED": -2202,
 }
 #: For anything unmapped (configuration and trace errors are ours, not the card's).
 DEFAULT_RETURN_CODE = -13

@@ -25,9 +25,11 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
 
 from sscard.config import ITYPE_CONTACT, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS, Config
-from sscard.errors import NoReader
+from sscard.errors import NoReader, PsamMissing
 from sscard.transports.base import Reader
 
 SIM_PREFIX = "sim:"
@@ -125,3 +127,31 @@ def open_reader(spec: str | None, busy_wait: float = 0.0, config: Config | None 
     if len(chosen) == 1:
         return PcscReader(chosen[0], busy_wait=config.busy_wait)
     return PcscReaderSet(chosen, busy_wait=config.busy_wait)
+
+
+def open_sam_reader(config: Config) -> Reader:
+    """The reader holding the PSAM (reference §5): ``[reader] sam``, else a slot named like one.
+
+    ``sim:PSAM`` puts a simulated PSAM (``sscard sim psams``) in an in-process reader.
+    PsamMissing (national −2201) when there is none.
+    """
+    spec = config.sam_reader
+    if spec and spec.startswith(SIM_PREFIX):
+        from sscard.sim.psam import SimulatedPsam, load_psam
+        from sscard.transports.sim import SimReader
+
+        name = spec[len(SIM_PREFIX) :] or "psam"
+        return SimReader(SimulatedPsam(load_psam(name)), name=spec)
+    from sscard.transports.pcsc import PcscReader, list_readers
+
+    names = list_readers()
+    sams = sam_readers(names, config)
+    if not sams:
+        wanted = f"named like {spec!r}" if spec else f"whose name contains {', '.join(config.sam_keywords)}"
+        raise PsamMissing(f"no SAM reader {wanted}; readers: {describe(names, config)}")
+    return PcscReader(sams[0], busy_wait=config.busy_wait)
+
+
+def test_keys_path() -> Path:
+    """The simulator's published test keys (docs/card-auth.md): software keys for tests only."""
+    return Path(str(resources.files("sscard.sim").joinpath("data").joinpath("test-keys.toml")))

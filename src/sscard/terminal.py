@@ -18,15 +18,20 @@ connects to whatever card is then in the reader.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sscard.apdu.atr import historical_bytes
 from sscard.apdu.processors import TraceSink, standard_stack
 from sscard.config import Config, load_config
 from sscard.errors import (
+    AlgorithmUnsupported,
     AuthRequired,
+    BadRecord,
     CardChanged,
     CardMute,
     CardRemoved,
@@ -34,13 +39,62 @@ from sscard.errors import (
     NoCard,
     NoReader,
     NoService,
+    PsamMissing,
+    SessionActive,
     TransportFailure,
+    UsageError,
 )
-from sscard.ssc.application import PinOutcome, PinState, SscApplication, SsseInfo, validate_pin
+from sscard.psam.auth import Authenticator, ask_internal, check_internal, get_challenge, send_external
+from sscard.psam.crypto import Algorithm, CardFacts, build_factors
+from sscard.psam.hsm import HsmAnswer, HsmStep1
+from sscard.psam.keys import KeyService, PsamKeyService, SoftwareKeyService
+from sscard.psam.profile import load_profile
+from sscard.session import EndReason, Method, Session, SessionManager, new_session_id
+from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo, validate_pin
 from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
 from sscard.transports.base import Reader, Transport
 
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
+#: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
+LOCKED_EF06 = ("ssn", "name", "gender", "nation", "birthplace", "birth_date")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).astimezone()
+
+
+def _facts(transport: Transport, issuer: IssuerData) -> CardFacts:
+    """The card data the diversification factors are built from (docs/card-auth.md)."""
+    if issuer.identification_code is None:
+        raise BadRecord("identification_code", "missing; card authentication needs it", "卡识别码")
+    return CardFacts(issuer.identification_code.raw, issuer.card_number or "", historical_bytes(transport.atr))
+
+
+def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> KeyService:
+    """The configured key service (``[keys] service``); the PSAM is connected now."""
+    if config.key_service == "software":
+        from sscard.readers import test_keys_path
+
+        path = config.key_file or str(test_keys_path())
+        return SoftwareKeyService.from_file(path, config.keyset, allowed=config.allow_software_keys)
+    if config.key_service == "psam":
+        from sscard.readers import open_sam_reader
+
+        reader = open_sam_reader(config)
+        try:
+            transport = reader.connect()
+        except NoCard:
+            raise PsamMissing(f"the SAM slot {reader.name!r} is empty") from None
+        return PsamKeyService(transport, load_profile(config.key_profile), trace_sink)
+    if config.key_service == "hsm":
+        raise UsageError(
+            'with [keys] service = "hsm" use the two-step calls (hsm_step1 / hsm_step2)',
+            "加密机模式请使用两步调用（hsm_step1/hsm_step2）",
+        )
+    raise AuthRequired(
+        "card authentication",
+        "no key service configured ([keys] service = psam, or hsm with the two-step calls)",
+    )
 
 
 def _iso(value: dt.date | None) -> str | None:
@@ -62,11 +116,13 @@ class CardRead:
     cardholder: CardholderData
     warnings: tuple[RecordWarning, ...] = ()
     locked_elements: tuple[str, ...] = field(default=())
+    #: The key service that proved the card genuine (internal authentication), if one did.
+    authenticated_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON contract of ``sscard read --json`` (docs/cli.md); keys never change meaning."""
         issuer, holder = self.issuer, self.cardholder
-        return {
+        out: dict[str, Any] = {
             "card": {
                 "identification_code": issuer.identification_code.hex if issuer.identification_code else None,
                 "type": issuer.card_type,
@@ -90,6 +146,9 @@ class CardRead:
             },
             "warnings": [w.to_dict() for w in self.warnings],
         }
+        if self.authenticated_by is not None:  # only when asked for: the three keys above stay the contract
+            out["authenticated_by"] = self.authenticated_by
+        return out
 
 
 @dataclass(frozen=True)
@@ -140,6 +199,8 @@ class Terminal:
         self._transport: Transport | None = None
         #: The card this terminal last read; PIN operations on a new connection check against it.
         self.card_identity: CardIdentity | None = None
+        self._auth: Authenticator | None = None
+        self._sessions: SessionManager | None = None
 
     @classmethod
     def open(
@@ -178,9 +239,14 @@ class Terminal:
         return self._transport
 
     def close(self) -> None:
-        """Drop the connection and forget the card; the terminal can be used again afterwards."""
+        """End any session, drop the connection and forget the card; the terminal can be reused."""
+        if self._sessions is not None:
+            self._sessions.close()
         self._drop()
         self.card_identity = None
+        auth, self._auth = self._auth, None
+        if auth is not None:
+            auth.service.close()
 
     def __enter__(self) -> Terminal:
         return self
@@ -209,6 +275,8 @@ class Terminal:
         Whether the card behind the new connection is the one read before is the operation's
         business (:meth:`_check_same_card`).
         """
+        if self._sessions is not None:
+            self._sessions.touch()
         with contextlib.ExitStack() as stack:
             fresh = self._transport is None
             transport = self._transport or self._connect()
@@ -252,24 +320,47 @@ class Terminal:
 
     # -- operations -------------------------------------------------------------------------
 
-    def read(self, *, require_cardholder: bool = True, today: dt.date | None = None) -> CardRead:
+    def read(
+        self, *, require_cardholder: bool = True, authenticate: bool | None = None, today: dt.date | None = None
+    ) -> CardRead:
         """Read card (EF05) and cardholder (EF06) data with the fewest APDUs the card allows.
 
-        A 3rd-generation card refuses EF06 until the terminal authenticates (reference §1, §5):
-        by default that raises :class:`~sscard.errors.AuthRequired`; with
-        ``require_cardholder=False`` the EF05 data comes back with ``locked_elements`` set and an
-        ``AUTH_REQUIRED`` warning, never as if it were complete.
+        A 3rd-generation card refuses EF06 until the terminal authenticates (reference §1, §5).
+        With a key service configured (``[keys] service``) sscard authenticates first, so the read
+        is complete.  Without one, by default that raises :class:`~sscard.errors.AuthRequired`;
+        with ``require_cardholder=False`` the EF05 data comes back with ``locked_elements`` set
+        and an ``AUTH_REQUIRED`` warning, never as if it were complete.
+
+        ``authenticate`` (default ``[keys] authenticate_card``) also proves the card genuine by
+        internal authentication, in the same transaction; a counterfeit is
+        :class:`~sscard.errors.CardNotGenuine` and none of its data is returned.
         """
+        check_card = self.config.authenticate_card if authenticate is None else authenticate
         with self._operation() as (transport, app, _fresh):
             ssse = app.select()
             issuer = app.read_issuer()
+            facts, algorithm = _facts(transport, issuer), Algorithm.of(ssse.algorithm)
             locked: tuple[str, ...] = ()
+            authenticator = self._authenticator() if self.config.key_service != "none" else None
+            unlocked = False
+            if authenticator is not None and (issuer.spec_version or "").startswith("3"):
+                authenticator.external(app.connection, facts, algorithm)  # 3rd gen: unlock first
+                unlocked = True
             try:
                 holder = app.read_cardholder(issuer.spec_version)
             except AuthRequired as exc:
-                if require_cardholder:
+                if authenticator is not None and not unlocked:
+                    authenticator.external(app.connection, facts, algorithm)
+                    holder = app.read_cardholder(issuer.spec_version)
+                elif require_cardholder:
                     raise AuthRequired("cardholder data (EF06)", exc.detail) from None
-                holder, locked = CardholderData(), ("ssn", "name", "gender", "nation", "birthplace", "birth_date")
+                else:
+                    holder, locked = CardholderData(), LOCKED_EF06
+            authenticated_by = None
+            if check_card:
+                authenticator = authenticator or self._authenticator()
+                authenticator.internal(app.connection, facts, algorithm)
+                authenticated_by = authenticator.service.describe()
             warnings = validate(issuer, None if locked else holder, today or dt.date.today())
             if locked:
                 warnings.append(
@@ -279,9 +370,172 @@ class Terminal:
                         "持卡人信息需要终端认证（PSAM或加密机）后才能读取。",
                     )
                 )
-            card = CardRead(transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), locked)
+            card = CardRead(
+                transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), locked, authenticated_by
+            )
             self.card_identity = CardIdentity.of(card)
             return card
+
+    def auth_check(self) -> str:
+        """Is the card in the reader genuine?  Internal authentication only; returns who vouched.
+
+        Raises :class:`~sscard.errors.CardNotGenuine` for a card without its genuine key, and the
+        key-service errors (PSAM_MISSING, PSAM_KEY_MISSING, ALGORITHM_UNSUPPORTED …) when the
+        question cannot be asked.
+        """
+        authenticator = self._authenticator()
+        with self._operation() as (transport, app, _fresh):
+            ssse = app.select()
+            issuer = app.read_issuer()
+            authenticator.internal(app.connection, _facts(transport, issuer), Algorithm.of(ssse.algorithm))
+            self.card_identity = None  # what was read here is not a full read
+            return authenticator.service.describe()
+
+    def read_photo(self, progress: Progress | None = None) -> bytes:
+        """The cardholder's photo (EF08; JPEG on the cards seen, format unconfirmed, reference §1).
+
+        EF08 needs external authentication on most cards: with a key service configured sscard
+        authenticates when the card asks; without one this is AUTH_REQUIRED.  ``progress`` gets
+        ``(bytes_so_far, total_or_None)`` after every READ BINARY.
+        """
+        with self._operation() as (transport, app, _fresh):
+            ssse = app.select()
+            try:
+                return app.read_binary_file(0x08, progress)
+            except AuthRequired:
+                if self.config.key_service == "none":
+                    raise AuthRequired("photo (EF08)") from None
+            app.select()
+            issuer = app.read_issuer()
+            self._authenticator().external(app.connection, _facts(transport, issuer), Algorithm.of(ssse.algorithm))
+            return app.read_binary_file(0x08, progress)
+
+    # -- sign-in ----------------------------------------------------------------------------
+
+    @property
+    def sessions(self) -> SessionManager:
+        """The terminal's one session slot; subscribe to it for started/ended events."""
+        if self._sessions is None:
+            source = getattr(self.reader, "event_source", None)
+            self._sessions = SessionManager(self.config.session_idle, source if callable(source) else None)
+        return self._sessions
+
+    @property
+    def session(self) -> Session | None:
+        return self.sessions.active
+
+    def sign_in(self, pin: str | None = None, *, require_pin: bool | None = None) -> Session:
+        """Card present → read (authenticating as configured) → PIN → a session.
+
+        The PIN is verified once and never retried: a wrong PIN raises
+        :class:`~sscard.errors.PinIncorrect` with the tries left and starts nothing; a blocked
+        one raises :class:`~sscard.errors.PinBlocked` without sending a VERIFY.  The session ends
+        when the card leaves, on :meth:`sign_out`, or after ``[session] idle_timeout`` idle.
+        """
+        needs_pin = self.config.require_pin if require_pin is None else require_pin
+        if needs_pin and pin is None:
+            raise UsageError("this terminal requires the PIN to sign in", "本终端登录需要输入密码")
+        if needs_pin:
+            validate_pin(pin or "")
+        if self.sessions.active is not None:
+            raise SessionActive(f"session {self.sessions.active.id} is active")
+        card = self.read()
+        if needs_pin:
+            self.verify(pin or "").raise_for_error()
+        now = _now()
+        session = Session(
+            id=new_session_id(),
+            ssn=card.cardholder.ssn or "",
+            name=card.cardholder.full_name or "",
+            card_number=card.issuer.card_number or "",
+            card_id=card.issuer.identification_code.hex if card.issuer.identification_code else "",
+            method=Method.CARD_PIN if needs_pin else Method.CARD,
+            terminal_id=self.config.terminal_id,
+            reader=card.reader,
+            started=now,
+            expires=now + dt.timedelta(seconds=self.config.session_idle),
+            authenticated_by=card.authenticated_by,
+        )
+        session = dataclasses.replace(session, token=self._issue_token(session))
+        self.sessions.start(session)
+        if not self.reader.card_present():  # pulled before the watch began: end it now
+            self.sessions._end_if(session.id, EndReason.CARD_REMOVED)
+        return session
+
+    def sign_out(self) -> Session:
+        """End the active session (NotSignedIn if none) and drop the connection, so the card's
+        PIN-verified state is not left for whoever talks to it next."""
+        session = self.sessions.sign_out()
+        self._drop()
+        return session
+
+    def _issue_token(self, session: Session) -> str | None:
+        if not self.config.session_key:
+            return None
+        from sscard.tokens import claims_for, issue_token, load_private_key
+
+        return issue_token(claims_for(session), load_private_key(self.config.session_key))
+
+    # -- the HSM two-step -------------------------------------------------------------------
+
+    def hsm_step1(self, terminal_id: str | None = None) -> HsmStep1:
+        """Step 1 of the HSM two-step (reference §6): what the HSM needs, ending with GET CHALLENGE.
+
+        Nothing may be sent to the card between this and :meth:`hsm_step2`: the challenge is
+        good for the card's next command only.
+        """
+        profile = load_profile(self.config.key_profile)
+        with self._operation() as (transport, app, _fresh):
+            ssse = app.select()
+            issuer = app.read_issuer()
+            facts, algorithm = _facts(transport, issuer), Algorithm.of(ssse.algorithm)
+            if algorithm is Algorithm.SSF33:
+                raise AlgorithmUnsupported("SSF33", "no HSM layout is defined for SSF33 here")
+            challenge = get_challenge(app.connection, profile)
+            return HsmStep1(
+                region_code=issuer.region_code or "",
+                atr=transport.atr,
+                algorithm=algorithm,
+                identification_code=facts.identification_code,
+                ia_factors=b"".join(build_factors(profile.ia.levels, facts)),
+                ia_data=secrets.token_bytes(profile.internal_data_length),
+                rk_factors=b"".join(build_factors(profile.rkssse.levels, facts)),
+                challenge=challenge,
+                terminal_id=self.config.terminal_id if terminal_id is None else terminal_id,
+            )
+
+    def hsm_step2(self, step1: HsmStep1 | str, answer: str, *, today: dt.date | None = None) -> CardRead:
+        """Step 2: EXTERNAL AUTHENTICATE with the HSM's cryptogram as the card's next command, then
+        read everything and check the card's internal-authentication answer against the HSM's.
+
+        ``step1`` may be the line itself, so step 2 can run in another process.  The card must be
+        the one of step 1 (same ATR, same identification code) or this is CARD_CHANGED.
+        """
+        state = HsmStep1.parse(step1) if isinstance(step1, str) else step1
+        hsm = HsmAnswer.parse(answer, state.algorithm, len(state.ia_data))
+        profile = load_profile(self.config.key_profile)
+        with self._operation() as (transport, app, _fresh):
+            if transport.atr != state.atr:
+                raise CardChanged("the ATR differs from step 1")
+            send_external(app.connection, profile, hsm.external_cryptogram)
+            ssse = app.select()
+            issuer = app.read_issuer()
+            if issuer.identification_code is None or issuer.identification_code.raw != state.identification_code:
+                raise CardChanged("the card identification code differs from step 1")
+            holder = app.read_cardholder(issuer.spec_version)
+            _data, card_answer = ask_internal(app.connection, profile, state.ia_data)
+            check_internal(card_answer, hsm.internal_result)
+            warnings = validate(issuer, holder, today or dt.date.today())
+            card = CardRead(transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), (), "HSM")
+            self.card_identity = CardIdentity.of(card)
+            return card
+
+    def _authenticator(self) -> Authenticator:
+        if self._auth is None:
+            self._auth = Authenticator(
+                open_key_service(self.config, self.trace_sink), load_profile(self.config.key_profile)
+            )
+        return self._auth
 
     def pin_status(self) -> PinOutcome:
         """Tries left, without spending one, where the card supports the status query."""

@@ -11,8 +11,12 @@ RESPONSE — lives in one place and is reset by :meth:`SimulatedCard.power_on`, 
 RAM.  The PIN and its counter persist for the card's lifetime (its EEPROM) but never reach the
 persona file.
 
-Commands are a table (``_COMMANDS``: INS → allowed CLAs and handler); EXTERNAL AUTHENTICATE
-(reference §5) slots in as one more handler that sets :attr:`SecurityState.external_auth_ok`.
+Commands are a table (``_COMMANDS``: INS → allowed CLAs and handler).  Card authentication
+(docs/card-auth.md, reference §5) is two of them: INTERNAL AUTHENTICATE proves the card knows its
+diversified IA key, EXTERNAL AUTHENTICATE checks the terminal's cryptogram over the last challenge
+and sets :attr:`SecurityState.external_auth_ok`, which opens the files of ``behaviour.external_auth``.
+The card's keys are a key set's master keys (``sim/data/test-keys.toml``) diversified with the
+card's own EF05 data (:mod:`sscard.sim.crypto`), never anything from :mod:`sscard.psam`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,17 @@ from dataclasses import dataclass
 
 from sscard.apdu.command import Command
 from sscard.apdu.sw import SW
+from sscard.sim.crypto import (
+    CardData,
+    UnsupportedAlgorithm,
+    algorithm_of,
+    block_size,
+    diversify_levels,
+    encrypt,
+    pad,
+)
 from sscard.sim.encoding import PBOC_DEBIT_AID, SSSE_AID, pboc_fci, record_files, ssse_fci
+from sscard.sim.keys import KeyUsage, load_test_keys
 from sscard.sim.persona import Persona
 
 MF_FID = 0x3F00
@@ -36,6 +50,14 @@ PIN_DATA_MIN, PIN_DATA_MAX = 2, 6
 #: ISO 7816-4 "command incompatible with file structure" (READ RECORD on a binary EF, or back).
 SW_INCOMPATIBLE_FILE = 0x6981
 _SHORT_MAX = 256
+#: INTERNAL AUTHENTICATE ``00 88 00 00`` as seen in real readers (reference §2, docs/card-auth.md).
+KEY_REF_IA = 0x00
+#: EXTERNAL AUTHENTICATE ``00 82 00 0A``: P2 is RKSSSE's reference (reference §2).
+KEY_REF_RKSSSE = 0x0A
+#: INTERNAL AUTHENTICATE carries the terminal's 16 random bytes (``Lc 10``, reference §2).
+IA_DATA_LENGTH = 16
+#: A wrong EXTERNAL AUTHENTICATE cryptogram: the plain ``6300`` of docs/card-auth.md, no try counter.
+SW_AUTH_FAILED = 0x6300
 
 
 class CardGone(Exception):
@@ -60,9 +82,11 @@ class SecurityState:
     """What the card believes about the current session (reset at power-on)."""
 
     pin_verified: bool = False
-    #: Set by EXTERNAL AUTHENTICATE with RKSSSE (reference §5, not yet simulated).
+    #: Set by a good EXTERNAL AUTHENTICATE with RKSSSE (docs/card-auth.md); cleared by a bad one,
+    #: by selecting another DF and by reset.
     external_auth_ok: bool = False
-    #: The last GET CHALLENGE answer, for EXTERNAL AUTHENTICATE to check against.
+    #: The last GET CHALLENGE answer, for EXTERNAL AUTHENTICATE to check against.  Good for the
+    #: next command only: any command but GET RESPONSE takes it away (docs/card-auth.md).
     challenge: bytes | None = None
 
 
@@ -137,6 +161,9 @@ class SimulatedCard:
         self._df = DF.MF
         self._ef: int | None = None
         self._pending: tuple[bytes, int] | None = None
+        #: The challenge the command being processed may use (taken from the security state).
+        self._challenge: bytes | None = None
+        self._keys: dict[KeyUsage, bytes] = {}
         self.security = SecurityState()
 
     # -- the CardLike interface -------------------------------------------------------------
@@ -192,6 +219,31 @@ class SimulatedCard:
     def file(self, fid: int) -> ElementaryFile:
         return self._files[fid]
 
+    def card_key(self, usage: KeyUsage) -> bytes:
+        """This card's diversified IA or RKSSSE key (docs/card-auth.md "Diversification").
+
+        The persona's key set gives the master key for the card's algorithm; the simulator's
+        profile (``[profile]`` of ``test-keys.toml``) gives the factors, built from EF05 tags 01 and
+        07 *as stored on the card* (``[raw]`` overrides included) and the ATR — what an issuer
+        would have used at personalisation, and what a terminal reads back.  Raises
+        :class:`~sscard.sim.crypto.UnsupportedAlgorithm` for SSF33 and unknown flags.
+        """
+        key = self._keys.get(usage)
+        if key is None:
+            algorithm = algorithm_of(self.persona.behaviour.algorithm)
+            test_keys = load_test_keys()
+            master = test_keys.keyset(self.persona.keyset).master(usage, algorithm)
+            factors = test_keys.profile.factors(usage, self._card_data())
+            key = self._keys[usage] = diversify_levels(algorithm, master, factors)
+        return key
+
+    def _card_data(self) -> CardData:
+        records = self._files.get(0xEF05)
+        values = {r[0]: r[2:] for r in records.records} if isinstance(records, RecordFile) else {}
+        return CardData(
+            identification_code=values.get(0x01, b""), card_number=values.get(0x07, b""), atr=self.persona.atr
+        )
+
     # -- dispatch ---------------------------------------------------------------------------
 
     def _check_present(self) -> None:
@@ -202,6 +254,11 @@ class SimulatedCard:
     def _dispatch(self, apdu: bytes) -> _Reply:
         if len(apdu) < 2 or apdu[1] != 0xC0:
             self._pending = None  # GET RESPONSE must follow at once (ISO 7816-4 §7.6.1)
+            # A challenge is good for the next command only (docs/card-auth.md), malformed or
+            # refused ones included; GET RESPONSE fetching it on a T=0 card is still its exchange.
+            self._challenge, self.security.challenge = self.security.challenge, None
+        else:
+            self._challenge = None
         try:
             command = Command.from_bytes(apdu)
         except ValueError:
@@ -236,7 +293,7 @@ class SimulatedCard:
         else:
             raise _Refused(SW.WRONG_LENGTH)
         if fid == MF_FID and command.p1 == 0x00:
-            self._df, self._ef = DF.MF, None
+            self._enter(DF.MF)
         elif self._df is DF.SSSE and fid in self._files:
             self._ef = fid
         else:
@@ -249,13 +306,24 @@ class SimulatedCard:
         if not command.data:
             raise _Refused(SW.WRONG_LENGTH)
         if command.data == SSSE_AID and self.persona.ssc:
-            self._df, fci = DF.SSSE, ssse_fci(self.persona.behaviour.algorithm)
+            df, fci = DF.SSSE, ssse_fci(self.persona.behaviour.algorithm)
         elif command.data == PBOC_DEBIT_AID and not self.persona.ssc:
-            self._df, fci = DF.PBOC, pboc_fci()
+            df, fci = DF.PBOC, pboc_fci()
         else:
             raise _Refused(SW.FILE_NOT_FOUND)
-        self._ef = None
+        self._enter(df)
         return _Reply(fci if command.p2 == 0x00 else b"")
+
+    def _enter(self, df: DF) -> None:
+        """Make ``df`` current with no EF.  Leaving a DF ends its external authentication.
+
+        docs/card-auth.md: the right lasts "until reset or until another application is
+        selected".  Selecting the current DF again keeps it (a terminal may re-select SSSE between
+        authenticating and reading); selecting MF or another application does not.
+        """
+        if df is not self._df:
+            self.security.external_auth_ok = False
+        self._df, self._ef = df, None
 
     def _file_for(self, sfi: int) -> ElementaryFile:
         """The EF a READ addresses: the current one (SFI 0) or by SFI, which then becomes current."""
@@ -353,6 +421,52 @@ class SimulatedCard:
         self.security.challenge = challenge
         return _Reply(challenge)
 
+    # -- INTERNAL / EXTERNAL AUTHENTICATE (docs/card-auth.md, reference §5) -----------------
+
+    def _auth_key(self, usage: KeyUsage) -> tuple[bytes, int]:
+        """The key and block size, or the refusal: 6A88 outside SSSE (the keys live there), 6A81 SSF33."""
+        if self._df is not DF.SSSE:
+            raise _Refused(SW.REFERENCE_NOT_FOUND)
+        try:
+            return self.card_key(usage), block_size(algorithm_of(self.persona.behaviour.algorithm))
+        except UnsupportedAlgorithm:
+            raise _Refused(SW.FUNCTION_NOT_SUPPORTED) from None
+
+    def _internal_authenticate(self, command: Command) -> _Reply:
+        """``00 88 00 00 10 R`` (+ Le) → ``E(K_IA, R)`` (reference §2): the card proves it is genuine."""
+        if command.p1 != 0x00:
+            raise _Refused(SW.INCORRECT_P1P2)
+        if command.p2 != KEY_REF_IA:
+            raise _Refused(SW.REFERENCE_NOT_FOUND)
+        key, block = self._auth_key(KeyUsage.IA)
+        if len(command.data) != IA_DATA_LENGTH:
+            raise _Refused(SW.WRONG_LENGTH)
+        algorithm = algorithm_of(self.persona.behaviour.algorithm)
+        return self._fit_le(encrypt(algorithm, key, pad(command.data, block)), command.le, available_means_all=True)
+
+    def _external_authenticate(self, command: Command) -> _Reply:
+        """``00 82 00 0A Lc E(K_RK, pad(challenge))``: the terminal proves it holds RKSSSE.
+
+        Lc is the algorithm's block (8 3DES, 16 SM4), else 6700; no challenge from the command just
+        before, 6984; a wrong cryptogram 6300 and the right is gone (no try counter: the card never
+        blocks RKSSSE).
+        """
+        if command.p1 != 0x00:
+            raise _Refused(SW.INCORRECT_P1P2)
+        if command.p2 != KEY_REF_RKSSSE:
+            raise _Refused(SW.REFERENCE_NOT_FOUND)
+        key, block = self._auth_key(KeyUsage.RKSSSE)
+        if len(command.data) != block:
+            raise _Refused(SW.WRONG_LENGTH)
+        if self._challenge is None:
+            raise _Refused(SW.REFERENCE_DATA_NOT_USABLE)
+        algorithm = algorithm_of(self.persona.behaviour.algorithm)
+        expected = encrypt(algorithm, key, pad(self._challenge, block))
+        self.security.external_auth_ok = hmac.compare_digest(expected, command.data)
+        if not self.security.external_auth_ok:
+            raise _Refused(SW_AUTH_FAILED)
+        return _Reply()
+
     # -- PIN (reference §2, §4) -------------------------------------------------------------
 
     def _verify(self, command: Command) -> _Reply:
@@ -430,6 +544,8 @@ _COMMANDS: dict[int, tuple[frozenset[int], Callable[[SimulatedCard, Command], _R
     0xB0: (_ISO, SimulatedCard._read_binary),
     0xC0: (_ISO, SimulatedCard._get_response),
     0x84: (_ISO, SimulatedCard._get_challenge),
+    0x88: (_ISO, SimulatedCard._internal_authenticate),
+    0x82: (_ISO, SimulatedCard._external_authenticate),
     0x20: (_ISO, SimulatedCard._verify),
     0x5E: (_PROPRIETARY, SimulatedCard._change_pin),
 }

@@ -19,8 +19,13 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     sfi = true                     # false: SFI addressing answers 6A81 (middleware must SELECT EF)
     pin_status = true              # false: VERIFY without data answers 6700
     external_auth = []             # files behind EXTERNAL AUTHENTICATE, e.g. ["EF06", "EF07", "EF08"]
-    algorithm = 1                  # FCI flag 9F0C (ref. §1); -1 leaves it out of the FCI
+    algorithm = 1                  # FCI flag 9F0C (ref. §1): 1 3DES, 3 SM4, 2 SSF33 (INTERNAL/EXTERNAL
+                                   # AUTHENTICATE answer 6A81); -1 leaves it out of the FCI (3DES then)
     locked = false                 # true: 9303 for everything once SSSE is selected
+
+    [keys]                         # docs/card-auth.md: the card's IA and RKSSSE keys are a key set's
+    keyset = "test"                # master keys (sim/data/test-keys.toml) diversified with this
+                                   # card's EF05 data; "forged" makes a counterfeit ["test"]
 
     [pin]                          # the simulator's PIN; digits only
     value = "123456"
@@ -70,6 +75,7 @@ from typing import TYPE_CHECKING, Any
 
 from sscard.errors import ConfigError
 from sscard.sim.encoding import record_files, split_name, synthetic_bytes
+from sscard.sim.keys import DEFAULT_KEYSET, load_test_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -157,6 +163,8 @@ class Persona:
     photo: bytes = field(default=b"", repr=False)
     fingerprint: bytes = field(default=b"", repr=False)
     source: Path | None = None
+    #: The ``[keysets.NAME]`` of ``sim/data/test-keys.toml`` this card's keys derive from.
+    keyset: str = DEFAULT_KEYSET
 
     @property
     def spec_version(self) -> str | None:
@@ -272,6 +280,7 @@ def _parse(name: str, text: str, path: Path | None) -> Persona:
         photo=_binary(binary, "photo", DEFAULT_PHOTO_SIZE, name, base),
         fingerprint=_binary(binary, "fingerprint", DEFAULT_FINGERPRINT_SIZE, name, base),
         source=path,
+        keyset=_keyset(top.table("keys")),
     )
     try:
         record_files(persona)
@@ -337,6 +346,14 @@ def _behaviour(table: _Table) -> Behaviour:
         algorithm=None if algorithm < 0 else algorithm,
         locked=table.get("locked", bool, False),
     )
+
+
+def _keyset(table: _Table) -> str:
+    name = table.text("keyset", r"[A-Za-z0-9_-]+", DEFAULT_KEYSET)
+    known = load_test_keys().keysets
+    if name not in known:
+        raise table.error("keyset", f"names no key set of sim/data/test-keys.toml (known: {', '.join(sorted(known))})")
+    return name
 
 
 def _pin(table: _Table) -> PinSettings:

@@ -1,10 +1,12 @@
-"""Put a :class:`~sscard.sim.card.SimulatedCard` into pcscd through vsmartcard's vpcd reader.
+"""Put a :class:`~sscard.sim.card.SimulatedCard` (or a simulated PSAM) into pcscd through vpcd.
 
 vpcd (Debian ``vsmartcard-vpcd``) is a PC/SC reader driver that listens on TCP 127.0.0.1:35963
 for slot 0 ("Virtual PCD 00 00"), 35964 for slot 1, and so on; a virtual card is a client of that
 socket.  Connecting is inserting the card, closing the socket is pulling it.  With the simulator
 behind it, every PC/SC program on the machine — pyscard, ``pcsc_scan``, our own PC/SC transport —
-sees a social security card, so the whole stack can be tested end to end without hardware.
+sees a social security card, so the whole stack can be tested end to end without hardware.  Any
+object with the :class:`VirtualCard` interface can be served: the PSAM of :mod:`sscard.sim.psam`
+goes into slot 1 (``VpcdLink(psam, port=VpcdLink.port_for_slot(1))``), a kiosk's SAM slot.
 
 Wire format, both directions: 2-byte big-endian length, then the payload.  From the reader a
 1-byte payload is a control code (00 power off, 01 power on, 02 reset: no answer; 04 get ATR:
@@ -23,9 +25,10 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Generic, Protocol, TypeVar
 
 from sscard.errors import Timeout
-from sscard.sim.card import CardGone, SimulatedCard
+from sscard.sim.card import CardGone
 from sscard.transports.trace import redact_command
 
 log = logging.getLogger("sscard.sim")
@@ -40,7 +43,40 @@ _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 _RETRY_INTERVAL = 0.05
 
 
-class VpcdLink:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class VirtualCard(Protocol):
+    """What the link needs from a card: ATR, power, APDUs, presence, and a name and count for its logs.
+
+    :class:`~sscard.sim.card.SimulatedCard` and :class:`~sscard.sim.psam.SimulatedPsam` both have it.
+    """
+
+    @property
+    def persona(self) -> _Named: ...
+
+    @property
+    def atr(self) -> bytes: ...
+
+    @property
+    def present(self) -> bool: ...
+
+    @property
+    def apdu_count(self) -> int: ...
+
+    def power_on(self) -> None: ...
+
+    def process(self, apdu: bytes) -> bytes:
+        """Answer one command APDU; raise :class:`~sscard.sim.card.CardGone` once pulled."""
+        ...
+
+
+CardT = TypeVar("CardT", bound=VirtualCard)
+
+
+class VpcdLink(Generic[CardT]):
     """One simulated card in one vpcd slot.  ``insert()`` serves it from a daemon thread.
 
     Anything unexpected in the serving thread is logged on ``sscard.sim`` and kept in
@@ -48,7 +84,7 @@ class VpcdLink:
     """
 
     def __init__(
-        self, card: SimulatedCard, host: str = VPCD_HOST, port: int = VPCD_BASE_PORT, *, reconnect: bool = False
+        self, card: CardT, host: str = VPCD_HOST, port: int = VPCD_BASE_PORT, *, reconnect: bool = False
     ) -> None:
         self.card = card
         self.host = host
@@ -118,7 +154,7 @@ class VpcdLink:
             if thread.is_alive():
                 log.warning("vpcd serving thread on port %d did not stop", self.port)
 
-    def __enter__(self) -> VpcdLink:
+    def __enter__(self) -> VpcdLink[CardT]:
         self.insert()
         return self
 

@@ -14,7 +14,7 @@ Only when the card refuses SFI addressing do we fall back to SELECT EF + current
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,11 @@ from sscard.ssc.records import (
 SSSE_AID = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
 #: File identifiers under SSSE (reference §1); the SFI is the low five bits.
 EF_FID = {0x05: 0xEF05, 0x06: 0xEF06, 0x07: 0xEF07, 0x08: 0xEF08}
+#: READ BINARY step (short Le 00) and the most a binary EF may hold before we call it malformed.
+BINARY_STEP = 256
+BINARY_LIMIT = 0x8000
+#: ``progress(bytes_so_far, total_or_None)``.
+Progress = Callable[[int, int | None], None]
 
 #: Status words by which a card says "no SFI addressing here" (seen: 6A81, 6A86, 6A82, 6B00, 6986).
 SFI_REFUSED = frozenset({SW.FUNCTION_NOT_SUPPORTED, SW.INCORRECT_P1P2, SW.FILE_NOT_FOUND, SW.WRONG_P1P2})
@@ -188,6 +193,40 @@ class SscApplication:
         """EF06 (reference §3).  Tag 4E exists only on 2.00/3.00 cards, so 1.00 cards skip it."""
         tags = [t for t in EF06_TAGS if not (t == 0x4E and (spec_version or "").startswith("1."))]
         return cardholder_from_elements(self.read_elements(tags))
+
+    # -- binary files (EF07 fingerprint, EF08 photo) ----------------------------------------
+
+    def read_binary_file(self, ef: int, progress: Progress | None = None, limit: int = BINARY_LIMIT) -> bytes:
+        """A whole binary EF: SELECT by FID, then READ BINARY in 256-byte steps to the end.
+
+        The size is not known in advance (the cards seen answer SELECT without an FCP), so the
+        end is a short answer or ``6B00`` (offset beyond the file).  ``progress(bytes_so_far,
+        None)`` is called after every step.  ``6982`` is AuthRequired: EF07/EF08 need external
+        authentication (reference §1).
+        """
+        fid = EF_FID[ef].to_bytes(2, "big")
+        answer = self.connection.send(Command(0x00, 0xA4, 0x02, 0x00, fid))
+        if answer.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
+            raise AuthRequired(f"EF{ef:02X}")
+        if not answer.ok:
+            raise self._card_error(ApduError(answer.sw, answer.data))
+        self._current_ef = ef
+        data = bytearray()
+        while len(data) < limit:
+            offset = len(data)
+            response = self.connection.send(Command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=BINARY_STEP))
+            if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
+                raise AuthRequired(f"EF{ef:02X}")
+            if response.sw in (SW.WRONG_P1P2, 0x6282) and offset:
+                break  # past the end (6B00), or end of file reached (6282)
+            if not response.ok:
+                raise self._card_error(ApduError(response.sw, response.data))
+            data += response.data
+            if progress is not None:
+                progress(len(data), None)
+            if len(response.data) < BINARY_STEP:
+                break
+        return bytes(data)
 
     # -- PIN --------------------------------------------------------------------------------
 

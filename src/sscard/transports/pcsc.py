@@ -34,6 +34,7 @@ from sscard.errors import (
     TransportFailure,
 )
 from sscard.transports.base import TransportBase
+from sscard.transports.watch import EventSource
 
 log = logging.getLogger("sscard.pcsc")
 
@@ -242,6 +243,12 @@ class PcscReader:
     def __repr__(self) -> str:
         return f"PcscReader({self._name!r})"
 
+    def event_source(self) -> EventSource:
+        """pcscd's events (filter them by this reader's name): see :mod:`sscard.events`."""
+        from sscard.transports.pcsc_events import PcscEventSource
+
+        return PcscEventSource()
+
     def card_present(self) -> bool:
         with _pcsc_context() as context:
             state = self._poll(context, scard.SCARD_STATE_UNAWARE, 0)
@@ -348,6 +355,11 @@ class PcscReaderSet:
 
     def card_present(self) -> bool:
         return bool(self._present())
+
+    def event_source(self) -> EventSource:
+        from sscard.transports.pcsc_events import PcscEventSource
+
+        return PcscEventSource()
 
     def wait_for_card(self, timeout: float | None = None) -> None:
         _wait_any(self.names, present=True, timeout=timeout, what="card")

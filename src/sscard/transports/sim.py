@@ -20,6 +20,7 @@ from typing import Protocol
 
 from sscard.errors import CardRemoved, NoCard, Timeout, TransportFailure
 from sscard.transports.base import TransportBase
+from sscard.transports.watch import Cancelled, ReaderSnapshot
 
 
 class CardLike(Protocol):
@@ -159,3 +160,49 @@ class SimReader:
             if self._insertion is insertion:
                 self._insertion = None
             self._changed.notify_all()
+
+    def event_source(self) -> SimEventSource:
+        """Card events of this reader, for :class:`sscard.events.Monitor` (sessions end on removal)."""
+        return SimEventSource(self)
+
+
+class SimEventSource:
+    """Events of one in-process reader: insertions and removals through :meth:`SimReader.insert`
+    and :meth:`SimReader.remove` (a ``remove_after`` card is seen gone when next looked at)."""
+
+    def __init__(self, reader: SimReader) -> None:
+        self._reader = reader
+        self._cancelled = False
+        self._generation = 0
+        self._last: tuple[bool, int] | None = None
+
+    def open(self) -> None:
+        return None
+
+    def _state(self) -> tuple[bool, int]:
+        insertion = self._reader._insertion
+        return (self._reader.card_present(), id(insertion) if insertion is not None else 0)
+
+    def snapshot(self) -> dict[str, ReaderSnapshot]:
+        state = self._state()
+        if state != self._last:
+            self._generation += 1
+            self._last = state
+        card = self._reader.card
+        atr = card.atr if card is not None else b""
+        return {self._reader.name: ReaderSnapshot(self._reader.name, state[0], atr, self._generation)}
+
+    def wait(self) -> dict[str, ReaderSnapshot]:
+        with self._reader._changed:
+            self._reader._changed.wait_for(lambda: self._cancelled or self._state() != self._last)
+            if self._cancelled:
+                raise Cancelled
+        return self.snapshot()
+
+    def cancel(self) -> None:
+        with self._reader._changed:
+            self._cancelled = True
+            self._reader._changed.notify_all()
+
+    def close(self) -> None:
+        return None
