@@ -152,6 +152,6 @@ def open_sam_reader(config: Config) -> Reader:
     return PcscReader(sams[0], busy_wait=config.busy_wait)
 
 
-def test_keys_path() -> Path:
+def published_test_keys_path() -> Path:
     """The simulator's published test keys (docs/card-auth.md): software keys for tests only."""
     return Path(str(resources.files("sscard.sim").joinpath("data").joinpath("test-keys.toml")))

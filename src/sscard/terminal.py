@@ -73,9 +73,9 @@ def _facts(transport: Transport, issuer: IssuerData) -> CardFacts:
 def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> KeyService:
     """The configured key service (``[keys] service``); the PSAM is connected now."""
     if config.key_service == "software":
-        from sscard.readers import test_keys_path
+        from sscard.readers import published_test_keys_path
 
-        path = config.key_file or str(test_keys_path())
+        path = config.key_file or str(published_test_keys_path())
         return SoftwareKeyService.from_file(path, config.keyset, allowed=config.allow_software_keys)
     if config.key_service == "psam":
         from sscard.readers import open_sam_reader

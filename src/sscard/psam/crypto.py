@@ -53,7 +53,8 @@ def encrypt(algorithm: Algorithm, key: bytes, data: bytes) -> bytes:
         raise ValueError(f"keys are 16 bytes, not {len(key)}")
     if len(data) % algorithm.block:
         raise ValueError(f"data must be whole {algorithm.block}-byte blocks, not {len(data)} bytes")
-    cipher_algorithm = SM4(key) if algorithm is Algorithm.SM4 else TripleDES(key)
+    # Two-key 3DES is K1 K2 K1: spelled out as 24 bytes, the form cryptography keeps supporting.
+    cipher_algorithm = SM4(key) if algorithm is Algorithm.SM4 else TripleDES(key + key[:8])
     encryptor = Cipher(cipher_algorithm, modes.ECB()).encryptor()  # noqa: S305 - single-block key derivation
     return encryptor.update(data) + encryptor.finalize()
 

@@ -76,7 +76,7 @@ class PsamKeyService:
             _check(answer.sw, key.name, algorithm)
             cla, ins = profile.psam_diversify
             answer = connection.send(Command(cla, ins, key.usage, int(algorithm), b"".join(factors)))
-            _check(answer.sw, key.name, algorithm)
+            _check(answer.sw, key.name, algorithm, diversify=True)
             padded = pad(algorithm, data)
             cla, ins, p1, p2 = profile.psam_encrypt
             answer = connection.send(Command(cla, ins, p1, p2, padded, le=256))
@@ -86,12 +86,14 @@ class PsamKeyService:
             return answer.data
 
 
-def _check(sw: int, key: str, algorithm: Algorithm) -> None:
+def _check(sw: int, key: str, algorithm: Algorithm, *, diversify: bool = False) -> None:
+    """PSAM status → error.  Only diversify names the key (P1) and the algorithm (P2), so only its
+    ``6A88``/``6A81``/``6A86`` say "no such key" or "no such algorithm"; elsewhere they are PSAM_ERROR."""
     if sw == SW.OK:
         return
-    if sw == SW_KEY_NOT_FOUND:
+    if diversify and sw == SW_KEY_NOT_FOUND:
         raise PsamKeyMissing(key.upper(), f"PSAM answered {sw:04X}")
-    if sw in (SW_FUNCTION_NOT_SUPPORTED, SW_INCORRECT_P1P2):
+    if diversify and sw in (SW_FUNCTION_NOT_SUPPORTED, SW_INCORRECT_P1P2):
         raise AlgorithmUnsupported(algorithm.name, f"PSAM answered {sw:04X}")
     raise PsamError(sw)
 
