@@ -109,9 +109,9 @@ def test_a_psam_answering_an_unknown_status_is_psam_error(tmp_path: Path) -> Non
     text = (Path(__file__).resolve().parents[1] / "src/sscard/psam/profiles/default.toml").read_text(encoding="utf-8")
     broken = tmp_path / "broken.toml"
     broken.write_text(text.replace('encrypt = "80FA0000"', 'encrypt = "80FA0101"'), encoding="utf-8")
-    with terminal("typical", dataclasses.replace(PSAM, key_profile=str(broken))) as t:
-        with pytest.raises(PsamError) as caught:
-            t.auth_check()
+    config = dataclasses.replace(PSAM, key_profile=str(broken))
+    with terminal("typical", config) as t, pytest.raises(PsamError) as caught:
+        t.auth_check()
     assert caught.value.to_dict()["sw"] == "6A86"
 
 
