@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +166,56 @@ def test_unknown_persona() -> None:
 
 def test_unknown_command_is_usage() -> None:
     assert Run("frobnicate").status == 2
+
+
+# -- session tokens ---------------------------------------------------------------------------
+
+
+def _session_token(private_key: Path, **changes: Any) -> str:
+    from sscard.tokens import SessionClaims, issue_token, load_private_key
+
+    values: dict[str, Any] = {
+        "terminal_id": "410100813475",
+        "ssn": "110101198101010010",
+        "name": "张三",
+        "card_number": "A12345678",
+        "card_id": "110100D156000005000000000000ABCD",
+        "method": "card+pin",
+        "ttl": 300,
+    }
+    values.update(changes)
+    return issue_token(SessionClaims.create(**values), load_private_key(private_key))
+
+
+def test_token_keygen_and_verify(tmp_path: Path) -> None:
+    private, public = tmp_path / "t.key", tmp_path / "t.pub"
+    made = Run("token", "keygen", "--private", str(private), "--public", str(public), "--json")
+    assert made.status == 0 and len(made.json["kid"]) == 16
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert Run("token", "keygen", "--private", str(private), "--public", str(public)).status == 7  # exists
+    token = _session_token(private)
+    ok = Run("token", "verify", token, "--public-key", str(public), "--terminal-id", "410100813475", "--json")
+    assert ok.status == 0
+    assert ok.json["session"]["sub"] == "110101198101010010" and ok.json["session"]["kid"] == made.json["kid"]
+    text = Run("token", "verify", "-", "--public-key", str(public), stdin=token + "\n")
+    assert text.status == 0 and "会话令牌有效" in text.out.getvalue()
+
+
+def test_token_verify_rejections(tmp_path: Path) -> None:
+    private, public = tmp_path / "t.key", tmp_path / "t.pub"
+    assert Run("token", "keygen", "--private", str(private), "--public", str(public)).status == 0
+    token = _session_token(private)
+    cases = {
+        "TOKEN_INVALID": (token[:-10] + ("A" if token[-10] != "A" else "B") + token[-9:], []),
+        "TOKEN_MALFORMED": ("not-a-token", []),
+        "TOKEN_WRONG_TERMINAL": (token, ["--terminal-id", "999999"]),
+        "TOKEN_EXPIRED": (_session_token(private, ttl=1, now=1_000_000), []),
+    }
+    for code, (candidate, extra) in cases.items():
+        run = Run("token", "verify", candidate, "--public-key", str(public), "--json", *extra)
+        assert run.json["error"]["code"] == code
+        assert run.status == (10 if code == "TOKEN_EXPIRED" else 9)
+        assert "110101198101010010" not in run.out.getvalue() and "张三" not in run.out.getvalue()
+    missing = Run("token", "verify", token, "--public-key", str(tmp_path / "none.pub"), "--json")
+    assert (missing.status, missing.json["error"]["code"]) == (7, "TOKEN_KEY_ERROR")
+    assert Run("token", "verify", token).status == 2  # no key given, none configured

@@ -74,3 +74,25 @@ def test_name_extension_is_joined() -> None:
 )
 def test_return_codes(error: object, code: int) -> None:
     assert return_code(error) == code  # type: ignore[arg-type]
+
+
+# -- the national calls: return codes and the HSM variant ----------------------------------------
+
+
+def test_national_calls_return_codes_and_strings() -> None:
+    from sscard.config import Config
+    from sscard.national import iReadCardBas, iReadCardBas_HSM_Step1, iReadCardBas_HSM_Step2
+    from sscard.terminal import Terminal
+
+    with Terminal.open("sim:typical", config=Config(terminal_id="410100813475")) as terminal:
+        code, text = iReadCardBas(terminal, "MT170701000006")
+    assert code == 0 and parse_ireadcardbas(text)["终端设备号"] == "MT170701000006"
+    with Terminal.open("sim:not_ssc") as terminal:
+        assert iReadCardBas(terminal)[0] == -1
+    with Terminal.open("sim:v3") as terminal:
+        code, message = iReadCardBas(terminal)
+    assert code == -2203 and "终端认证" in message
+    with Terminal.open("sim:v3", config=Config(key_service="hsm")) as terminal:
+        code, step1 = iReadCardBas_HSM_Step1(terminal)
+        assert code == 0 and step1.count("|") == 9
+        assert iReadCardBas_HSM_Step2(terminal, step1, "garbage")[0] == -25

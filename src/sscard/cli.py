@@ -16,8 +16,10 @@ Exit codes (stable):
       TERMINAL_AUTH_FAILED
 5     PIN: PIN_INCORRECT, PIN_FORMAT, PIN_MISMATCH
 6     PIN_BLOCKED
-7     CONFIG_ERROR, TRACE_MISMATCH
+7     CONFIG_ERROR, TRACE_MISMATCH, TOKEN_KEY_ERROR
 8     key service: PSAM_MISSING, PSAM_KEY_MISSING, PSAM_ERROR, ALGORITHM_UNSUPPORTED, HSM_RESPONSE_INVALID
+9     token rejected: TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_NOT_YET_VALID, TOKEN_WRONG_TERMINAL
+10    TOKEN_EXPIRED
 ====  ===========================================================================================
 """
 
@@ -72,7 +74,9 @@ EXIT_CODES: dict[str, int] = {
     **dict.fromkeys(("NOT_SIGNED_IN", "SESSION_ACTIVE"), 2),
     **dict.fromkeys(("PIN_INCORRECT", "PIN_FORMAT", "PIN_MISMATCH"), 5),
     "PIN_BLOCKED": 6,
-    **dict.fromkeys(("CONFIG_ERROR", "TRACE_MISMATCH"), 7),
+    **dict.fromkeys(("CONFIG_ERROR", "TRACE_MISMATCH", "TOKEN_KEY_ERROR"), 7),
+    **dict.fromkeys(("TOKEN_MALFORMED", "TOKEN_INVALID", "TOKEN_NOT_YET_VALID", "TOKEN_WRONG_TERMINAL"), 9),
+    "TOKEN_EXPIRED": 10,
     "USAGE_ERROR": EXIT_USAGE,
 }
 
@@ -404,6 +408,59 @@ def cmd_watch(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_token_verify(ctx: Context) -> int:
+    """Check a session token offline (docs/tokens.md): signature, then expiry, then terminal."""
+    from sscard.tokens import PublicKeys, key_ring, load_public_key, verify_token
+
+    given = ctx.args.token
+    given = ctx.stdin.read() if given == "-" else given
+    paths = ctx.args.public_key or ([ctx.config.token_public_key] if ctx.config.token_public_key else [])
+    if not paths:
+        raise UsageError(
+            "give --public-key PATH, or set [session] public_key",
+            "请用--public-key指定公钥，或在配置[session]中设置public_key",
+        )
+    keys = [load_public_key(path) for path in paths]
+    trusted: PublicKeys = keys[0] if len(keys) == 1 else key_ring(keys)
+    leeway = ctx.config.token_leeway if ctx.args.leeway is None else ctx.args.leeway
+    claims = verify_token(given.strip(), trusted, terminal_id=ctx.args.expected_terminal, leeway=leeway)
+    data = {**claims.to_payload(), "issued": _local_time(claims.issued_at), "expires": _local_time(claims.expires_at)}
+    rows = (
+        ("会话编号", "Session id", claims.session_id),
+        ("终端机编号", "Terminal id", claims.terminal_id),
+        ("登录方式", "Method", claims.method),
+        ("社会保障号码", "Social security number", claims.ssn),
+        ("姓名", "Name", claims.name),
+        ("卡号", "Card number", claims.card_number),
+        ("卡识别码", "Card identification code", claims.card_id),
+        ("签发时间", "Issued", data["issued"]),
+        ("过期时间", "Expires", data["expires"]),
+        ("密钥编号", "Key id", claims.key_id or "-"),
+    )
+    text = "Session token valid. 会话令牌有效。\n" + "\n".join(f"  {zh} {en:<26} {value}" for zh, en, value in rows)
+    ctx.emit({"session": data}, text)
+    return EXIT_OK
+
+
+def cmd_token_keygen(ctx: Context) -> int:
+    """A terminal's Ed25519 key pair: the private key mode 0600 (kept on the kiosk), the public key for verifiers."""
+    from sscard.tokens import write_terminal_key
+
+    kid = write_terminal_key(ctx.args.private, ctx.args.public, overwrite=ctx.args.force)
+    ctx.emit(
+        {"kid": kid, "private": ctx.args.private, "public": ctx.args.public},
+        f"key id 密钥编号 {kid}\n  private key 私钥 {ctx.args.private} (mode 0600: keep it on the kiosk 仅存放于终端)\n"
+        f"  public key 公钥 {ctx.args.public} (give it to the verifiers 提供给验证方)",
+    )
+    return EXIT_OK
+
+
+def _local_time(seconds: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
 def cmd_record(ctx: Context) -> int:
     from sscard.transports.replay import RecordingTransport
 
@@ -576,6 +633,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--operation", choices=op_choices, help="default: the trace's operation header")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("token", help="session tokens: verify one offline, make a terminal key (docs/tokens.md)")
+    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="TOKEN_COMMAND")
+    q = token_sub.add_parser("verify", help="check a session token: signature, expiry, terminal")
+    q.add_argument("token", metavar="TOKEN|-", help="the token, or - to read it from standard input")
+    q.add_argument("--public-key", action="append", metavar="PATH", help="trusted public key (PEM); repeat for several")
+    q.add_argument(
+        "--terminal-id", dest="expected_terminal", metavar="ID", help="reject tokens issued by another terminal"
+    )
+    q.add_argument(
+        "--leeway", type=float, metavar="SECONDS", help="tolerated clock skew (default [session] leeway, 30)"
+    )
+    q.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    q.set_defaults(func=cmd_token_verify)
+    q = token_sub.add_parser("keygen", help="make a terminal's Ed25519 key pair for signing session tokens")
+    q.add_argument("--private", required=True, metavar="OUT", help="private key file to write (mode 0600)")
+    q.add_argument("--public", required=True, metavar="OUT", help="public key file to write")
+    q.add_argument("--force", action="store_true", help="replace existing files")
+    q.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    q.set_defaults(func=cmd_token_keygen)
 
     p = sub.add_parser("demo", parents=[common, read_opts], help="read a real card, or the demo card via pcscd+vpcd")
     p.add_argument("--persona", default=DEMO_PERSONA, help="demo persona (default typical)")

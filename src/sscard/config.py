@@ -36,6 +36,9 @@ Example::
     require_pin = true
     idle_timeout = 300      # seconds without activity before the session ends
     key = "/etc/sscard/terminal-key.pem"   # Ed25519 private key that signs session tokens
+    token_ttl = 300         # token lifetime in seconds (default: idle_timeout)
+    public_key = "/etc/sscard/terminal-key.pub"   # verifier: default for `sscard token verify`
+    leeway = 30             # verifier: tolerated clock skew in seconds
 
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
@@ -98,6 +101,11 @@ class Config:
     require_pin: bool = True
     session_idle: float = 300.0
     session_key: str | None = None
+    #: Session tokens (docs/tokens.md): lifetime in seconds (None: the idle timeout); for a
+    #: verifier, the default public key of ``sscard token verify`` and the clock-skew leeway.
+    token_ttl: int | None = None
+    token_public_key: str | None = None
+    token_leeway: float = 30.0
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -107,6 +115,10 @@ class Config:
             raise ConfigError(f"busy_wait must not be negative, not {self.busy_wait!r}")
         if self.key_service not in KEY_SERVICES:
             raise ConfigError(f"[keys] service must be one of {', '.join(KEY_SERVICES)}, not {self.key_service!r}")
+        if self.token_ttl is not None and not 1 <= self.token_ttl <= 86_400:
+            raise ConfigError(f"[session] token_ttl must be 1 to 86400 seconds, not {self.token_ttl!r}")
+        if not 0 <= self.token_leeway <= 300:
+            raise ConfigError(f"[session] leeway must be 0 to 300 seconds, not {self.token_leeway!r}")
         if self.session_idle <= 0:
             raise ConfigError(f"[session] idle_timeout must be positive, not {self.session_idle!r}")
 
@@ -162,6 +174,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             require_pin=_bool(session.get("require_pin", True)),
             session_idle=float(session.get("idle_timeout", 300.0)),
             session_key=_opt_str(session.get("key")),
+            token_ttl=_opt_seconds(session.get("token_ttl")),
+            token_public_key=_opt_str(session.get("public_key")),
+            token_leeway=float(session.get("leeway", 30.0)),
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
@@ -197,6 +212,14 @@ def _keywords(value: object) -> tuple[str, ...]:
     if isinstance(value, list | tuple) and value and all(isinstance(item, str) and item for item in value):
         return tuple(str(item) for item in value)
     raise TypeError(f"slot keywords must be a list of non-empty strings, not {value!r}")
+
+
+def _opt_seconds(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number of seconds, not {value!r}")
+    return value
 
 
 def _bool(value: object) -> bool:

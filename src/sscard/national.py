@@ -9,11 +9,11 @@ codes is a table (data), because vendors reproduce the national codes slightly d
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from sscard.apdu.atr import historical_bytes
 from sscard.errors import CardError, SscardError
-from sscard.terminal import CardRead
+from sscard.terminal import CardRead, Terminal
 
 #: iReadCardBas field order (reference §6), for documentation and parsing.
 IREADCARDBAS_FIELDS = (
@@ -100,3 +100,50 @@ def parse_ireadcardbas(text: str) -> dict[str, str]:
     if len(parts) != len(IREADCARDBAS_FIELDS) + 1 or parts[-1] != "":
         raise ValueError(f"expected {len(IREADCARDBAS_FIELDS)} fields each ending in '|'")
     return dict(zip(IREADCARDBAS_FIELDS, parts[:-1], strict=True))
+
+
+#: HSM step-1 field order (reference §6); produced by :meth:`sscard.psam.hsm.HsmStep1.line`.
+HSM_STEP1_FIELDS = (
+    "区号",
+    "ATR",
+    "算法标识",
+    "卡识别码",
+    "内认证过程因子",
+    "内认证原始数据",
+    "外认证过程因子",
+    "外认证原始数据",
+    "终端号",
+)
+
+
+def call(operation: Callable[[], str]) -> tuple[int, str]:
+    """Run one operation the way the vendor DLLs report it: ``(return code, output string)``.
+
+    ``0`` and the output on success; the national code of the error and its Chinese message
+    otherwise, so a front-desk system that branches on the numbers keeps working unchanged.
+    """
+    try:
+        return 0, operation()
+    except SscardError as exc:
+        return return_code(exc), exc.message_zh
+
+
+def iReadCardBas(terminal: Terminal, device_id: str = "") -> tuple[int, str]:
+    """``iReadCardBas``: read and format (reference §6); a 3rd-generation card needs ``[keys]``."""
+    return call(
+        lambda: ireadcardbas(terminal.read(), terminal.config.terminal_id, device_id or terminal.config.device_id)
+    )
+
+
+def iReadCardBas_HSM_Step1(terminal: Terminal) -> tuple[int, str]:
+    """Step 1 of the HSM variant: the line for the HSM (layout :data:`HSM_STEP1_FIELDS`)."""
+    return call(lambda: terminal.hsm_step1().line())
+
+
+def iReadCardBas_HSM_Step2(terminal: Terminal, step1: str, hsm_answer: str, device_id: str = "") -> tuple[int, str]:
+    """Step 2: the HSM's ``内认证结果|外认证密文|`` in, the iReadCardBas string out."""
+    return call(
+        lambda: ireadcardbas(
+            terminal.hsm_step2(step1, hsm_answer), terminal.config.terminal_id, device_id or terminal.config.device_id
+        )
+    )

@@ -474,7 +474,7 @@ class Terminal:
             return None
         from sscard.tokens import claims_for, issue_token, load_private_key
 
-        return issue_token(claims_for(session), load_private_key(self.config.session_key))
+        return issue_token(claims_for(session, self.config.token_ttl), load_private_key(self.config.session_key))
 
     # -- the HSM two-step -------------------------------------------------------------------
 
