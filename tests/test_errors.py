@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import pytest
 
+import sscard.tokens  # noqa: F401 - its token errors join the hierarchy when imported
 from sscard import errors
 from sscard.errors import BadRecord, CardError, PinIncorrect, SscardError, all_error_classes
 
 # Codes are a public contract (kiosk software branches on them): this list only ever grows.
 STABLE_CODES = {
     "ERROR",
+    "CARD_CHANGED",
+    "PSAM_MISSING",
+    "ALGORITHM_UNSUPPORTED",
+    "PSAM_KEY_MISSING",
+    "PSAM_ERROR",
+    "CARD_NOT_GENUINE",
+    "TERMINAL_AUTH_FAILED",
+    "HSM_RESPONSE_INVALID",
+    "NOT_SIGNED_IN",
+    "SESSION_ACTIVE",
+    "TOKEN_MALFORMED",
+    "TOKEN_INVALID",
+    "TOKEN_EXPIRED",
+    "TOKEN_NOT_YET_VALID",
+    "TOKEN_WRONG_TERMINAL",
+    "TOKEN_KEY_ERROR",
     "NO_SERVICE",
     "NO_READER",
     "NO_CARD",
