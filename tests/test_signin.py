@@ -148,6 +148,16 @@ def test_one_session_per_terminal_and_sign_out() -> None:
     assert terminal.sign_in(PIN).id != first.id
 
 
+def test_sign_out_resets_the_card_so_the_verified_pin_does_not_outlive_the_session() -> None:
+    terminal, reader = sim_terminal("typical", kiosk())
+    terminal.sign_in(PIN)
+    card = reader.card
+    assert card is not None and card.pin_verified  # type: ignore[attr-defined]
+    terminal.sign_out()
+    assert not card.pin_verified  # type: ignore[attr-defined]
+    assert terminal.transport is None
+
+
 def test_idle_timeout_ends_the_session_and_activity_extends_it() -> None:
     terminal, _ = sim_terminal("typical", kiosk(session_idle=0.6))
     ended = Ended(terminal)
@@ -215,6 +225,14 @@ def test_sign_in_through_pcscd_ends_on_removal(vpcd_card: pcsc_env.InsertCard, k
             event = ended.wait(10)
             assert event.reason is EndReason.CARD_REMOVED
             assert [e.kind for e in ended.events] == ["started", "ended"]
+            assert terminal.transport is None
+
+            second = vpcd_card("v3")  # the next resident, same terminal, nothing restarted
+            pcsc_env.wait_for_reader(SLOT0, present=True)
+            terminal.sign_in(PIN)
+            assert second.card.pin_verified
+            terminal.sign_out()
+            assert not second.card.pin_verified, "sign-out resets the card (SCARD_RESET_CARD)"
     finally:
         psam.remove()
         pcsc_env.wait_for_reader(SLOT1, present=False)

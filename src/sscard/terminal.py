@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,7 @@ from sscard.psam.crypto import Algorithm, CardFacts, build_factors
 from sscard.psam.hsm import HsmAnswer, HsmStep1
 from sscard.psam.keys import KeyService, PsamKeyService, SoftwareKeyService
 from sscard.psam.profile import load_profile
-from sscard.session import EndReason, Method, Session, SessionManager, new_session_id
+from sscard.session import EndReason, Method, Session, SessionEvent, SessionManager, new_session_id
 from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo, validate_pin
 from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
 from sscard.transports.base import Reader, Transport
@@ -201,6 +202,8 @@ class Terminal:
         self.card_identity: CardIdentity | None = None
         self._auth: Authenticator | None = None
         self._sessions: SessionManager | None = None
+        #: One operation at a time; session ends (from the monitor or the idle timer) wait for it.
+        self._lock = threading.RLock()
 
     @classmethod
     def open(
@@ -259,11 +262,21 @@ class Terminal:
         self._transport = self.transport_wrapper(transport) if self.transport_wrapper else transport
         return self._transport
 
-    def _drop(self) -> None:
-        """Forget the connection (not the card identity) after the card or the service went away."""
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
+    def _drop(self, *, reset: bool = False) -> None:
+        """Forget the connection (not the card identity) after the card or the service went away.
+
+        ``reset`` (at the end of a session) resets the card as the connection closes, so its
+        PIN-verified state does not outlive the session for whichever program talks to it next.
+        """
+        with self._lock:
+            transport, self._transport = self._transport, None
+            if transport is None:
+                return
+            closer = getattr(transport, "reset_and_close", None) if reset else None
+            if callable(closer):
+                closer()
+            else:
+                transport.close()
 
     @contextlib.contextmanager
     def _operation(self) -> Iterator[tuple[Transport, SscApplication, bool]]:
@@ -277,7 +290,7 @@ class Terminal:
         """
         if self._sessions is not None:
             self._sessions.touch()
-        with contextlib.ExitStack() as stack:
+        with self._lock, contextlib.ExitStack() as stack:
             fresh = self._transport is None
             transport = self._transport or self._connect()
             try:
@@ -418,7 +431,14 @@ class Terminal:
         if self._sessions is None:
             source = getattr(self.reader, "event_source", None)
             self._sessions = SessionManager(self.config.session_idle, source if callable(source) else None)
+            self._sessions.subscribe(self._on_session_event)
         return self._sessions
+
+    def _on_session_event(self, event: SessionEvent) -> None:
+        """A session that ended with the card still in (sign-out, idle) resets it; otherwise the
+        connection is dead anyway and is dropped."""
+        if event.kind == "ended":
+            self._drop(reset=event.reason in (EndReason.SIGNED_OUT, EndReason.IDLE_TIMEOUT))
 
     @property
     def session(self) -> Session | None:
@@ -465,9 +485,7 @@ class Terminal:
     def sign_out(self) -> Session:
         """End the active session (NotSignedIn if none) and drop the connection, so the card's
         PIN-verified state is not left for whoever talks to it next."""
-        session = self.sessions.sign_out()
-        self._drop()
-        return session
+        return self.sessions.sign_out()  # the end event resets the card and drops the connection
 
     def _issue_token(self, session: Session) -> str | None:
         if not self.config.session_key:

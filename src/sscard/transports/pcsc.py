@@ -492,6 +492,11 @@ class PcscTransport(TransportBase):
             return
         raise error
 
+    def reset_and_close(self) -> None:
+        """Close with SCARD_RESET_CARD: the card loses its security state (a verified PIN)."""
+        self._disposition = scard.SCARD_RESET_CARD
+        self.close()
+
     def close(self) -> None:
         """Disconnect and release the context; safe to call twice and never raises (it runs in cleanup)."""
         handle, self._handle = self._handle, None

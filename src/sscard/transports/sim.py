@@ -102,6 +102,12 @@ class SimTransport(TransportBase):
     def close(self) -> None:
         self._closed = True
 
+    def reset_and_close(self) -> None:
+        """Like SCARD_RESET_CARD: the card's security state (a verified PIN) goes."""
+        if not self._closed and self._insertion.present and self._card.present:
+            self._card.power_on()
+        self.close()
+
 
 class SimReader:
     """A reader with an in-process card in it: present until the card is pulled or :meth:`remove`."""
