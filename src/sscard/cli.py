@@ -20,6 +20,8 @@ Exit codes (stable):
 8     key service: PSAM_MISSING, PSAM_KEY_MISSING, PSAM_ERROR, ALGORITHM_UNSUPPORTED, HSM_RESPONSE_INVALID
 9     token rejected: TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_NOT_YET_VALID, TOKEN_WRONG_TERMINAL
 10    TOKEN_EXPIRED
+11    serial devices: DEVICE_NOT_FOUND, DEVICE_REMOVED, DEVICE_TIMEOUT, FRAME_ERROR, SCAN_REJECTED,
+      ID_CARD_NO_CARD, ID_CARD_SELECT_FAILED, ID_CARD_READ_FAILED, ID_CARD_ERROR
 ====  ===========================================================================================
 """
 
@@ -72,6 +74,20 @@ EXIT_CODES: dict[str, int] = {
         ("PSAM_MISSING", "PSAM_KEY_MISSING", "PSAM_ERROR", "ALGORITHM_UNSUPPORTED", "HSM_RESPONSE_INVALID"), 8
     ),
     **dict.fromkeys(("NOT_SIGNED_IN", "SESSION_ACTIVE"), 2),
+    **dict.fromkeys(
+        (
+            "DEVICE_NOT_FOUND",
+            "DEVICE_REMOVED",
+            "DEVICE_TIMEOUT",
+            "FRAME_ERROR",
+            "SCAN_REJECTED",
+            "ID_CARD_NO_CARD",
+            "ID_CARD_SELECT_FAILED",
+            "ID_CARD_READ_FAILED",
+            "ID_CARD_ERROR",
+        ),
+        11,
+    ),
     **dict.fromkeys(("PIN_INCORRECT", "PIN_FORMAT", "PIN_MISMATCH"), 5),
     "PIN_BLOCKED": 6,
     **dict.fromkeys(("CONFIG_ERROR", "TRACE_MISMATCH", "TOKEN_KEY_ERROR"), 7),

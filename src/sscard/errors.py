@@ -277,6 +277,94 @@ class SessionActive(SscardError):
     message_zh_text = "当前终端已有用户登录，请先退出。"
 
 
+class DeviceNotFound(SscardError):
+    """A serial device's port does not exist (not plugged in, wrong name, no udev link)."""
+
+    code = "DEVICE_NOT_FOUND"
+    message_en = "The device {device} is not connected. Check its cable and the configured port."
+    message_zh_text = "设备{device}未连接，请检查连接线和端口配置。"
+    retriable = True
+
+    def __init__(self, device: str, detail: str | None = None) -> None:
+        super().__init__(detail, device=device)
+
+
+class DeviceRemoved(SscardError):
+    """A serial device vanished mid-use (USB unplugged); the terminal keeps serving the others."""
+
+    code = "DEVICE_REMOVED"
+    message_en = "The device {device} was disconnected. Plug it back in; it resumes by itself."
+    message_zh_text = "设备{device}已断开，重新插上后会自动恢复。"
+    retriable = True
+
+    def __init__(self, device: str, detail: str | None = None) -> None:
+        super().__init__(detail, device=device)
+
+
+class DeviceTimeout(SscardError):
+    code = "DEVICE_TIMEOUT"
+    message_en = "The device {device} did not answer in time."
+    message_zh_text = "设备{device}未及时响应。"
+    retriable = True
+
+    def __init__(self, device: str, detail: str | None = None) -> None:
+        super().__init__(detail, device=device)
+
+
+class FrameError(SscardError):
+    """A serial frame that fails its checks (length, checksum, header) and could not be resynchronised."""
+
+    code = "FRAME_ERROR"
+    message_en = "The device sent a damaged message ({problem})."
+    message_zh_text = "设备返回的数据已损坏（{problem}）。"
+    retriable = True
+
+    def __init__(self, problem: str, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem)
+
+
+class ScanRejected(SscardError):
+    """A scan that is not a credential: garbage, too long, non-printable.  The scanner keeps listening."""
+
+    code = "SCAN_REJECTED"
+    message_en = "The scanned code was not accepted ({reason}). Please scan again."
+    message_zh_text = "扫码内容无效（{reason}），请重新扫码。"
+    retriable = True
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(detail, reason=reason)
+
+
+class IdCardNoCard(SscardError):
+    code = "ID_CARD_NO_CARD"
+    message_en = "No resident ID card on the reader. Please place the card on the reader."
+    message_zh_text = "未检测到身份证，请将身份证放在读卡区。"
+    retriable = True
+
+
+class IdCardSelectFailed(SscardError):
+    code = "ID_CARD_SELECT_FAILED"
+    message_en = "The resident ID card could not be selected. Please place it on the reader again."
+    message_zh_text = "身份证选卡失败，请重新放置身份证。"
+    retriable = True
+
+
+class IdCardReadFailed(SscardError):
+    code = "ID_CARD_READ_FAILED"
+    message_en = "The resident ID card could not be read. Please place it on the reader again."
+    message_zh_text = "读取身份证失败，请重新放置身份证。"
+    retriable = True
+
+
+class IdCardError(SscardError):
+    code = "ID_CARD_ERROR"
+    message_en = "The ID-card reader reported status {status}."
+    message_zh_text = "身份证阅读器返回状态{status}。"
+
+    def __init__(self, status: int, detail: str | None = None) -> None:
+        super().__init__(detail, status=f"{status:02X}")
+
+
 class BadRecord(SscardError):
     code = "BAD_RECORD"
     message_en = "The card returned an invalid {element}: {reason}."
