@@ -40,9 +40,20 @@ Example::
     public_key = "/etc/sscard/terminal-key.pub"   # verifier: default for `sscard token verify`
     leeway = 30             # verifier: tolerated clock skew in seconds
 
+    [qr]                    # QR scanner (docs/serial.md)
+    port = "/dev/sscard-qr"
+    baudrate = 9600
+    terminator = "CR"       # CR | LF | CRLF | none (inter-character timeout)
+    dedup_window = 2.0      # the same code again within this many seconds is one scan
+
+    [idcard]                # resident ID-card reader (reference §7)
+    port = "/dev/sscard-idcard"
+    baudrate = 115200
+
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
-``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``; command-line
+``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``, ``SSCARD_QR_PORT``,
+``SSCARD_IDCARD_PORT``; command-line
 options override both.  No PIN is ever read from configuration or the environment.
 """
 
@@ -106,6 +117,13 @@ class Config:
     token_ttl: int | None = None
     token_public_key: str | None = None
     token_leeway: float = 30.0
+    #: Serial devices (docs/serial.md): the QR scanner and the resident ID-card reader.
+    qr_port: str | None = None
+    qr_baudrate: int = 9600
+    qr_terminator: str = "CR"
+    qr_dedup_window: float = 2.0
+    idcard_port: str | None = None
+    idcard_baudrate: int = 115200
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -119,6 +137,8 @@ class Config:
             raise ConfigError(f"[session] token_ttl must be 1 to 86400 seconds, not {self.token_ttl!r}")
         if not 0 <= self.token_leeway <= 300:
             raise ConfigError(f"[session] leeway must be 0 to 300 seconds, not {self.token_leeway!r}")
+        if self.qr_terminator not in ("CR", "LF", "CRLF", "NONE"):
+            raise ConfigError(f"[qr] terminator must be CR, LF, CRLF or none, not {self.qr_terminator!r}")
         if self.session_idle <= 0:
             raise ConfigError(f"[session] idle_timeout must be positive, not {self.session_idle!r}")
 
@@ -154,6 +174,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     terminal = data.get("terminal", {})
     keys = data.get("keys", {})
     session = data.get("session", {})
+    qr = data.get("qr", {})
+    idcard = data.get("idcard", {})
     try:
         config = Config(
             reader=_opt_str(reader.get("name")),
@@ -177,6 +199,12 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             token_ttl=_opt_seconds(session.get("token_ttl")),
             token_public_key=_opt_str(session.get("public_key")),
             token_leeway=float(session.get("leeway", 30.0)),
+            qr_port=_opt_str(qr.get("port")),
+            qr_baudrate=int(qr.get("baudrate", 9600)),
+            qr_terminator=str(qr.get("terminator", "CR")).upper(),
+            qr_dedup_window=float(qr.get("dedup_window", 2.0)),
+            idcard_port=_opt_str(idcard.get("port")),
+            idcard_baudrate=int(idcard.get("baudrate", 115200)),
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
@@ -195,6 +223,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             if env.get("SSCARD_ALLOW_SOFTWARE_KEYS")
             else None,
             session_key=env.get("SSCARD_SESSION_KEY") or None,
+            qr_port=env.get("SSCARD_QR_PORT") or None,
+            idcard_port=env.get("SSCARD_IDCARD_PORT") or None,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid value in the environment: {exc}") from None

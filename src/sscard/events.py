@@ -49,6 +49,11 @@ class EventKind(enum.Enum):
     READER_DETACHED = "reader_detached"
     SERVICE_LOST = "service_lost"
     SERVICE_RESTORED = "service_restored"
+    # Serial devices (docs/serial.md), published into the same stream by whoever reads them:
+    QR_SCANNED = "qr_scanned"
+    ID_CARD_READ = "id_card_read"
+    DEVICE_REMOVED = "device_removed"
+    DEVICE_RESTORED = "device_restored"
 
     def __str__(self) -> str:
         return self.value
@@ -70,6 +75,8 @@ class Event:
     time: dt.datetime | None = None
     cause: str | None = None
     detail: str | None = None
+    #: Extra keys for the JSON line (serial events: the credential's ``kind`` and ``code``).
+    data: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """One line of ``sscard watch`` (docs/cli.md): these keys never change meaning."""
@@ -84,6 +91,8 @@ class Event:
             out["cause"] = self.cause
         if self.detail is not None:
             out["detail"] = self.detail
+        if self.data:
+            out.update({key: value for key, value in self.data.items() if key not in out})
         return out
 
 
@@ -162,6 +171,7 @@ class Monitor:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._running = False
+        self._deliver: Callable[[Event], None] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -173,11 +183,24 @@ class Monitor:
             self._running = True
             self._stop.clear()
         try:
-            self._loop(self._filtered(emit))
+            deliver = self._filtered(emit)
+            self._deliver = deliver
+            self._loop(deliver)
         finally:
             with self._lock:
                 self._running = False
                 self._source = None
+                self._deliver = None
+
+    def publish(self, event: Event) -> None:
+        """Add an event from another source (a QR scanner, an ID-card reader) to this stream.
+
+        Delivered on the caller's thread, through the same reader filter and consumer; dropped
+        when the monitor is not running.
+        """
+        deliver = self._deliver
+        if deliver is not None:
+            deliver(event)
 
     def _filtered(self, emit: Callable[[Event], None]) -> Callable[[Event], None]:
         pattern = (self.reader or "").lower()
