@@ -477,6 +477,83 @@ def _local_time(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+_QR_TERMINATORS = ("CR", "LF", "CRLF", "none")
+
+
+def cmd_scan(ctx: Context) -> int:
+    """One line per credential as it comes, until Ctrl-C/SIGTERM, ``--count`` scans or ``--timeout``.
+
+    A rejected scan is an error line on stderr and listening goes on; an unplugged scanner is
+    reported on stderr and waited for (the same path: a udev link), then scanning resumes.
+    ``--timeout`` with ``--count`` not reached ends with DEVICE_TIMEOUT (exit 11).
+    """
+    from sscard.errors import DeviceTimeout
+    from sscard.qr import QrConfig, QrCredential, QrScanner, ScannerRestored
+    from sscard.transports.serial import SerialPort
+
+    config = QrConfig(baudrate=ctx.args.baud, terminator=ctx.args.terminator)
+    port = SerialPort(ctx.args.port, config.baudrate)  # DEVICE_NOT_FOUND (exit 11) when absent
+    stop, timed_out = threading.Event(), threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def expire() -> None:
+        timed_out.set()
+        stop.set()
+
+    if ctx.args.timeout is not None:
+        timer = threading.Timer(ctx.args.timeout, expire)
+        timer.daemon = True
+        timer.start()
+    print(f"listening on {port.name}; Ctrl-C stops / 正在监听扫码器，按Ctrl-C结束", file=ctx.err, flush=True)
+    seen = 0
+    with QrScanner(port, config) as scanner:
+        for item in scanner.scans(stop, reopen=lambda: port.reopen(timeout=0)):
+            if isinstance(item, QrCredential):
+                ctx.emit(item.to_json(), f"{item.kind.value} {item.code}")
+                ctx.out.flush()
+                seen += 1
+                if ctx.args.count and seen >= ctx.args.count:
+                    break
+            elif isinstance(item, ScannerRestored):
+                print(f"scanner {item.device} is back / 扫码器已恢复", file=ctx.err, flush=True)
+            elif ctx.json:  # ScanRejected, DeviceRemoved: reported, and listening goes on
+                print(json.dumps({"error": item.to_dict()}, ensure_ascii=False), file=ctx.err, flush=True)
+            else:
+                print(f"error {item.code}: {item.message} / {item.message_zh}", file=ctx.err, flush=True)
+    if ctx.args.count and seen < ctx.args.count and timed_out.is_set():
+        raise DeviceTimeout(ctx.args.port, f"{seen} of {ctx.args.count} scans in {ctx.args.timeout:g} s")
+    return EXIT_OK
+
+
+def cmd_sim_qr(ctx: Context) -> int:
+    """A simulated QR scanner on a pty: wait for a reader, scan CODEs, stay plugged in until Ctrl-C."""
+    from sscard.sim.serial_qr import SimulatedQrScanner
+
+    terminator = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "none": b""}[ctx.args.terminator]
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with SimulatedQrScanner(link=ctx.args.link) as sim:
+        print(
+            f"simulated QR scanner on {sim.path}; run: sscard scan --port {sim.path} "
+            f"--terminator {ctx.args.terminator}; Ctrl-C unplugs it / 模拟扫码器端口 {sim.path}，按Ctrl-C拔出",
+            file=ctx.err,
+            flush=True,
+        )
+        while not stop.is_set() and not sim.wait_for_reader(timeout=0.2):
+            pass  # a scan sent before a reader opens the port would be lost, as with hardware
+        for code in ctx.args.codes:
+            if stop.wait(ctx.args.interval):
+                break
+            sim.scan(code, terminator=terminator)
+            print(f"scanned {len(code)} characters / 已扫码", file=ctx.err, flush=True)
+        while not stop.wait(0.5):
+            pass
+    print("scanner unplugged / 扫码器已拔出", file=ctx.err)
+    return EXIT_OK
+
+
 def cmd_record(ctx: Context) -> int:
     from sscard.transports.replay import RecordingTransport
 
@@ -631,6 +708,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--remove-during", type=int, metavar="N", help="pull the card while answering APDU N (it has run it)"
     )
     q.set_defaults(func=cmd_sim_insert)
+    q = sim_sub.add_parser("qr", help="a simulated QR scanner on a pty: scan CODEs, then stay until Ctrl-C")
+    q.add_argument("codes", nargs="+", metavar="CODE", help="codes to scan, in order")
+    q.add_argument("--link", metavar="PATH", help="also reachable at PATH (a symlink, like a udev name)")
+    q.add_argument("--terminator", choices=_QR_TERMINATORS, default="CR", help="what ends a scan (default CR)")
+    q.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds before each code (default 1)")
+    q.set_defaults(func=cmd_sim_qr)
 
     p = sub.add_parser("watch", help="print card and reader events as JSON lines until Ctrl-C")
     p.add_argument("--reader", "-r", help="only readers whose name contains this")
@@ -638,6 +721,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--no-initial", action="store_true", help="do not report readers and cards already there")
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("scan", help="print QR credentials from a serial scanner, one line each, until Ctrl-C")
+    p.add_argument("--port", required=True, help="the scanner's serial port, e.g. /dev/ttyACM0 or a udev link")
+    p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
+    p.add_argument(
+        "--terminator", choices=_QR_TERMINATORS, default="CR", help="what ends a scan (default CR; none: a pause)"
+    )
+    p.add_argument("--json", action="store_true", help='one JSON object per scan: {"kind", "code", "device", "time"}')
+    p.add_argument("--count", type=int, metavar="N", help="stop after N scans")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS (with --count: fail if short)")
+    p.set_defaults(func=cmd_scan)
 
     op_choices = ("read", "verify", "pin-status")
     p = sub.add_parser("record", parents=[common, read_opts, pin_opts], help="run an operation and write its trace")
