@@ -30,10 +30,13 @@ log = logging.getLogger("sscard.session")
 
 
 class Method(str, enum.Enum):
-    """How the resident proved who they are (QR and ID card come with the serial devices)."""
+    """How the resident proved who they are.  Only ``card+pin`` proves possession *and* knowledge;
+    a QR code is a bearer credential the backend resolves, an ID card proves possession only."""
 
     CARD_PIN = "card+pin"
     CARD = "card"
+    QR = "qr"
+    IDCARD = "idcard"
 
 
 class EndReason(str, enum.Enum):
@@ -64,6 +67,8 @@ class Session:
     expires: dt.datetime
     authenticated_by: str | None = None
     token: str | None = None
+    #: For a QR sign-in, the scanned credential ``{"kind", "code"}``: opaque, for the backend.
+    credential: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +84,7 @@ class Session:
             "expires": self.expires.isoformat(timespec="seconds"),
             "authenticated_by": self.authenticated_by,
             "token": self.token,
+            "credential": self.credential,
         }
 
 
@@ -151,14 +157,18 @@ class SessionManager:
             raise NotSignedIn()
         return session
 
-    def start(self, session: Session) -> Session:
-        """Make ``session`` the terminal's session; SessionActive if there already is one."""
+    def start(self, session: Session, *, watch: bool = True) -> Session:
+        """Make ``session`` the terminal's session; SessionActive if there already is one.
+
+        ``watch=False`` for sessions with no card left in a reader (QR, ID card): they end on
+        sign-out or the idle timeout only.
+        """
         with self._lock:
             if self._session is not None:
                 raise SessionActive(f"session {self._session.id} is active")
             self._session = session
             self._arm_timer()
-            if self._event_source is not None:
+            if watch and self._event_source is not None:
                 self._watch(session)
         log.info("session %s started (%s) on %s", session.id, session.method.value, session.reader)
         self._tell(SessionEvent("started", session, time=session.started))

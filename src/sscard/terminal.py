@@ -24,7 +24,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sscard.apdu.atr import historical_bytes
 from sscard.apdu.processors import TraceSink, standard_stack
@@ -54,6 +54,10 @@ from sscard.session import EndReason, Method, Session, SessionEvent, SessionMana
 from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo, validate_pin
 from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
 from sscard.transports.base import Reader, Transport
+
+if TYPE_CHECKING:
+    from sscard.credentials import Credential
+    from sscard.events import Event
 
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
 #: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
@@ -482,6 +486,82 @@ class Terminal:
             self.sessions._end_if(session.id, EndReason.CARD_REMOVED)
         return session
 
+    def wait_for_credential(
+        self,
+        timeout: float | None = None,
+        *,
+        card: bool = True,
+        qr: bool = True,
+        idcard: bool = True,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> Credential:
+        """Whichever comes first: an SSC card in the reader, a QR scan, a resident ID card.
+
+        The QR scanner and the ID-card reader are the configured ones (``[qr] port``,
+        ``[idcard] port``); a source that is not configured is not waited on.  Device events
+        (scans, a device unplugged and back) go to ``on_event``; an unplugged device never stops
+        the other sources.  :class:`~sscard.errors.Timeout` after ``timeout`` seconds.
+        """
+        from sscard.credentials import wait_for_credential
+        from sscard.qr import QrConfig
+
+        config = self.config
+        qr_config = QrConfig(
+            baudrate=config.qr_baudrate, terminator=config.qr_terminator, dedup_window=config.qr_dedup_window
+        )
+        return wait_for_credential(
+            self,
+            timeout,
+            card=card,
+            qr_port=config.qr_port if qr else None,
+            qr_config=qr_config,
+            idcard_port=config.idcard_port if idcard else None,
+            idcard_baudrate=config.idcard_baudrate,
+            on_event=on_event,
+        )
+
+    def sign_in_with(self, credential: Credential, pin: str | None = None) -> Session:
+        """Sign in with what :meth:`wait_for_credential` returned.
+
+        An SSC card goes through :meth:`sign_in` (authentication, PIN).  A QR code starts a ``qr``
+        session carrying the opaque code for the backend to resolve; an ID card an ``idcard``
+        session with the ID number and name.  Neither proves knowledge of anything: only
+        card+PIN does, and the session's ``method`` says which it was.  They end on sign-out or
+        idle timeout (nothing stays in a reader to be removed).
+        """
+        from sscard.credentials import CredentialKind
+
+        if credential.kind is CredentialKind.SSC_CARD:
+            return self.sign_in(pin)
+        if self.sessions.active is not None:
+            raise SessionActive(f"session {self.sessions.active.id} is active")
+        now = _now()
+        if credential.qr is not None:
+            qr = credential.qr
+            fields: dict[str, Any] = {
+                "ssn": "",
+                "name": "",
+                "method": Method.QR,
+                "credential": {"kind": qr.kind.value, "code": qr.code},
+            }
+        elif credential.id_card is not None:
+            record = credential.id_card
+            fields = {"ssn": record.id_number, "name": record.name, "method": Method.IDCARD}
+        else:
+            raise UsageError("the credential carries nothing to sign in with", "该凭证没有可用于登录的内容")
+        session = Session(
+            id=new_session_id(),
+            card_number="",
+            card_id="",
+            terminal_id=self.config.terminal_id,
+            reader=credential.source,
+            started=now,
+            expires=now + dt.timedelta(seconds=self.config.session_idle),
+            **fields,
+        )
+        session = dataclasses.replace(session, token=self._issue_token(session))
+        return self.sessions.start(session, watch=False)
+
     def sign_out(self) -> Session:
         """End the active session (NotSignedIn if none) and drop the connection, so the card's
         PIN-verified state is not left for whoever talks to it next."""
@@ -492,6 +572,8 @@ class Terminal:
             return None
         from sscard.tokens import claims_for, issue_token, load_private_key
 
+        if session.method is Method.QR and session.credential:
+            session = dataclasses.replace(session, ssn=session.credential["code"])  # sub: the opaque code
         return issue_token(claims_for(session, self.config.token_ttl), load_private_key(self.config.session_key))
 
     # -- the HSM two-step -------------------------------------------------------------------

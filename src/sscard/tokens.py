@@ -61,6 +61,8 @@ PREFIX: Final = f"sst{VERSION}"
 MAX_TOKEN_LENGTH: Final = 8192
 #: Longest text claim (characters).
 MAX_FIELD_LENGTH: Final = 128
+#: Longest ``sub`` of a QR session: the scanned code (sscard.qr accepts up to 512 characters).
+MAX_QR_SUBJECT: Final = 512
 #: Default tolerance (seconds) for clock skew between the kiosk and the verifier.
 DEFAULT_LEEWAY: Final = 30.0
 #: Largest ``iat``/``exp`` accepted: 2**53 - 1, the largest integer every JSON parser reads exactly.
@@ -253,16 +255,21 @@ class SessionClaims:
     key_id: str | None = None  # [kid] the signing key's id; set by issue_token
 
     def __post_init__(self) -> None:
-        for name, value, required in (
-            ("sid", self.session_id, True),
-            ("iss", self.terminal_id, True),
-            ("sub", self.ssn, True),
-            ("name", self.name, False),
-            ("card_number", self.card_number, True),
-            ("method", self.method, True),
+        # A QR or ID-card session has no SSC: no card number or identification code.  For "qr" the
+        # subject is the scanned code itself (opaque; the backend resolves it online).
+        by_card = self.method in (METHOD_CARD_PIN, METHOD_CARD)
+        for name, value, required, limit in (
+            ("sid", self.session_id, True, MAX_FIELD_LENGTH),
+            ("iss", self.terminal_id, True, MAX_FIELD_LENGTH),
+            ("sub", self.ssn, True, MAX_QR_SUBJECT if self.method == METHOD_QR else MAX_FIELD_LENGTH),
+            ("name", self.name, False, MAX_FIELD_LENGTH),
+            ("card_number", self.card_number, by_card, MAX_FIELD_LENGTH),
+            ("method", self.method, True, MAX_FIELD_LENGTH),
         ):
-            _check_text(name, value, required)
-        if not isinstance(self.card_id, str) or not _CARD_ID.fullmatch(self.card_id):
+            _check_text(name, value, required, limit)
+        if not isinstance(self.card_id, str) or not (
+            _CARD_ID.fullmatch(self.card_id) or (not by_card and self.card_id == "")
+        ):
             raise ValueError("claim 'card_id' must be 32 upper-case hexadecimal characters")
         if self.method not in METHODS:
             raise ValueError(f"claim 'method' must be one of {', '.join(sorted(METHODS))}")
@@ -356,13 +363,13 @@ class SessionClaims:
 _REQUIRED: Final = ("sid", "iss", "sub", "name", "card_number", "card_id", "method", "iat", "exp")
 
 
-def _check_text(name: str, value: object, required: bool) -> None:
+def _check_text(name: str, value: object, required: bool, limit: int = 128) -> None:
     if not isinstance(value, str):
         raise ValueError(f"claim '{name}' must be a string")
     if required and not value:
         raise ValueError(f"claim '{name}' must not be empty")
-    if len(value) > MAX_FIELD_LENGTH:
-        raise ValueError(f"claim '{name}' is longer than {MAX_FIELD_LENGTH} characters")
+    if len(value) > limit:
+        raise ValueError(f"claim '{name}' is longer than {limit} characters")
     # Control characters would let a claim forge lines in a backend's log; lone surrogates are not text.
     if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or 0xD800 <= ord(ch) < 0xE000 for ch in value):
         raise ValueError(f"claim '{name}' contains control characters or is not valid Unicode")

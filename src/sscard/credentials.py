@@ -1,0 +1,258 @@
+"""One terminal, any credential: an SSC card, a QR code (electronic SSC, medical insurance
+e-voucher), or a resident ID card — whichever the resident offers first (docs/serial.md).
+
+Each source waits on its own thread: the card reader blocks in pcscd's state-change wait, the QR
+scanner reads its serial line, the ID-card reader is asked "find card" every
+:data:`IDCARD_POLL_S` (its protocol has no notification: the device must be asked).  The first
+credential wins and the others are stopped.  A serial device that is unplugged is reported as a
+``device_removed`` event and waited for; the other sources keep serving (issue 5 item 3).
+
+The card itself is read on the caller's thread after it wins, so the card reader is never used
+by two threads at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sscard.errors import (
+    DeviceNotFound,
+    DeviceRemoved,
+    DeviceTimeout,
+    FrameError,
+    IdCardNoCard,
+    IdCardReadFailed,
+    IdCardSelectFailed,
+    SscardError,
+    Timeout,
+)
+from sscard.events import Event, EventKind
+from sscard.idcard import IdCardReader, IdCardRecord
+from sscard.qr import QrConfig, QrCredential, QrScanner, ScannerRestored
+
+if TYPE_CHECKING:
+    from sscard.terminal import CardRead, Terminal
+
+log = logging.getLogger("sscard.credentials")
+
+#: How often an ID-card reader is asked whether a card lies on it.
+IDCARD_POLL_S = 0.3
+#: How often a missing serial port is looked for again.
+REOPEN_S = 0.5
+#: How long one slice of the card wait lasts, so a stopped wait ends promptly.
+CARD_SLICE_S = 0.5
+
+
+class CredentialKind(str, enum.Enum):
+    SSC_CARD = "ssc_card"
+    QR = "qr"
+    ID_CARD = "id_card"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Whatever the resident offered; exactly one of ``card``, ``qr``, ``id_card`` is set."""
+
+    kind: CredentialKind
+    source: str
+    card: CardRead | None = None
+    qr: QrCredential | None = None
+    id_card: IdCardRecord | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind.value, "source": self.source}
+        if self.card is not None:
+            out["card"] = self.card.to_json()
+        if self.qr is not None:
+            out["qr"] = self.qr.to_json()
+        if self.id_card is not None:
+            out["id_card"] = self.id_card.to_json()
+        return out
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).astimezone()
+
+
+_Item = tuple[str, Any]
+
+
+class _Sources:
+    """The source threads of one wait, and the queue they report to."""
+
+    def __init__(self, on_event: Callable[[Event], None] | None) -> None:
+        self.results: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.closers: list[Callable[[], None]] = []
+        self.on_event = on_event
+
+    def start(self, name: str, target: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                target()
+            except Exception as exc:  # a bug in a source must not hang the wait: report it
+                log.exception("credential source %s failed", name)
+                self.results.put(("error", exc))
+
+        thread = threading.Thread(target=run, name=f"sscard-{name}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def event(self, event_kind: EventKind, device: str, detail: str | None = None, **data: Any) -> None:
+        self.results.put(("event", Event(event_kind, device, time=_now(), detail=detail, data=data or None)))
+
+    def close(self) -> None:
+        self.stop.set()
+        for closer in self.closers:
+            try:
+                closer()
+            except Exception:
+                log.debug("closing a credential source failed", exc_info=True)
+        for thread in self.threads:
+            thread.join(timeout=2.0)
+
+
+def _open_port(sources: _Sources, path: str, baudrate: int) -> Any:
+    """Open a serial port, waiting (and saying so once) while the device is absent."""
+    from sscard.transports.serial import SerialPort
+
+    told = False
+    while not sources.stop.is_set():
+        try:
+            port = SerialPort(path, baudrate)
+            if told:
+                sources.event(EventKind.DEVICE_RESTORED, path)
+            return port
+        except DeviceNotFound as exc:
+            if not told:
+                sources.event(EventKind.DEVICE_REMOVED, path, exc.detail)
+                told = True
+            sources.stop.wait(REOPEN_S)
+    return None
+
+
+def wait_for_credential(
+    terminal: Terminal,
+    timeout: float | None = None,
+    *,
+    card: bool = True,
+    qr_port: str | None = None,
+    qr_config: QrConfig | None = None,
+    idcard_port: str | None = None,
+    idcard_baudrate: int = 115200,
+    on_event: Callable[[Event], None] | None = None,
+) -> Credential:
+    """The first credential offered at ``terminal``: see :meth:`sscard.terminal.Terminal.wait_for_credential`."""
+    sources = _Sources(on_event)
+    if card:
+        sources.start("card", lambda: _wait_card(terminal, sources))
+    if qr_port:
+        config = qr_config or QrConfig()
+        sources.start("qr", lambda: _read_qr(sources, qr_port, config))
+    if idcard_port:
+        sources.start("idcard", lambda: _read_idcard(sources, idcard_port, idcard_baudrate))
+    if not sources.threads:
+        raise ValueError("no credential source: enable the card, a QR port or an ID-card port")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise Timeout("a credential", f"none within {timeout:g} s")
+            try:
+                kind, value = sources.results.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if kind == "event":
+                if on_event is not None:
+                    on_event(value)
+                continue
+            if kind == "error":
+                raise value
+            sources.close()  # stop the others before touching the card
+            if kind == "card":
+                card_read = terminal.read()
+                return Credential(CredentialKind.SSC_CARD, card_read.reader, card=card_read)
+            if kind == "qr":
+                return Credential(CredentialKind.QR, value.device, qr=value)
+            record, device = value
+            return Credential(CredentialKind.ID_CARD, device, id_card=record)
+    finally:
+        sources.close()
+
+
+def _wait_card(terminal: Terminal, sources: _Sources) -> None:
+    while not sources.stop.is_set():
+        try:
+            terminal.reader.wait_for_card(CARD_SLICE_S)
+        except Timeout:
+            continue
+        sources.results.put(("card", None))
+        return
+
+
+def _read_qr(sources: _Sources, path: str, config: QrConfig) -> None:
+    port = _open_port(sources, path, config.baudrate)
+    if port is None:
+        return
+    sources.closers.append(port.close)
+    scanner = QrScanner(port, config)
+
+    def reopen() -> None:
+        port.reopen(timeout=0)
+
+    for item in scanner.scans(sources.stop, reopen=reopen):
+        if isinstance(item, QrCredential):
+            sources.event(EventKind.QR_SCANNED, path, kind=item.kind.value, code=item.code)
+            sources.results.put(("qr", item))
+            return
+        if isinstance(item, ScannerRestored):
+            sources.event(EventKind.DEVICE_RESTORED, path)
+        elif isinstance(item, DeviceRemoved):
+            sources.event(EventKind.DEVICE_REMOVED, path, item.detail)
+        else:  # ScanRejected: the resident scans again; the scanner keeps listening
+            log.info("scan rejected: %s", item.fields.get("reason"))
+
+
+def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
+    port = _open_port(sources, path, baudrate)
+    if port is None:
+        return
+    sources.closers.append(port.close)
+    reader = IdCardReader(port)
+    while not sources.stop.is_set():
+        try:
+            record = reader.read_card()
+        except IdCardNoCard:
+            sources.stop.wait(IDCARD_POLL_S)
+            continue
+        except DeviceRemoved as exc:
+            sources.event(EventKind.DEVICE_REMOVED, path, exc.detail)
+            while not sources.stop.is_set():
+                try:
+                    port.reopen(timeout=0)
+                    sources.event(EventKind.DEVICE_RESTORED, path)
+                    break
+                except DeviceNotFound:
+                    sources.stop.wait(REOPEN_S)
+            continue
+        except (FrameError, DeviceTimeout, IdCardSelectFailed, IdCardReadFailed) as exc:
+            # A card moved while being read, noise on the line: try again, the resident is waiting.
+            log.info("ID-card read did not complete (%s); trying again", exc.code)
+            sources.stop.wait(IDCARD_POLL_S)
+            continue
+        except SscardError as exc:
+            sources.results.put(("error", exc))
+            return
+        sources.event(EventKind.ID_CARD_READ, path, id_number_suffix=record.id_number[-4:])
+        sources.results.put(("idcard", (record, path)))
+        return
