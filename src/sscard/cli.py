@@ -390,6 +390,79 @@ def cmd_sim_insert(ctx: Context) -> int:
     return EXIT_OK
 
 
+DEMO_IDCARD = "zhangsan"
+
+# Bilingual labels for the resident ID card (docs/serial.md), in card-face order.
+_IDCARD_LABELS = (
+    ("name", "姓名", "Name"),
+    ("gender", "性别", "Gender"),
+    ("nation", "民族", "Nation"),
+    ("birth_date", "出生日期", "Birth date"),
+    ("address", "住址", "Address"),
+    ("id_number", "公民身份号码", "ID number"),
+    ("issuer", "签发机关", "Issuing authority"),
+    ("valid_from", "有效期起", "Valid from"),
+    ("valid_to", "有效期止", "Valid to"),
+)
+
+
+def render_idcard(record: Any, port: str) -> str:
+    """The readable, bilingual form of the ``idcard read --json`` contract (codes shown as in render_card)."""
+    data = record.to_json()
+    lines = [f"居民身份证 Resident ID card  [{port}]"]
+    for key, zh, en in _IDCARD_LABELS:
+        value = data[key]
+        if key == "gender":
+            value = f"{value or '?'} ({record.gender_code})"
+        elif key == "nation":
+            value = f"{value or '?'} ({record.nation_code})"
+        elif key == "valid_to" and value == "long-term":
+            value = "长期 (long-term)"
+        lines.append(f"  {zh} {en:<26} {value if value not in (None, '') else '-'}")
+    lines.append(f"  相片 {'Photo':<26} WLT, {len(record.photo_wlt)} bytes")
+    for warning in data["warnings"]:
+        lines.append(f"  ! {warning['code']}: {warning['message']} / {warning['message_zh']}")
+    return "\n".join(lines)
+
+
+def cmd_idcard_read(ctx: Context) -> int:
+    """One resident ID card from a serial reader: find, select, read (docs/serial.md)."""
+    from sscard.idcard import IdCardReader
+    from sscard.transports.serial import SerialPort
+
+    if ctx.args.timeout <= 0:
+        raise UsageError("--timeout must be positive", "--timeout必须大于0")
+    if ctx.args.baud <= 0:
+        raise UsageError("--baud must be positive", "--baud必须大于0")
+    with SerialPort(ctx.args.port, ctx.args.baud) as port:
+        record = IdCardReader(port, timeout=ctx.args.timeout).read_card()
+    ctx.emit(record.to_json(), render_idcard(record, ctx.args.port))
+    return EXIT_OK
+
+
+def cmd_sim_idcard(ctx: Context) -> int:
+    """A simulated ID-card reader on a pty with the persona's card on it, until Ctrl-C/SIGTERM."""
+    from sscard.sim.serial_idcard import SimulatedIdCardReader, load_idcard
+
+    persona = load_idcard(ctx.args.persona)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with SimulatedIdCardReader(persona, link=ctx.args.link) as sim:
+        device = f" (-> {sim.device})" if ctx.args.link else ""
+        print(
+            f"simulated ID-card reader with persona '{persona.key}' on {sim.path}{device}; "
+            f"read it with: sscard idcard read --port {sim.path}; Ctrl-C stops it "
+            f"/ 模拟身份证阅读器已就绪，按Ctrl-C退出",
+            file=ctx.err,
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+    print("reader unplugged / 阅读器已断开", file=ctx.err)
+    return EXIT_OK
+
+
 def cmd_watch(ctx: Context) -> int:
     """One JSON line per event until Ctrl-C/SIGTERM, ``--count`` events or ``--timeout`` seconds."""
     from sscard.events import Monitor
@@ -708,12 +781,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--remove-during", type=int, metavar="N", help="pull the card while answering APDU N (it has run it)"
     )
     q.set_defaults(func=cmd_sim_insert)
+    q = sim_sub.add_parser("idcard", help="a simulated resident ID-card reader on a pty until Ctrl-C")
+    q.add_argument("persona", nargs="?", default=DEMO_IDCARD, help="ID-card persona or .toml path (default zhangsan)")
+    q.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the port, like a udev name")
+    q.set_defaults(func=cmd_sim_idcard)
     q = sim_sub.add_parser("qr", help="a simulated QR scanner on a pty: scan CODEs, then stay until Ctrl-C")
     q.add_argument("codes", nargs="+", metavar="CODE", help="codes to scan, in order")
     q.add_argument("--link", metavar="PATH", help="also reachable at PATH (a symlink, like a udev name)")
     q.add_argument("--terminator", choices=_QR_TERMINATORS, default="CR", help="what ends a scan (default CR)")
     q.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds before each code (default 1)")
     q.set_defaults(func=cmd_sim_qr)
+
+    p = sub.add_parser("idcard", help="resident ID-card reader on a serial port (docs/serial.md)")
+    idcard_sub = p.add_subparsers(dest="idcard_command", required=True, metavar="IDCARD_COMMAND")
+    q = idcard_sub.add_parser("read", help="read a resident ID card: find, select, read text and photo")
+    q.add_argument("--port", required=True, help="serial port, e.g. /dev/sscard-idcard or /dev/ttyUSB0")
+    q.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    q.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="per command (default 3)")
+    q.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    q.set_defaults(func=cmd_idcard_read)
 
     p = sub.add_parser("watch", help="print card and reader events as JSON lines until Ctrl-C")
     p.add_argument("--reader", "-r", help="only readers whose name contains this")

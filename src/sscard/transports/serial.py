@@ -4,7 +4,8 @@ This is the only module of sscard that imports pyserial (STYLE.md §1); the prot
 (:mod:`sscard.qr`, :mod:`sscard.idcard`) speak to the small :class:`ByteStream` interface, so they
 are tested over real pseudo-terminals and could run over anything that moves bytes.
 
-Every pyserial failure becomes a typed error: a port that is not there is
+Every pyserial failure becomes a typed error (``termios.error`` included: pyserial's ``flush`` and
+``reset_input_buffer`` let it through when the port has vanished): a port that is not there is
 :class:`~sscard.errors.DeviceNotFound`; a port that vanishes mid-use (USB unplugged — pyserial
 then reports "device reports readiness to read but returned no data", or an ``EIO``) is
 :class:`~sscard.errors.DeviceRemoved`; :meth:`SerialPort.reopen` opens the same path again once
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import termios
 import time
 from typing import Protocol
 
@@ -62,7 +64,7 @@ class SerialPort:
             raise DeviceNotFound(self.path, "no such port")
         try:
             self._port = serial.Serial(self.path, self.baudrate, timeout=0, exclusive=True)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             raise DeviceNotFound(self.path, str(exc)) from None
 
     def _require(self) -> serial.Serial:
@@ -75,7 +77,7 @@ class SerialPort:
         try:
             port.timeout = timeout
             return bytes(port.read(size))
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             self._lost(exc)
             raise DeviceRemoved(self.path, str(exc)) from None
 
@@ -84,7 +86,7 @@ class SerialPort:
         try:
             port.write(data)
             port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             self._lost(exc)
             raise DeviceRemoved(self.path, str(exc)) from None
 
@@ -93,7 +95,7 @@ class SerialPort:
         port = self._require()
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             self._lost(exc)
             raise DeviceRemoved(self.path, str(exc)) from None
 
