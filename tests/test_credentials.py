@@ -209,3 +209,31 @@ def test_card_through_pcscd_against_a_waiting_scanner(
         credential = terminal.wait_for_credential(timeout=15)
         timer.join()
     assert credential.kind is CredentialKind.SSC_CARD and credential.source == vpcd_reader
+
+
+def test_sscard_watch_reports_scans_in_the_event_stream(qr: SimulatedQrScanner) -> None:
+    """``sscard watch --qr-port``: scans arrive as ``qr_scanned`` lines among the PC/SC events."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "sscard.cli", "watch", "--qr-port", str(qr.path), "--timeout", "30"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    watch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert qr.wait_for_reader(10), "watch never opened the scanner"
+        qr.scan(EVOUCHER)
+        assert watch.stdout is not None
+        while True:
+            line = watch.stdout.readline()
+            assert line, "watch ended before the scan arrived"
+            event = json.loads(line)
+            if event["event"] == "qr_scanned":
+                break
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=10)
+    assert event["kind"] == "medical_insurance_evoucher" and event["code"] == EVOUCHER
+    assert event["reader"] == str(qr.path) and event["time"][10] == "T"
+    assert watch.returncode == 0

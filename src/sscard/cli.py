@@ -488,6 +488,15 @@ def cmd_watch(ctx: Context) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     thread = monitor.start(on_event)
+    qr_port = ctx.args.qr_port or ctx.config.qr_port
+    if qr_port:  # scans join the stream (docs/serial.md)
+        from sscard.credentials import follow_scanner
+        from sscard.qr import QrConfig
+
+        qr_config = QrConfig(baudrate=ctx.config.qr_baudrate, terminator=ctx.config.qr_terminator)
+        threading.Thread(
+            target=follow_scanner, args=(qr_port, qr_config, done, monitor.publish), name="sscard-scan", daemon=True
+        ).start()
     try:
         if not done.wait(ctx.args.timeout):
             logging.getLogger("sscard.cli").info("watch: %g s timeout, stopping", ctx.args.timeout)
@@ -806,6 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, metavar="N", help="stop after N events")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument("--no-initial", action="store_true", help="do not report readers and cards already there")
+    p.add_argument("--qr-port", help="also report scans of this QR scanner (default [qr] port)")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("scan", help="print QR credentials from a serial scanner, one line each, until Ctrl-C")

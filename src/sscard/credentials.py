@@ -256,3 +256,41 @@ def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
         sources.event(EventKind.ID_CARD_READ, path, id_number_suffix=record.id_number[-4:])
         sources.results.put(("idcard", (record, path)))
         return
+
+
+def follow_scanner(path: str, config: QrConfig, stop: threading.Event, publish: Callable[[Event], None]) -> None:
+    """Publish every scan of the scanner at ``path`` as an event until ``stop`` (``sscard watch``).
+
+    A missing or unplugged scanner is ``device_removed`` (once) and waited for, then
+    ``device_restored``; a rejected scan is logged and listening goes on.
+    """
+    sources = _Sources(None)
+    sources.stop = stop
+    relay = threading.Thread(target=_relay, args=(sources, stop, publish), name="sscard-scan-relay", daemon=True)
+    relay.start()
+    port = _open_port(sources, path, config.baudrate)
+    if port is None:
+        return
+    try:
+        for item in QrScanner(port, config).scans(stop, reopen=lambda: port.reopen(timeout=0)):
+            if isinstance(item, QrCredential):
+                sources.event(EventKind.QR_SCANNED, path, kind=item.kind.value, code=item.code)
+            elif isinstance(item, ScannerRestored):
+                sources.event(EventKind.DEVICE_RESTORED, path)
+            elif isinstance(item, DeviceRemoved):
+                sources.event(EventKind.DEVICE_REMOVED, path, item.detail)
+            else:
+                log.info("scan rejected: %s", item.fields.get("reason"))
+    finally:
+        port.close()
+        relay.join(timeout=1.0)
+
+
+def _relay(sources: _Sources, stop: threading.Event, publish: Callable[[Event], None]) -> None:
+    while not stop.is_set() or not sources.results.empty():
+        try:
+            kind, value = sources.results.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if kind == "event":
+            publish(value)

@@ -59,6 +59,12 @@ class EventKind(enum.Enum):
         return self.value
 
 
+#: The kinds the ``reader`` filter applies to; service and serial-device events always pass.
+READER_KINDS = frozenset(
+    {EventKind.CARD_INSERTED, EventKind.CARD_REMOVED, EventKind.READER_ATTACHED, EventKind.READER_DETACHED}
+)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).astimezone()
 
@@ -206,7 +212,7 @@ class Monitor:
         pattern = (self.reader or "").lower()
 
         def deliver(event: Event) -> None:
-            if pattern and event.reader is not None and pattern not in event.reader.lower():
+            if pattern and event.kind in READER_KINDS and event.reader and pattern not in event.reader.lower():
                 return
             try:
                 emit(event)
