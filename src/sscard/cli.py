@@ -636,6 +636,25 @@ def cmd_sim_qr(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_serve(ctx: Context) -> int:
+    """The local kiosk service (docs/service.md); runs until Ctrl-C/SIGTERM."""
+    from sscard.service.app import serve
+
+    if ctx.args.host not in ("127.0.0.1", "localhost", "::1") and not ctx.args.allow_remote:
+        raise UsageError(
+            "the service binds to 127.0.0.1; add --allow-remote to listen on another address (mind the Origin list)",
+            "服务默认只监听本机地址；如需监听其他地址请加--allow-remote",
+        )
+    print(
+        f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
+        f"/ 本地服务已启动",
+        file=ctx.err,
+        flush=True,
+    )
+    serve(ctx.config, host=ctx.args.host, port=ctx.args.port)
+    return EXIT_OK
+
+
 def cmd_record(ctx: Context) -> int:
     from sscard.transports.replay import RecordingTransport
 
@@ -828,6 +847,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, metavar="N", help="stop after N scans")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS (with --count: fail if short)")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("serve", parents=[common, key_opts], help="the local kiosk service: HTTP + WebSocket")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--allow-remote", action="store_true", help="allow listening on a non-loopback address")
+    p.set_defaults(func=cmd_serve)
 
     op_choices = ("read", "verify", "pin-status")
     p = sub.add_parser("record", parents=[common, read_opts, pin_opts], help="run an operation and write its trace")

@@ -50,10 +50,15 @@ Example::
     port = "/dev/sscard-idcard"
     baudrate = 115200
 
+    [service]               # sscard serve (docs/service.md)
+    allowed_origins = ["http://127.0.0.1:8765"]   # pages that may call it (default: its own)
+    # token = "…"           # bearer token for non-browser clients (or SSCARD_SERVICE_TOKEN)
+    queue_timeout = 10      # seconds a request waits while the reader is busy
+
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
 ``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``, ``SSCARD_QR_PORT``,
-``SSCARD_IDCARD_PORT``; command-line
+``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``; command-line
 options override both.  No PIN is ever read from configuration or the environment.
 """
 
@@ -124,6 +129,11 @@ class Config:
     qr_dedup_window: float = 2.0
     idcard_port: str | None = None
     idcard_baudrate: int = 115200
+    #: The local service (docs/service.md): origins whose pages may call it (default: its own),
+    #: a bearer token for non-browser clients, how long a request waits for a busy reader.
+    service_origins: tuple[str, ...] = ()
+    service_token: str | None = None
+    service_queue_timeout: float = 10.0
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -176,6 +186,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     session = data.get("session", {})
     qr = data.get("qr", {})
     idcard = data.get("idcard", {})
+    service = data.get("service", {})
     try:
         config = Config(
             reader=_opt_str(reader.get("name")),
@@ -205,6 +216,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             qr_dedup_window=float(qr.get("dedup_window", 2.0)),
             idcard_port=_opt_str(idcard.get("port")),
             idcard_baudrate=int(idcard.get("baudrate", 115200)),
+            service_origins=tuple(str(origin) for origin in service.get("allowed_origins", ())),
+            service_token=_opt_str(service.get("token")),
+            service_queue_timeout=float(service.get("queue_timeout", 10.0)),
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
@@ -225,6 +239,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             session_key=env.get("SSCARD_SESSION_KEY") or None,
             qr_port=env.get("SSCARD_QR_PORT") or None,
             idcard_port=env.get("SSCARD_IDCARD_PORT") or None,
+            service_token=env.get("SSCARD_SERVICE_TOKEN") or None,
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid value in the environment: {exc}") from None

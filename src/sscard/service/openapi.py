@@ -1,0 +1,164 @@
+"""The service's OpenAPI document, built here and checked in as docs/openapi.json (a test keeps the two equal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sscard import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": _json(ok, "success"),
+            "4XX": _json(_ERROR, "a typed error: stable code, English and Chinese message"),
+            "5XX": _json(_ERROR, "service or PC/SC trouble"),
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return operation
+
+
+def _obj(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+STRING: dict[str, Any] = {"type": "string"}
+NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+
+
+def document() -> dict[str, Any]:
+    card = _obj(
+        identification_code=NULLABLE_STRING,
+        type=NULLABLE_STRING,
+        spec_version=NULLABLE_STRING,
+        issuer_id=NULLABLE_STRING,
+        issue_date=NULLABLE_STRING,
+        expiry_date=NULLABLE_STRING,
+        card_number=NULLABLE_STRING,
+        region_code=NULLABLE_STRING,
+        atr=STRING,
+    )
+    holder = _obj(
+        ssn=NULLABLE_STRING,
+        name=NULLABLE_STRING,
+        gender_code=NULLABLE_STRING,
+        gender=NULLABLE_STRING,
+        nation_code=NULLABLE_STRING,
+        nation=NULLABLE_STRING,
+        birthplace_code=NULLABLE_STRING,
+        birth_date=NULLABLE_STRING,
+    )
+    session = {"$ref": "#/components/schemas/Session"}
+    session_or_null = {"anyOf": [session, {"type": "null"}]}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sscard local kiosk service",
+            "version": __version__,
+            "description": (
+                "Local service for kiosk pages (docs/service.md). Browser requests must come from an allowed "
+                "Origin; other clients may need a bearer token. PINs only in request bodies."
+            ),
+        },
+        "servers": [{"url": "http://127.0.0.1:8765"}],
+        "paths": {
+            "/v1/status": {
+                "get": _op(
+                    "service, reader and session state",
+                    _obj(
+                        service=STRING,
+                        version=STRING,
+                        reader=STRING,
+                        card_present={"type": ["boolean", "null"]},
+                        session=session_or_null,
+                    ),
+                )
+            },
+            "/v1/readers": {"get": _op("PC/SC readers with slot kinds", _obj(readers={"type": "array"}))},
+            "/v1/read": {
+                "post": _op(
+                    "read card and cardholder: exactly the `sscard read --json` contract",
+                    {"$ref": "#/components/schemas/CardRead"},
+                    _obj(allow_partial={"type": "boolean"}),
+                )
+            },
+            "/v1/photo": {
+                "get": {
+                    "summary": "the cardholder's photo (EF08), image/jpeg; ?format=json for base64",
+                    "responses": {
+                        "200": {"description": "the photo", "content": {"image/jpeg": {}}},
+                        "4XX": _json(_ERROR, "a typed error"),
+                    },
+                }
+            },
+            "/v1/verify": {
+                "post": _op(
+                    "verify the PIN once (never retried)",
+                    {"$ref": "#/components/schemas/PinOutcome"},
+                    {"type": "object", "required": ["pin"], "properties": {"pin": STRING}},
+                )
+            },
+            "/v1/pin-status": {
+                "post": _op("tries left without spending one", {"$ref": "#/components/schemas/PinOutcome"})
+            },
+            "/v1/sign-in": {
+                "post": _op("sign in: read, authenticate, PIN → session", _obj(session=session), _obj(pin=STRING))
+            },
+            "/v1/sign-out": {"post": _op("end the session (resets the card)", _obj(session=session))},
+            "/v1/session": {"get": _op("the current session", _obj(session=session_or_null))},
+            "/v1/token/verify": {
+                "post": _op(
+                    "verify a session token with the configured public key",
+                    _obj(session={"type": "object"}),
+                    {"type": "object", "required": ["token"], "properties": {"token": STRING, "terminal_id": STRING}},
+                )
+            },
+            "/v1/events": {
+                "get": {
+                    "summary": "WebSocket: one JSON message per event (card, reader, service, scan, session)",
+                    "responses": {"101": {"description": "switching to WebSocket"}},
+                }
+            },
+            "/v1/compat": {
+                "get": {
+                    "summary": 'WebSocket: vendor-bridge function calls ({"function": "iReadCardBas", "iType": 3})',
+                    "responses": {"101": {"description": "switching to WebSocket"}},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": _obj(error=_obj(code=STRING, message=STRING, message_zh=STRING)),
+                "CardRead": {
+                    "type": "object",
+                    "required": ["card", "cardholder", "warnings"],
+                    "properties": {"card": card, "cardholder": holder, "warnings": {"type": "array"}},
+                },
+                "PinOutcome": _obj(state=STRING, tries_left={"type": ["integer", "null"]}),
+                "Session": _obj(
+                    id=STRING,
+                    ssn=STRING,
+                    name=STRING,
+                    card_number=STRING,
+                    card_id=STRING,
+                    method=STRING,
+                    terminal_id=STRING,
+                    reader=STRING,
+                    started=STRING,
+                    expires=STRING,
+                    authenticated_by=NULLABLE_STRING,
+                    token=NULLABLE_STRING,
+                    credential={"type": ["object", "null"]},
+                ),
+            }
+        },
+    }
