@@ -17,8 +17,10 @@ STAMP="$VENV/.sscard-install-stamp"
 PYTHON=${PYTHON:-python3}
 PCSCD_SOCKET=${PCSCLITE_CSOCK_NAME:-/run/pcscd/pcscd.comm}
 # pcscd and its vpcd virtual reader for the demo and the end-to-end tests; libpcsclite-dev, swig,
-# pkg-config and a C compiler because pyscard is built from source (PyPI has only an sdist).
-DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config)
+# pkg-config and a C compiler because pyscard is built from source (PyPI has only an sdist);
+# chromium and its chromedriver for the kiosk page's browser test (tests/test_browser.py); CJK fonts so
+# its screenshots show the Chinese text.
+DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk)
 
 step() { printf '==> %s\n' "$*"; }
 die() {

@@ -393,3 +393,82 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# -- added for benchmarks/service.py: spreads (with a minimum) and process memory --------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Minimum, median, 90th percentile and maximum of some samples, in milliseconds.
+
+    For distributions whose low end says something too, e.g. how far apart many receivers hear
+    of one event (:class:`Stats` has no minimum).
+    """
+
+    n: int
+    min: float
+    median: float
+    p90: float
+    max: float
+
+    @classmethod
+    def of(cls, values_ms: Sequence[float | None]) -> Spread:
+        """Statistics of the samples that exist; ``None`` ones are left out."""
+        present = [value for value in values_ms if value is not None]
+        if not present:
+            return cls(0, math.nan, math.nan, math.nan, math.nan)
+        return cls(len(present), min(present), percentile(present, 0.5), percentile(present, 0.9), max(present))
+
+    def to_json(self) -> dict[str, Any]:
+        def number(value: float) -> float | None:
+            return round(value, 3) if math.isfinite(value) else None
+
+        return {
+            "n": self.n,
+            "min_ms": number(self.min),
+            "median_ms": number(self.median),
+            "p90_ms": number(self.p90),
+            "max_ms": number(self.max),
+        }
+
+
+@dataclass(frozen=True)
+class SpreadRow:
+    """One line of :func:`format_spread_table`: like :class:`Row`, with a :class:`Spread`."""
+
+    group: str
+    label: str
+    spread: Spread
+    note: str = ""
+
+
+def format_spread_table(rows: Sequence[SpreadRow], unit: str = "ms") -> str:
+    """Rows under a ``min  median  p90  max`` header (plus the sample count); a group is printed once."""
+    group_width = max([len(row.group) for row in rows] + [5])
+    label_width = max([len(row.label) for row in rows] + [6])
+    heads = "  ".join(f"{head:>9}" for head in ("min", "median", "p90", "max"))
+    lines = [f"{'':{group_width}}  {'':{label_width}}  {'n':>5}  {heads}  ({unit})"]
+    previous = None
+    for row in rows:
+        group = row.group if row.group != previous else ""
+        previous = row.group
+        spread = row.spread
+        cells = "  ".join(_cell(value) for value in (spread.min, spread.median, spread.p90, spread.max))
+        line = f"{group:{group_width}}  {row.label:{label_width}}  {spread.n:>5}  {cells}"
+        lines.append(f"{line}  {row.note}".rstrip())
+    return "\n".join(lines)
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """A process's memory from ``/proc/PID/status`` in kB: ``rss_kb`` (VmRSS, now) and ``hwm_kb``
+    (VmHWM, the peak RSS since it started); :class:`BenchmarkError` if the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError as exc:
+        raise BenchmarkError(f"cannot read the memory of process {pid}: {exc}") from None
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return {key: int(fields[name].split()[0]) for key, name in (("rss_kb", "VmRSS"), ("hwm_kb", "VmHWM"))}
+    except (KeyError, IndexError, ValueError):
+        raise BenchmarkError(f"process {pid} reports no VmRSS/VmHWM (a zombie?)") from None

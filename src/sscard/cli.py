@@ -636,8 +636,23 @@ def cmd_sim_qr(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _systemd_unit() -> str:
+    """The packaged unit (sscard/service/sscard.service), ExecStart= pointed at this installation's sscard."""
+    from importlib import resources
+    from pathlib import Path
+
+    unit = resources.files("sscard.service").joinpath("sscard.service").read_text(encoding="utf-8")
+    script = Path(sys.executable).with_name("sscard")
+    if script.is_file():
+        unit = unit.replace("ExecStart=/opt/sscard/.venv/bin/sscard serve", f"ExecStart={script} serve", 1)
+    return unit
+
+
 def cmd_serve(ctx: Context) -> int:
     """The local kiosk service (docs/service.md); runs until Ctrl-C/SIGTERM."""
+    if ctx.args.systemd_unit:
+        ctx.out.write(_systemd_unit())
+        return EXIT_OK
     from sscard.service.app import serve
 
     if ctx.args.host not in ("127.0.0.1", "localhost", "::1") and not ctx.args.allow_remote:
@@ -852,6 +867,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--allow-remote", action="store_true", help="allow listening on a non-loopback address")
+    p.add_argument("--systemd-unit", action="store_true", help="print the systemd unit for this installation and exit")
     p.set_defaults(func=cmd_serve)
 
     op_choices = ("read", "verify", "pin-status")

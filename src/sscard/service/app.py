@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -114,12 +115,18 @@ HTTP_STATUS: dict[str, int] = {
     "CONFIG_ERROR": 500,
     "NOT_SIGNED_IN": 409,
     "SESSION_ACTIVE": 409,
+    "PIN_FORMAT": 400,
+    "TRANSPORT_ERROR": 503,
 }
+
+
+#: Answers carry personal data: no browser or proxy cache may keep them.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def error_response(exc: SscardError) -> JSONResponse:
     status = exc.status if isinstance(exc, ServiceError) else HTTP_STATUS.get(exc.code, 409)
-    return JSONResponse({"error": exc.to_dict()}, status_code=status)
+    return JSONResponse({"error": exc.to_dict()}, status_code=status, headers=NO_STORE)
 
 
 # -- the event hub -------------------------------------------------------------------------------
@@ -164,6 +171,8 @@ class Service:
     terminal: Terminal
     allowed_origins: frozenset[str]
     token: str | None = None
+    #: Host headers accepted (loopback names of the bound port); empty: any (tests only).
+    allowed_hosts: frozenset[str] = frozenset()
     queue_timeout: float = 10.0
     hub: Hub = field(default_factory=Hub)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -248,9 +257,19 @@ class Guard:
         await self.app(scope, receive, send)
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> ServiceError | None:
+        host = headers.get("host", "")
+        if self.service.allowed_hosts and host not in self.service.allowed_hosts:
+            # DNS rebinding: a page whose name now resolves to 127.0.0.1 is same-origin to the
+            # browser and sends no Origin; only the Host header gives it away.
+            return OriginRefused(f"host {host!r}")
         origin = headers.get("origin")
         if origin is not None and origin not in self.service.allowed_origins:
             return OriginRefused(f"origin {origin!r}")
+        site = headers.get("sec-fetch-site")
+        if origin is None and site not in (None, "same-origin", "none"):
+            # <img src="http://127.0.0.1:8765/v1/photo"> on another site sends no Origin, but
+            # browsers do say where the request comes from.
+            return OriginRefused(f"Sec-Fetch-Site {site!r}")
         token = self.service.token
         if token and origin is None and scope.get("path") not in ("/", "/v1/openapi.json"):
             # Browser pages are vouched for by their Origin; other clients by the bearer token.
@@ -324,7 +343,7 @@ def endpoint(handler: Callable[[Request, Service], Awaitable[Any]]) -> Callable[
             return error_response(exc)
         if isinstance(result, Response):
             return result
-        return JSONResponse(result)
+        return JSONResponse(result, headers=NO_STORE)
 
     return route
 
@@ -509,17 +528,22 @@ def create_app(
     port: int = DEFAULT_PORT,
     allowed_origins: list[str] | None = None,
     token: str | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> Starlette:
     """The ASGI app; ``terminal`` defaults to ``Terminal.open(config=config)``."""
     origins = allowed_origins if allowed_origins is not None else list(config.service_origins)
+    shown_host = f"[{host}]" if ":" in host else host
+    own = [f"{shown_host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
     if not origins:
-        origins = [f"http://{host}:{port}", f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+        origins = [f"http://{name}" for name in own]
+    hosts = allowed_hosts if allowed_hosts is not None else own
     service = Service(
         config=config,
         terminal=terminal or Terminal.open(config=config),
         allowed_origins=frozenset(origins),
         token=token if token is not None else config.service_token,
         queue_timeout=config.service_queue_timeout,
+        allowed_hosts=frozenset(hosts),
     )
 
     @contextlib.asynccontextmanager
@@ -546,7 +570,19 @@ def create_app(
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/compat", compat),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(Guard, service=service)])
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=sorted(service.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Authorization"],
+        # Chrome's Private Network Access: an allowed page on the network may reach loopback.
+        allow_private_network=True,
+    )
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(Guard, service=service), cors],
+    )
     app.state.service = service
     return app
 
@@ -556,4 +592,4 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> 
     import uvicorn
 
     app = create_app(config, host=host, port=port)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, ws="auto")
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, ws="auto", ws_max_size=MAX_BODY)
