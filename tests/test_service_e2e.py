@@ -1,0 +1,97 @@
+"""The service through real pcscd + vpcd (issue 6): the read contract over HTTP, events over the
+WebSocket, and surviving a pcscd restart without restarting the service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pcsc_env
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _post(port: int, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body or {}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture
+def service(vpcd_reader: str, tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_") or k == "SSCARD_VPCD_SLOT"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sscard.cli", "serve", "--reader", vpcd_reader, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2):
+                break
+        except OSError:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the service did not come up"
+            time.sleep(0.2)
+    try:
+        yield port, process
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+
+
+@pytest.mark.pcscd
+def test_read_over_http_and_survive_a_pcscd_restart(
+    pcscd: pcsc_env.Pcscd, vpcd_card: pcsc_env.InsertCard, service: tuple[int, Any], tmp_path: Path
+) -> None:
+    import websockets
+
+    port, process = service
+    vpcd_card("typical", reconnect=True)
+    status, first = _post(port, "/v1/read")
+    assert status == 200 and set(first) == {"card", "cardholder", "warnings"}
+
+    async def watch_restart() -> list[str]:
+        seen: list[str] = []
+        origin = f"http://127.0.0.1:{port}"
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/events", origin=origin) as ws:  # type: ignore[arg-type]
+            assert json.loads(await ws.recv())["event"] == "hello"
+            await asyncio.to_thread(pcscd.kill)
+            await asyncio.to_thread(pcscd.restart, tmp_path / "pcscd-restarted.log")
+            while "card_inserted" not in seen or "service_restored" not in seen:
+                seen.append(json.loads(await asyncio.wait_for(ws.recv(), 20))["event"])
+        return seen
+
+    events = asyncio.run(watch_restart())
+    assert "service_lost" in events and events.index("service_lost") < events.index("service_restored")
+    status, again = _post(port, "/v1/read")
+    assert status == 200 and again == first, "the same service reads again after pcscd came back"
+    assert process.poll() is None
