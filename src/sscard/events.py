@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard.errors import UsageError
-from sscard.transports.watch import Cancelled, EventSource, ReaderSnapshot, ServiceLost
+from sscard.transports.watch import Backoff, Cancelled, EventSource, ReaderSnapshot, ServiceLost
 
 log = logging.getLogger("sscard.events")
 
@@ -126,21 +126,6 @@ def diff(
         if new.present and (not old_state.present or swapped):
             events.append(Event(EventKind.CARD_INSERTED, name, new.atr, now, cause))
     return events
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Seconds between attempts to reach a service that went away: first, factor, ceiling."""
-
-    first: float = 0.1
-    factor: float = 2.0
-    ceiling: float = 2.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.first
-        while True:
-            yield delay
-            delay = min(delay * self.factor, self.ceiling)
 
 
 def pcsc_source() -> EventSource:

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeAlias
 
 from sscard.errors import ConfigError, DeviceNotFound, DeviceRemoved, ScanRejected
+from sscard.transports.watch import Backoff
 
 if TYPE_CHECKING:
     from sscard.transports.serial import ByteStream
@@ -278,21 +279,6 @@ class QrConfig:
 
 
 # --- the scanner ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Seconds between attempts to reopen a removed scanner: first, factor, ceiling."""
-
-    first: float = 0.1
-    factor: float = 2.0
-    ceiling: float = 2.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.first
-        while True:
-            yield delay
-            delay = min(delay * self.factor, self.ceiling)
 
 
 class QrScanner:
