@@ -19,8 +19,9 @@ PCSCD_SOCKET=${PCSCLITE_CSOCK_NAME:-/run/pcscd/pcscd.comm}
 # pcscd and its vpcd virtual reader for the demo and the end-to-end tests; libpcsclite-dev, swig,
 # pkg-config and a C compiler because pyscard is built from source (PyPI has only an sdist);
 # chromium and its chromedriver for the kiosk page's browser test (tests/test_browser.py); CJK fonts so
-# its screenshots show the Chinese text.
-DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk)
+# its screenshots show the Chinese text; opensc for its opensc-tool, the C peer the benchmark suite
+# compares `sscard read` with (benchmarks/process.py).
+DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc)
 
 step() { printf '==> %s\n' "$*"; }
 die() {

@@ -11,6 +11,7 @@ pyscard is imported inside the functions that need it, so importing this module 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -20,11 +21,13 @@ import queue
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -472,3 +475,337 @@ def process_memory(pid: int) -> dict[str, int]:
         return {key: int(fields[name].split()[0]) for key, name in (("rss_kb", "VmRSS"), ("hwm_kb", "VmHWM"))}
     except (KeyError, IndexError, ValueError):
         raise BenchmarkError(f"process {pid} reports no VmRSS/VmHWM (a zombie?)") from None
+
+
+# -- added for the suite (benchmarks/run.py): options, sections, goals, tables, helpers ----------
+
+#: Where the scripts live: each section also runs as ``python benchmarks/NAME.py``.
+BENCH_DIR = Path(__file__).resolve().parent
+#: The vpcd slot of ad-hoc suite runs when ``SSCARD_VPCD_SLOT`` is not set: slot 1, so that a test
+#: run on slot 0 can share the pcscd.
+SUITE_FALLBACK_SLOT = 1
+
+
+def suite_default_slot() -> int:
+    """``SSCARD_VPCD_SLOT`` (as the tests), else :data:`SUITE_FALLBACK_SLOT`."""
+    try:
+        return int(os.environ.get("SSCARD_VPCD_SLOT", str(SUITE_FALLBACK_SLOT)))
+    except ValueError:
+        return SUITE_FALLBACK_SLOT
+
+
+class BenchmarkSkip(BenchmarkError):
+    """A section cannot run on this machine for a reason that is not a failure (say, not root).
+
+    The suite reports it as skipped; under CI (``CI`` set) a skip of something ``run.sh`` installs
+    is turned into a failure by the section itself.
+    """
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every section is told: quick (smoke-test sizes) or full, the vpcd slot, the persona."""
+
+    quick: bool = False
+    slot: int = SUITE_FALLBACK_SLOT
+    persona: str = "typical"
+    timeout: float = STEP_TIMEOUT
+
+    def pick(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One line of the suite's summary: a figure, optionally checked against a goal."""
+
+    label: str
+    value: str
+    goal: str = ""
+    verdict: str = ""  # "PASS", "OVER" or "" (no goal)
+
+    def to_json(self) -> dict[str, str]:
+        return {"label": self.label, "value": self.value, "goal": self.goal, "verdict": self.verdict}
+
+
+def verdict(value: float, goal: float, *, at_most: bool = True) -> str:
+    """PASS when ``value`` meets ``goal`` (at most, or strictly below with ``at_most=False``), else OVER."""
+    if not math.isfinite(value):
+        return "n/a"
+    return "PASS" if (value <= goal if at_most else value < goal) else "OVER"
+
+
+@dataclass
+class Section:
+    """What one section of the suite measured: its printed lines, its JSON and its summary figures."""
+
+    name: str
+    title: str
+    lines: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+    status: str = "ok"  # "ok", "skipped" or "failed"
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"title": self.title, "status": self.status}
+        if self.reason:
+            out["reason"] = self.reason
+        out["figures"] = [figure.to_json() for figure in self.figures]
+        out["data"] = self.data
+        return out
+
+
+def format_columns(headers: Sequence[str], rows: Sequence[Sequence[str]], *, left: int = 1) -> str:
+    """A plain aligned table: the first ``left`` columns left-aligned, the rest right-aligned."""
+    widths = [max([len(headers[i])] + [len(row[i]) for row in rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [cell.ljust(widths[i]) if i < left else cell.rjust(widths[i]) for i, cell in enumerate(cells)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(values, 0.5)
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator and math.isfinite(denominator) else math.nan
+
+
+def alternating(rounds: int, sides: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(round, sides in this round's order)``: the order rotates every round, so neither side
+    always runs first (first after a pause, or right after the other one) and drift hits both."""
+    for number in range(rounds):
+        shift = number % len(sides)
+        yield number, [*sides[shift:], *sides[:shift]]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) from ``/proc/PID/stat``; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``SSCARD_*`` setting (no caller's reader, key service
+    or configuration leaks into a measured process), plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SSCARD_")}
+    env.update(extra)
+    return env
+
+
+def wait_line(stream: Any, timeout: float, what: str) -> str:
+    """The next line of a child's pipe, or :class:`BenchmarkError` after ``timeout`` seconds."""
+    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), name="bench-readline", daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        raise BenchmarkError(f"{what}: nothing within {timeout:g} s") from None
+    return line.decode(errors="replace") if isinstance(line, bytes) else str(line)
+
+
+def stop_process(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:
+    """SIGTERM a child we started, SIGKILL if it does not go in time; reaps it either way."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+class CardServer:
+    """Simulated cards served from a process of their own (``benchmarks/cardserver.py``).
+
+    A real card computes on its own chip; a simulated card in the benchmark's process would share
+    its GIL and CPU time with the code being measured.  ``start()`` returns once every card is in
+    vpcd (the socket connected); whether pcscd has seen it yet is the caller's wait.
+    """
+
+    def __init__(self, persona: str, ports: Sequence[int], timeout: float = STEP_TIMEOUT) -> None:
+        self.persona = persona
+        self.ports = list(ports)
+        self.timeout = timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self._errors: Any = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> CardServer:
+        command = [sys.executable, str(BENCH_DIR / "cardserver.py"), "--persona", self.persona]
+        command += ["--timeout", str(self.timeout)]
+        for port in self.ports:
+            command += ["--port", str(port)]
+        # A file, not a pipe, so nobody has to keep draining it; closed by stop().
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, env=clean_env()
+        )
+        assert self.process.stdout is not None
+        try:
+            line = wait_line(self.process.stdout, self.timeout + 5, f"card server on port(s) {self.ports}")
+        except BenchmarkError:
+            line = ""
+        if line.strip() != "ready":
+            stop_process(self.process)
+            self._errors.seek(0)
+            error = self._errors.read().decode(errors="replace").strip()[-500:]
+            self.stop()
+            raise BenchmarkError(
+                f"the simulated card(s) on vpcd port(s) {self.ports} did not go in: {error or 'no answer'}"
+            )
+        return self
+
+    def stop(self) -> None:
+        """Close its standard input (it takes the cards out and exits); kill it if it lingers."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(self.timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(process)
+        if process.stdout is not None:
+            process.stdout.close()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None
+
+    def __enter__(self) -> CardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class CapturingTransport:
+    """Wraps a transport (``Terminal(transport_wrapper=...)``) and keeps every command and answer as sent.
+
+    Benchmarks only: unlike :class:`sscard.transports.replay.RecordingTransport` nothing is
+    redacted, so never use it for a PIN operation whose bytes would then sit in memory.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.exchanges: list[tuple[bytes, bytes]] = []
+
+    @property
+    def name(self) -> str:
+        return str(self.inner.name)
+
+    @property
+    def atr(self) -> bytes:
+        return bytes(self.inner.atr)
+
+    @property
+    def protocol(self) -> str:
+        return str(self.inner.protocol)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        response = bytes(self.inner.transmit(apdu))
+        self.exchanges.append((bytes(apdu), response))
+        return response
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        manager: contextlib.AbstractContextManager[None] = self.inner.transaction()
+        return manager
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def record_read(reader: str) -> list[tuple[bytes, bytes]]:
+    """The exchanges of one ``Terminal.read()`` on ``reader`` (default configuration), as sent."""
+    from sscard.config import Config
+    from sscard.terminal import Terminal
+    from sscard.transports.pcsc import PcscReader
+
+    captured: list[CapturingTransport] = []
+
+    def wrap(transport: Any) -> Any:
+        captured.append(CapturingTransport(transport))
+        return captured[-1]
+
+    with Terminal(PcscReader(reader), config=Config(), transport_wrapper=wrap) as terminal:
+        terminal.read()
+    return [exchange for transport in captured for exchange in transport.exchanges]
+
+
+def ensure_empty(reader: str, timeout: float) -> None:
+    """Wait for ``reader`` to be empty (another program's card, or our previous section's)."""
+    if is_present(reader_state(reader)):
+        wait_until(reader, is_empty, "empty", timeout)
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
+def render_section(section: Section) -> list[str]:
+    """A section as printed by the suite: a title line, then its lines (or why it did not run)."""
+    head = f"== {section.name}: {section.title} =="
+    if section.status != "ok":
+        return [head, f"{section.status.upper()}: {section.reason}"]
+    return [head, *section.lines]
+
+
+def run_section(name: str, title: str, measure: Callable[[Options], Section], options: Options) -> Section:
+    """``measure(options)``, with a skip or a failure turned into a section that says why."""
+    try:
+        return measure(options)
+    except BenchmarkSkip as exc:
+        return Section(name, title, status="skipped", reason=str(exc))
+    except BenchmarkError as exc:
+        return Section(name, title, status="failed", reason=str(exc))
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:  # say so, run the other sections
+        return Section(name, title, status="failed", reason=f"{type(exc).__name__}: {exc}")
+
+
+def section_main(
+    argv: Sequence[str] | None, name: str, title: str, measure: Callable[[Options], Section], description: str
+) -> int:
+    """``main()`` of one section run on its own: ``[--quick] [--slot S] [--persona P] [--json PATH]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"benchmarks/{name}.py", description=description)
+    parser.add_argument("--quick", action="store_true", help="small round counts (the smoke test's)")
+    parser.add_argument(
+        "--slot", type=int, default=suite_default_slot(), help="vpcd slot (default: $SSCARD_VPCD_SLOT, else 1)"
+    )
+    parser.add_argument("--persona", default="typical", help="simulated card persona (default %(default)s)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    args = parser.parse_args(argv)
+    options = Options(quick=args.quick, slot=args.slot, persona=args.persona)
+    date, machine = now_iso(), machine_info()
+    section = run_section(name, title, measure, options)
+    print(
+        "\n".join(header_lines(f"sscard benchmark: {title}", machine, date, {"quick": args.quick, "slot": args.slot}))
+    )
+    print()
+    print("\n".join(render_section(section)))
+    if args.json is not None:
+        write_json(args.json, {"benchmark": name, "date": date, "machine": machine, **section.to_json()})
+        print(f"\nJSON: {args.json}")
+    if section.status == "failed":
+        print(f"benchmarks/{name}.py: cannot run: {section.reason}", file=sys.stderr)
+        return 1
+    return 0

@@ -50,14 +50,16 @@ from sscard.psam.crypto import Algorithm, CardFacts, build_factors
 from sscard.psam.hsm import HsmAnswer, HsmStep1
 from sscard.psam.keys import KeyService, PsamKeyService, SoftwareKeyService
 from sscard.psam.profile import load_profile
-from sscard.session import EndReason, Method, Session, SessionEvent, SessionManager, new_session_id
 from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo, validate_pin
 from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
 from sscard.transports.base import Reader, Transport
 
+# sscard.session is imported where a session is made: it brings the event monitor and asyncio
+# (~40 ms at start-up), which a plain `sscard read` never uses (issue 7, docs/performance.md).
 if TYPE_CHECKING:
     from sscard.credentials import Credential
     from sscard.events import Event
+    from sscard.session import Session, SessionEvent, SessionManager
 
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
 #: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
@@ -433,6 +435,8 @@ class Terminal:
     def sessions(self) -> SessionManager:
         """The terminal's one session slot; subscribe to it for started/ended events."""
         if self._sessions is None:
+            from sscard.session import SessionManager
+
             source = getattr(self.reader, "event_source", None)
             self._sessions = SessionManager(self.config.session_idle, source if callable(source) else None)
             self._sessions.subscribe(self._on_session_event)
@@ -441,6 +445,8 @@ class Terminal:
     def _on_session_event(self, event: SessionEvent) -> None:
         """A session that ended with the card still in (sign-out, idle) resets it; otherwise the
         connection is dead anyway and is dropped."""
+        from sscard.session import EndReason
+
         if event.kind == "ended":
             self._drop(reset=event.reason in (EndReason.SIGNED_OUT, EndReason.IDLE_TIMEOUT))
 
@@ -456,6 +462,8 @@ class Terminal:
         one raises :class:`~sscard.errors.PinBlocked` without sending a VERIFY.  The session ends
         when the card leaves, on :meth:`sign_out`, or after ``[session] idle_timeout`` idle.
         """
+        from sscard.session import EndReason, Method, Session, new_session_id
+
         needs_pin = self.config.require_pin if require_pin is None else require_pin
         if needs_pin and pin is None:
             raise UsageError("this terminal requires the PIN to sign in", "本终端登录需要输入密码")
@@ -530,6 +538,7 @@ class Terminal:
         idle timeout (nothing stays in a reader to be removed).
         """
         from sscard.credentials import CredentialKind
+        from sscard.session import Method, Session, new_session_id
 
         if credential.kind is CredentialKind.SSC_CARD:
             return self.sign_in(pin)
@@ -570,6 +579,7 @@ class Terminal:
     def _issue_token(self, session: Session) -> str | None:
         if not self.config.session_key:
             return None
+        from sscard.session import Method
         from sscard.tokens import claims_for, issue_token, load_private_key
 
         if session.method is Method.QR and session.credential:
