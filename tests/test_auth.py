@@ -343,3 +343,38 @@ def test_hsm_two_step_in_two_processes_through_pcscd(vpcd_card: pcsc_env.InsertC
     )
     assert second.returncode == 0, second.stdout + second.stderr
     assert '"name": "次仁·旺堆"' in second.stdout and '"authenticated_by": "HSM"' in second.stdout
+
+
+def test_a_plain_read_needs_nothing_of_authentication() -> None:
+    """Without a key service the algorithm flag is not interpreted (an unknown one reads fine) and
+    the authentication code and its cryptography library are not even loaded."""
+    from sscard.sim import load_persona
+
+    persona = load_persona("typical")
+    unknown = dataclasses.replace(persona, behaviour=dataclasses.replace(persona.behaviour, algorithm=0x04))
+    from sscard.sim import SimulatedCard
+    from sscard.transports.sim import SimReader
+
+    with Terminal(SimReader(SimulatedCard(unknown), "sim:flag-04"), config=Config()) as t:
+        assert t.read().cardholder.full_name == "张三"
+    with (
+        Terminal(SimReader(SimulatedCard(unknown), "sim:flag-04"), config=PSAM) as t,
+        pytest.raises(AlgorithmUnsupported),
+    ):
+        t.read()
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom sscard.terminal import Terminal\n"
+            "Terminal.open('replay:fixtures/typical-read.apdu').read()\n"
+            "print('cryptography' in sys.modules, 'sscard.psam.crypto' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["False", "False"]

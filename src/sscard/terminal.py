@@ -45,20 +45,21 @@ from sscard.errors import (
     TransportFailure,
     UsageError,
 )
-from sscard.psam.auth import Authenticator, ask_internal, check_internal, get_challenge, send_external
-from sscard.psam.crypto import Algorithm, CardFacts, build_factors
-from sscard.psam.hsm import HsmAnswer, HsmStep1
-from sscard.psam.keys import KeyService, PsamKeyService, SoftwareKeyService
-from sscard.psam.profile import load_profile
 from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo, validate_pin
 from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
 from sscard.transports.base import Reader, Transport
 
 # sscard.session is imported where a session is made: it brings the event monitor and asyncio
 # (~40 ms at start-up), which a plain `sscard read` never uses (issue 7, docs/performance.md).
+# sscard.psam (and with it the cryptography library) is imported where a card is authenticated:
+# a plain read needs none of it (issue 7, docs/performance.md).
 if TYPE_CHECKING:
     from sscard.credentials import Credential
     from sscard.events import Event
+    from sscard.psam.auth import Authenticator
+    from sscard.psam.crypto import Algorithm, CardFacts
+    from sscard.psam.hsm import HsmStep1
+    from sscard.psam.keys import KeyService
     from sscard.session import Session, SessionEvent, SessionManager
 
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
@@ -70,15 +71,23 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
-def _facts(transport: Transport, issuer: IssuerData) -> CardFacts:
-    """The card data the diversification factors are built from (docs/card-auth.md)."""
+def _card_keys(transport: Transport, ssse: SsseInfo, issuer: IssuerData) -> tuple[CardFacts, Algorithm]:
+    """What authentication needs of the card: the data its factors are built from, and its
+    algorithm (docs/card-auth.md).  Only asked for when a card is authenticated, so a plain read
+    neither refuses an unknown algorithm flag nor needs an identification code."""
+    from sscard.psam.crypto import Algorithm, CardFacts
+
     if issuer.identification_code is None:
         raise BadRecord("identification_code", "missing; card authentication needs it", "卡识别码")
-    return CardFacts(issuer.identification_code.raw, issuer.card_number or "", historical_bytes(transport.atr))
+    facts = CardFacts(issuer.identification_code.raw, issuer.card_number or "", historical_bytes(transport.atr))
+    return facts, Algorithm.of(ssse.algorithm)
 
 
 def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> KeyService:
     """The configured key service (``[keys] service``); the PSAM is connected now."""
+    from sscard.psam.keys import PsamKeyService, SoftwareKeyService
+    from sscard.psam.profile import load_profile
+
     if config.key_service == "software":
         from sscard.readers import published_test_keys_path
 
@@ -358,27 +367,27 @@ class Terminal:
         with self._operation() as (transport, app, _fresh):
             ssse = app.select()
             issuer = app.read_issuer()
-            facts, algorithm = _facts(transport, issuer), Algorithm.of(ssse.algorithm)
             locked: tuple[str, ...] = ()
             authenticator = self._authenticator() if self.config.key_service != "none" else None
+            keys = _card_keys(transport, ssse, issuer) if authenticator is not None or check_card else None
             unlocked = False
-            if authenticator is not None and (issuer.spec_version or "").startswith("3"):
-                authenticator.external(app.connection, facts, algorithm)  # 3rd gen: unlock first
+            if authenticator is not None and keys is not None and (issuer.spec_version or "").startswith("3"):
+                authenticator.external(app.connection, *keys)  # 3rd gen: unlock first
                 unlocked = True
             try:
                 holder = app.read_cardholder(issuer.spec_version)
             except AuthRequired as exc:
-                if authenticator is not None and not unlocked:
-                    authenticator.external(app.connection, facts, algorithm)
+                if authenticator is not None and keys is not None and not unlocked:
+                    authenticator.external(app.connection, *keys)
                     holder = app.read_cardholder(issuer.spec_version)
                 elif require_cardholder:
                     raise AuthRequired("cardholder data (EF06)", exc.detail) from None
                 else:
                     holder, locked = CardholderData(), LOCKED_EF06
             authenticated_by = None
-            if check_card:
+            if check_card and keys is not None:
                 authenticator = authenticator or self._authenticator()
-                authenticator.internal(app.connection, facts, algorithm)
+                authenticator.internal(app.connection, *keys)
                 authenticated_by = authenticator.service.describe()
             warnings = validate(issuer, None if locked else holder, today or dt.date.today())
             if locked:
@@ -406,7 +415,7 @@ class Terminal:
         with self._operation() as (transport, app, _fresh):
             ssse = app.select()
             issuer = app.read_issuer()
-            authenticator.internal(app.connection, _facts(transport, issuer), Algorithm.of(ssse.algorithm))
+            authenticator.internal(app.connection, *_card_keys(transport, ssse, issuer))
             self.card_identity = None  # what was read here is not a full read
             return authenticator.service.describe()
 
@@ -426,7 +435,7 @@ class Terminal:
                     raise AuthRequired("photo (EF08)") from None
             app.select()
             issuer = app.read_issuer()
-            self._authenticator().external(app.connection, _facts(transport, issuer), Algorithm.of(ssse.algorithm))
+            self._authenticator().external(app.connection, *_card_keys(transport, ssse, issuer))
             return app.read_binary_file(0x08, progress)
 
     # -- sign-in ----------------------------------------------------------------------------
@@ -594,11 +603,16 @@ class Terminal:
         Nothing may be sent to the card between this and :meth:`hsm_step2`: the challenge is
         good for the card's next command only.
         """
+        from sscard.psam.auth import get_challenge
+        from sscard.psam.crypto import Algorithm, build_factors
+        from sscard.psam.hsm import HsmStep1
+        from sscard.psam.profile import load_profile
+
         profile = load_profile(self.config.key_profile)
         with self._operation() as (transport, app, _fresh):
             ssse = app.select()
             issuer = app.read_issuer()
-            facts, algorithm = _facts(transport, issuer), Algorithm.of(ssse.algorithm)
+            facts, algorithm = _card_keys(transport, ssse, issuer)
             if algorithm is Algorithm.SSF33:
                 raise AlgorithmUnsupported("SSF33", "no HSM layout is defined for SSF33 here")
             challenge = get_challenge(app.connection, profile)
@@ -621,6 +635,10 @@ class Terminal:
         ``step1`` may be the line itself, so step 2 can run in another process.  The card must be
         the one of step 1 (same ATR, same identification code) or this is CARD_CHANGED.
         """
+        from sscard.psam.auth import ask_internal, check_internal, send_external
+        from sscard.psam.hsm import HsmAnswer, HsmStep1
+        from sscard.psam.profile import load_profile
+
         state = HsmStep1.parse(step1) if isinstance(step1, str) else step1
         hsm = HsmAnswer.parse(answer, state.algorithm, len(state.ia_data))
         profile = load_profile(self.config.key_profile)
@@ -641,6 +659,9 @@ class Terminal:
             return card
 
     def _authenticator(self) -> Authenticator:
+        from sscard.psam.auth import Authenticator
+        from sscard.psam.profile import load_profile
+
         if self._auth is None:
             self._auth = Authenticator(
                 open_key_service(self.config, self.trace_sink), load_profile(self.config.key_profile)
