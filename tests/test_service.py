@@ -289,3 +289,13 @@ def test_systemd_unit_is_printed_for_this_installation() -> None:
     unit = out.getvalue()
     assert "[Service]" in unit and "After=" in unit and "pcscd" in unit and "User=" in unit
     assert "ExecStart=" in unit and " serve" in unit
+
+
+def test_readers_of_an_in_process_terminal() -> None:
+    test_client, reader, _ = make_client()
+    with test_client:
+        present = test_client.get("/v1/readers").json()["readers"]
+        reader.remove()
+        empty = test_client.get("/v1/readers").json()["readers"]
+    assert present == [{"name": "sim:typical", "card_present": True, "kind": "contact", "preference": 1}]
+    assert empty[0]["card_present"] is False

@@ -181,21 +181,9 @@ class Context:
 
 def cmd_readers(ctx: Context) -> int:
     """Every PC/SC reader, whether it holds a card, its slot kind, and which ones ``read`` would use."""
-    from sscard.readers import card_readers, slot_kind
-    from sscard.transports.pcsc import PcscReader, list_readers
+    from sscard.readers import reader_rows
 
-    names = list_readers()
-    config = ctx.config
-    for_card = card_readers(names, config)
-    rows = [
-        {
-            "name": name,
-            "card_present": PcscReader(name).card_present(),
-            "kind": slot_kind(name, config).value,
-            "preference": for_card.index(name) + 1 if name in for_card else None,
-        }
-        for name in names
-    ]
+    rows = reader_rows(ctx.config)
     text = (
         "\n".join(
             f"{'*' if r['card_present'] else ' '} {r['name']}  [{r['kind']}"
@@ -490,12 +478,11 @@ def cmd_watch(ctx: Context) -> int:
     thread = monitor.start(on_event)
     qr_port = ctx.args.qr_port or ctx.config.qr_port
     if qr_port:  # scans join the stream (docs/serial.md)
-        from sscard.credentials import follow_scanner
-        from sscard.qr import QrConfig
+        from sscard.credentials import follow_scanner, qr_config
 
-        qr_config = QrConfig(baudrate=ctx.config.qr_baudrate, terminator=ctx.config.qr_terminator)
+        scanner = qr_config(ctx.config)
         threading.Thread(
-            target=follow_scanner, args=(qr_port, qr_config, done, monitor.publish), name="sscard-scan", daemon=True
+            target=follow_scanner, args=(qr_port, scanner, done, monitor.publish), name="sscard-scan", daemon=True
         ).start()
     try:
         if not done.wait(ctx.args.timeout):

@@ -39,6 +39,7 @@ from sscard.idcard import IdCardReader, IdCardRecord
 from sscard.qr import QrConfig, QrCredential, QrScanner, ScannerRestored
 
 if TYPE_CHECKING:
+    from sscard.config import Config
     from sscard.terminal import CardRead, Terminal
 
 log = logging.getLogger("sscard.credentials")
@@ -76,6 +77,11 @@ class Credential:
         if self.id_card is not None:
             out["id_card"] = self.id_card.to_json()
         return out
+
+
+def qr_config(config: Config) -> QrConfig:
+    """The scanner settings of ``[qr]``: one place, so every reader of the scanner agrees."""
+    return QrConfig(baudrate=config.qr_baudrate, terminator=config.qr_terminator, dedup_window=config.qr_dedup_window)
 
 
 def _now() -> dt.datetime:

@@ -94,6 +94,24 @@ def sam_readers(names: Sequence[str], config: Config) -> list[str]:
     return [name for name in names if slot_kind(name, config) is SlotKind.SAM]
 
 
+def reader_rows(config: Config) -> list[dict[str, object]]:
+    """Every PC/SC reader: name, card present, slot kind, and its rank among the readers a read
+    would use (None: not used for the resident's card).  ``sscard readers`` and ``/v1/readers``."""
+    from sscard.transports.pcsc import PcscReader, list_readers
+
+    names = list_readers()
+    for_card = card_readers(names, config)
+    return [
+        {
+            "name": name,
+            "card_present": PcscReader(name).card_present(),
+            "kind": slot_kind(name, config).value,
+            "preference": for_card.index(name) + 1 if name in for_card else None,
+        }
+        for name in names
+    ]
+
+
 def describe(names: Sequence[str], config: Config) -> str:
     return ", ".join(f"{name!r} ({slot_kind(name, config).value})" for name in names) or "none"
 

@@ -519,19 +519,15 @@ class Terminal:
         (scans, a device unplugged and back) go to ``on_event``; an unplugged device never stops
         the other sources.  :class:`~sscard.errors.Timeout` after ``timeout`` seconds.
         """
-        from sscard.credentials import wait_for_credential
-        from sscard.qr import QrConfig
+        from sscard.credentials import qr_config, wait_for_credential
 
         config = self.config
-        qr_config = QrConfig(
-            baudrate=config.qr_baudrate, terminator=config.qr_terminator, dedup_window=config.qr_dedup_window
-        )
         return wait_for_credential(
             self,
             timeout,
             card=card,
             qr_port=config.qr_port if qr else None,
-            qr_config=qr_config,
+            qr_config=qr_config(config),
             idcard_port=config.idcard_port if idcard else None,
             idcard_baudrate=config.idcard_baudrate,
             on_event=on_event,

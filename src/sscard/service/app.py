@@ -199,13 +199,11 @@ class Service:
             self.monitor = Monitor(pattern, source=source)
             self.monitor.start(self._on_event)
         if self.config.qr_port:
-            from sscard.credentials import follow_scanner
-            from sscard.qr import QrConfig
+            from sscard.credentials import follow_scanner, qr_config
 
-            qr = QrConfig(baudrate=self.config.qr_baudrate, terminator=self.config.qr_terminator)
             threading.Thread(
                 target=follow_scanner,
-                args=(self.config.qr_port, qr, self.scanner_stop, self._on_event),
+                args=(self.config.qr_port, qr_config(self.config), self.scanner_stop, self._on_event),
                 name="sscard-service-scan",
                 daemon=True,
             ).start()
@@ -369,26 +367,13 @@ def _card_present(terminal: Terminal) -> bool | None:
 
 @endpoint
 async def readers(request: Request, service: Service) -> Any:
-    from sscard.readers import card_readers, slot_kind
+    from sscard.readers import reader_rows
 
-    def listing() -> list[dict[str, Any]]:
-        from sscard.transports.pcsc import PcscReader, list_readers
-
-        names = list_readers()
-        chosen = card_readers(names, service.config)
-        return [
-            {
-                "name": n,
-                "card_present": PcscReader(n).card_present(),
-                "kind": slot_kind(n, service.config).value,
-                "preference": chosen.index(n) + 1 if n in chosen else None,
-            }
-            for n in names
-        ]
-
-    if service.terminal.reader.name.startswith("sim:"):
-        return {"readers": [{"name": service.terminal.reader.name, "card_present": True, "kind": "contact"}]}
-    return {"readers": await anyio.to_thread.run_sync(listing)}
+    reader = service.terminal.reader
+    if reader.name.startswith(("sim:", "replay:")):  # not a PC/SC reader: describe the one there is
+        present = await anyio.to_thread.run_sync(_card_present, service.terminal)
+        return {"readers": [{"name": reader.name, "card_present": present, "kind": "contact", "preference": 1}]}
+    return {"readers": await anyio.to_thread.run_sync(reader_rows, service.config)}
 
 
 @endpoint
