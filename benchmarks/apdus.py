@@ -32,6 +32,7 @@ from common import (
     BenchmarkError,
     Figure,
     Options,
+    RawPcsc,
     Section,
     ensure_empty,
     format_columns,
@@ -89,22 +90,8 @@ def describe(headers: Sequence[bytes]) -> str:
 # -- the raw sequences ------------------------------------------------------------------------
 
 
-class RawCard:
+class RawCard(RawPcsc):
     """A bare pyscard connection that sends APDUs as given (answering 61xx/6Cxx as any client must)."""
-
-    def __init__(self, reader: str) -> None:
-        from smartcard import scard
-
-        self.scard = scard
-        code, self.context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if code != scard.SCARD_S_SUCCESS:
-            raise BenchmarkError(f"SCardEstablishContext: {scard.SCardGetErrorMessage(code)}")
-        protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
-        code, self.handle, protocol = scard.SCardConnect(self.context, reader, scard.SCARD_SHARE_SHARED, protocols)
-        if code != scard.SCARD_S_SUCCESS:
-            scard.SCardReleaseContext(self.context)
-            raise BenchmarkError(f"SCardConnect({reader!r}): {scard.SCardGetErrorMessage(code)}")
-        self.pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
 
     def send(self, apdu: bytes) -> tuple[bytes, int]:
         data, sw = self._transmit(apdu)
@@ -131,10 +118,6 @@ class RawCard:
             sequence(self)
         finally:
             scard.SCardEndTransaction(self.handle, scard.SCARD_LEAVE_CARD)
-
-    def close(self) -> None:
-        self.scard.SCardDisconnect(self.handle, self.scard.SCARD_LEAVE_CARD)
-        self.scard.SCardReleaseContext(self.context)
 
 
 def _select_ssse(card: RawCard) -> None:

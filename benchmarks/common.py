@@ -45,6 +45,29 @@ class BenchmarkError(RuntimeError):
     """The benchmark could not run (or could not finish); the message says why and what to check."""
 
 
+class RawPcsc:
+    """A bare pyscard connection (shared, T=0 or T=1) for the raw sides of the comparisons:
+    ``scard``, ``context``, ``handle`` and ``pci`` for SCardTransmit; :meth:`close` ends it."""
+
+    def __init__(self, reader: str) -> None:
+        from smartcard import scard
+
+        self.scard: Any = scard
+        code, self.context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if code != scard.SCARD_S_SUCCESS:
+            raise BenchmarkError(f"SCardEstablishContext: {scard.SCardGetErrorMessage(code)}")
+        protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+        code, self.handle, protocol = scard.SCardConnect(self.context, reader, scard.SCARD_SHARE_SHARED, protocols)
+        if code != scard.SCARD_S_SUCCESS:
+            scard.SCardReleaseContext(self.context)
+            raise BenchmarkError(f"SCardConnect({reader!r}): {scard.SCardGetErrorMessage(code)}")
+        self.pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
+
+    def close(self) -> None:
+        self.scard.SCardDisconnect(self.handle, self.scard.SCARD_LEAVE_CARD)
+        self.scard.SCardReleaseContext(self.context)
+
+
 def vpcd_reader_name(slot: int) -> str:
     """vpcd's PC/SC reader name for ``slot``: "Virtual PCD 00 00", "Virtual PCD 00 01", ..."""
     return f"Virtual PCD 00 {slot:02d}"

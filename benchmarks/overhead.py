@@ -33,6 +33,7 @@ from common import (
     CardServer,
     Figure,
     Options,
+    RawPcsc,
     Row,
     Section,
     Stats,
@@ -63,22 +64,11 @@ TITLE = "stack overhead: Terminal.read() vs a raw pyscard SCardTransmit loop, sa
 GOAL_RATIO = 1.10
 
 
-class RawLoop:
+class RawLoop(RawPcsc):
     """The recorded commands sent with bare ``SCardTransmit`` calls, one transaction per round."""
 
     def __init__(self, reader: str, commands: Sequence[bytes]) -> None:
-        from smartcard import scard
-
-        self.scard = scard
-        code, self.context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if code != scard.SCARD_S_SUCCESS:
-            raise BenchmarkError(f"SCardEstablishContext: {scard.SCardGetErrorMessage(code)}")
-        protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
-        code, self.handle, protocol = scard.SCardConnect(self.context, reader, scard.SCARD_SHARE_SHARED, protocols)
-        if code != scard.SCARD_S_SUCCESS:
-            scard.SCardReleaseContext(self.context)
-            raise BenchmarkError(f"SCardConnect({reader!r}): {scard.SCardGetErrorMessage(code)}")
-        self.pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
+        super().__init__(reader)
         self.commands = [list(command) for command in commands]  # pyscard's form, made once
         #: Seconds of busy waiting after each answer in :meth:`with_gap`.
         self.gap = 0.0
@@ -113,10 +103,6 @@ class RawLoop:
             while clock() < until:
                 pass
         scard.SCardEndTransaction(handle, scard.SCARD_LEAVE_CARD)
-
-    def close(self) -> None:
-        self.scard.SCardDisconnect(self.handle, self.scard.SCARD_LEAVE_CARD)
-        self.scard.SCardReleaseContext(self.context)
 
 
 def _cpu_per_read(read: Callable[[], object], reads: int = 20) -> float:
