@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,12 +94,14 @@ _Item = tuple[str, Any]
 class _Sources:
     """The source threads of one wait, and the queue they report to."""
 
-    def __init__(self, on_event: Callable[[Event], None] | None) -> None:
+    def __init__(self, stop: threading.Event | None = None, publish: Callable[[Event], None] | None = None) -> None:
         self.results: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self.threads: list[threading.Thread] = []
         self.closers: list[Callable[[], None]] = []
-        self.on_event = on_event
+        #: Where device events go: straight to ``publish`` (``follow_scanner``), else onto the
+        #: results queue for the waiting thread to hand to its ``on_event``.
+        self._publish = publish
 
     def start(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:
@@ -114,7 +116,11 @@ class _Sources:
         thread.start()
 
     def event(self, event_kind: EventKind, device: str, detail: str | None = None, **data: Any) -> None:
-        self.results.put(("event", Event(event_kind, device, time=_now(), detail=detail, data=data or None)))
+        event = Event(event_kind, device, time=_now(), detail=detail, data=data or None)
+        if self._publish is not None:
+            self._publish(event)
+        else:
+            self.results.put(("event", event))
 
     def close(self) -> None:
         self.stop.set()
@@ -158,7 +164,7 @@ def wait_for_credential(
     on_event: Callable[[Event], None] | None = None,
 ) -> Credential:
     """The first credential offered at ``terminal``: see :meth:`sscard.terminal.Terminal.wait_for_credential`."""
-    sources = _Sources(on_event)
+    sources = _Sources()
     if card:
         sources.start("card", lambda: _wait_card(terminal, sources))
     if qr_port:
@@ -206,27 +212,32 @@ def _wait_card(terminal: Terminal, sources: _Sources) -> None:
         return
 
 
-def _read_qr(sources: _Sources, path: str, config: QrConfig) -> None:
+def _scans(sources: _Sources, path: str, config: QrConfig) -> Iterator[QrCredential]:
+    """The credentials of the scanner at ``path`` until ``sources.stop``; its device events (scans,
+    removal and return) go to ``sources.event``, rejected scans to the log: listening goes on."""
     port = _open_port(sources, path, config.baudrate)
     if port is None:
         return
     sources.closers.append(port.close)
-    scanner = QrScanner(port, config)
+    try:
+        for item in QrScanner(port, config).scans(sources.stop, reopen=lambda: port.reopen(timeout=0)):
+            if isinstance(item, QrCredential):
+                sources.event(EventKind.QR_SCANNED, path, kind=item.kind.value, code=item.code)
+                yield item
+            elif isinstance(item, ScannerRestored):
+                sources.event(EventKind.DEVICE_RESTORED, path)
+            elif isinstance(item, DeviceRemoved):
+                sources.event(EventKind.DEVICE_REMOVED, path, item.detail)
+            else:  # ScanRejected: the resident scans again
+                log.info("scan rejected: %s", item.fields.get("reason"))
+    finally:
+        port.close()
 
-    def reopen() -> None:
-        port.reopen(timeout=0)
 
-    for item in scanner.scans(sources.stop, reopen=reopen):
-        if isinstance(item, QrCredential):
-            sources.event(EventKind.QR_SCANNED, path, kind=item.kind.value, code=item.code)
-            sources.results.put(("qr", item))
-            return
-        if isinstance(item, ScannerRestored):
-            sources.event(EventKind.DEVICE_RESTORED, path)
-        elif isinstance(item, DeviceRemoved):
-            sources.event(EventKind.DEVICE_REMOVED, path, item.detail)
-        else:  # ScanRejected: the resident scans again; the scanner keeps listening
-            log.info("scan rejected: %s", item.fields.get("reason"))
+def _read_qr(sources: _Sources, path: str, config: QrConfig) -> None:
+    for credential in _scans(sources, path, config):
+        sources.results.put(("qr", credential))
+        return
 
 
 def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
@@ -265,38 +276,8 @@ def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
 
 
 def follow_scanner(path: str, config: QrConfig, stop: threading.Event, publish: Callable[[Event], None]) -> None:
-    """Publish every scan of the scanner at ``path`` as an event until ``stop`` (``sscard watch``).
-
-    A missing or unplugged scanner is ``device_removed`` (once) and waited for, then
-    ``device_restored``; a rejected scan is logged and listening goes on.
-    """
-    sources = _Sources(None)
-    sources.stop = stop
-    relay = threading.Thread(target=_relay, args=(sources, stop, publish), name="sscard-scan-relay", daemon=True)
-    relay.start()
-    port = _open_port(sources, path, config.baudrate)
-    if port is None:
-        return
-    try:
-        for item in QrScanner(port, config).scans(stop, reopen=lambda: port.reopen(timeout=0)):
-            if isinstance(item, QrCredential):
-                sources.event(EventKind.QR_SCANNED, path, kind=item.kind.value, code=item.code)
-            elif isinstance(item, ScannerRestored):
-                sources.event(EventKind.DEVICE_RESTORED, path)
-            elif isinstance(item, DeviceRemoved):
-                sources.event(EventKind.DEVICE_REMOVED, path, item.detail)
-            else:
-                log.info("scan rejected: %s", item.fields.get("reason"))
-    finally:
-        port.close()
-        relay.join(timeout=1.0)
-
-
-def _relay(sources: _Sources, stop: threading.Event, publish: Callable[[Event], None]) -> None:
-    while not stop.is_set() or not sources.results.empty():
-        try:
-            kind, value = sources.results.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        if kind == "event":
-            publish(value)
+    """Publish every scan of the scanner at ``path`` as an event until ``stop`` (``sscard watch``,
+    the service).  A missing or unplugged scanner is ``device_removed`` (once) and waited for, then
+    ``device_restored``; a rejected scan is logged and listening goes on."""
+    for _credential in _scans(_Sources(stop, publish), path, config):
+        pass  # already published as qr_scanned
