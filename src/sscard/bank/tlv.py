@@ -40,7 +40,7 @@ ELEMENT_ZH = {
     "afl": "应用文件定位器(AFL)",
     "record": "应用记录",
     "pan": "主账号(PAN)",
-    "track2": "二磁道等效数据",
+    "track2": "二磁道等效信息",
     "expiry": "失效日期",
     "cardholder_name": "持卡人姓名",
     "label": "应用标签",
