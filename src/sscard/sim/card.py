@@ -315,7 +315,7 @@ class SimulatedCard:
             df, fci = DF.SSSE, ssse_fci(self.persona.behaviour.algorithm)
         elif bank_fci is not None:
             df, fci = (DF.PPSE if command.data == PPSE_NAME else DF.PBOC), bank_fci
-        elif command.data == PBOC_DEBIT_AID and not self.persona.ssc:
+        elif command.data == PBOC_DEBIT_AID and not self.persona.ssc and self.emv is None:
             df, fci = DF.PBOC, pboc_fci()
         else:
             raise _Refused(SW.FILE_NOT_FOUND)
