@@ -1,4 +1,4 @@
-"""The bank (financial) application: UnionPay / PBOC 3.0, i.e. EMV (docs/card-reference.md §12).
+"""The bank (financial) application: UnionPay / PBOC 3.0, i.e. EMV (docs/card-reference.md §11).
 
 A card-application module (layer 3): it speaks APDUs through :mod:`sscard.apdu` and raises
 :mod:`sscard.errors`; it never sees pyscard, the terminal facade or a front end.

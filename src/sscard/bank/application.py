@@ -1,4 +1,4 @@
-"""The bank (financial) application of the 3rd-generation SSC, or of any UnionPay card (docs/card-reference.md §12).
+"""The bank (financial) application of the 3rd-generation SSC, or of any UnionPay card (docs/card-reference.md §11).
 
 The read is the EMV path up to the records and not one step further: SELECT (the PPSE directory
 ``2PAY.SYS.DDF01`` when the card has one, else the UnionPay AIDs in order), GET PROCESSING OPTIONS
@@ -34,7 +34,7 @@ UNIONPAY_CREDIT = bytes.fromhex("A000000333010102")
 UNIONPAY_AIDS: tuple[bytes, ...] = (UNIONPAY_DEBIT, UNIONPAY_CREDIT)
 #: Status words meaning "no such application here": try the next candidate.
 NOT_HERE = frozenset({SW.FILE_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED, SW.INS_NOT_SUPPORTED, SW.CLA_NOT_SUPPORTED})
-#: SELECT answered "selected file invalidated": the application is blocked (EMV Book 1 §12.4).
+#: SELECT answered "selected file invalidated": the application is blocked (EMV Book 1 §11.4).
 SW_APP_BLOCKED = 0x6283
 
 

@@ -1,4 +1,4 @@
-"""The bank application's typed result and the decoding of its data elements (docs/card-reference.md §12.5).
+"""The bank application's typed result and the decoding of its data elements (docs/card-reference.md §11.5).
 
 :class:`BankCard` is frozen and keeps the PAN out of its ``repr`` and out of :meth:`BankCard.to_json`:
 the masked form (first 6, last 4) is what logs, traces of results and kiosk screens get; the clear

@@ -1,4 +1,4 @@
-"""The EMV pieces of a read (docs/card-reference.md §12): PDOL data, the GPO answer, the AFL.
+"""The EMV pieces of a read (docs/card-reference.md §11): PDOL data, the GPO answer, the AFL.
 
 Pure functions over bytes, no APDUs, so each is unit-tested and fuzzed on its own.  The terminal
 data a card may ask for in its PDOL is a table (:data:`TERMINAL_DATA`), not code: the values are
@@ -39,7 +39,7 @@ def _fixed(hex_value: str) -> Callable[[dt.datetime, Callable[[int], bytes]], by
     return lambda _now, _rng: raw
 
 
-#: Terminal data for the PDOL, keyed by tag (docs/card-reference.md §12.3).  Neutral values of a
+#: Terminal data for the PDOL, keyed by tag (docs/card-reference.md §11.3).  Neutral values of a
 #: read-only terminal; a card asking for anything else gets zeros.
 TERMINAL_DATA: Mapping[int, TerminalElement] = MappingProxyType(
     {
@@ -60,7 +60,7 @@ TERMINAL_DATA: Mapping[int, TerminalElement] = MappingProxyType(
         0x9F33: TerminalElement("terminal capabilities", BINARY, _fixed("200000")),
         0x9F40: TerminalElement("additional terminal capabilities", BINARY, _fixed("0000000000")),
         0x9F09: TerminalElement("application version number (terminal)", BINARY, _fixed("0030")),
-        # UnionPay: electronic-cash terminal support indicator, off (docs/card-reference.md §12.3).
+        # UnionPay: electronic-cash terminal support indicator, off (docs/card-reference.md §11.3).
         0x9F7A: TerminalElement("electronic cash terminal support indicator", BINARY, _fixed("00")),
         0xDF60: TerminalElement("CAPP transaction indicator (unconfirmed)", BINARY, _fixed("00")),
     }

@@ -1,4 +1,4 @@
-"""BER-TLV as EMV uses it (docs/card-reference.md §12): a small, strict, hand-written parser.
+"""BER-TLV as EMV uses it (docs/card-reference.md §11): a small, strict, hand-written parser.
 
 Why hand-written: the BER-TLV packages on PyPI were weighed and not taken.  ``ber-tlv`` (0.0.6,
 last released 2022) is untyped and lenient (it accepts a length field longer than needed); the

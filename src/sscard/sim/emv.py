@@ -1,4 +1,4 @@
-"""The card's side of the bank application (docs/card-reference.md §12): PPSE, SELECT, GPO, READ RECORD.
+"""The card's side of the bank application (docs/card-reference.md §11): PPSE, SELECT, GPO, READ RECORD.
 
 Written from the EMV/PBOC 3.0 rules alone, never from :mod:`sscard.bank` (the simulator must not
 agree with the code it tests by sharing it): its own TLV encoder, its own PAN/track-2 encoding.
