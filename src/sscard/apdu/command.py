@@ -1,4 +1,4 @@
-"""Command and response APDUs over ``bytes`` (ISO 7816-3 §11.1, ISO 7816-4 §5.1).
+"""Command and response APDUs over ``bytes`` (ISO 7816-3 §12.1, ISO 7816-4 §5.1).
 
 Both short and extended lengths are encoded and parsed.  ``Le`` follows the ISO convention as a
 number of bytes: ``256`` is sent as ``00`` in a short APDU and ``65536`` as ``0000`` in an extended one.
