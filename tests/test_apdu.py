@@ -1,4 +1,4 @@
-"""The APDU layer: command/response encoding (ISO 7816-3 §11.1, 7816-4 §5.1) and the processor stack.
+"""The APDU layer: command/response encoding (ISO 7816-3 §12.1, 7816-4 §5.1) and the processor stack.
 
 Processors are driven through a :class:`ReplayTransport` built from a trace, the same strict replay
 the facade tests use: every APDU the processors send is checked, and a leftover exchange fails.
