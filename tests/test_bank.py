@@ -579,3 +579,59 @@ def test_card_pulled_mid_gpo_through_pcscd(vpcd_card: Any, vpcd_reader: str) -> 
     assert result is None
     assert link.card.command_log[-1][1] == 0xA8  # the card was pulled while it answered the GPO
     assert all(header[1] != VERIFY for header in link.card.command_log)
+
+
+# --- recorded fixtures ----------------------------------------------------------------------------
+#
+# fixtures/bank/*.apdu were recorded through pcscd + vpcd with the PC/SC transport and a
+# RecordingTransport under BankApplication (no facade involved), with the fixed date and
+# unpredictable number of this file so the GPO command is reproducible.  Re-record with
+#   SSCARD_RECORD_FIXTURES=1 .venv/bin/pytest -m pcscd tests/test_bank.py -k recording
+# The replay below runs without pcscd and is strict: an unexpected command or a leftover exchange fails.
+
+BANK_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bank"
+RECORDED = ("v3_bank", "bank_only")
+
+
+@pytest.mark.parametrize("persona", RECORDED)
+def test_recorded_fixture_replays_strictly(persona: str) -> None:
+    from sscard.transports.replay import ReplayReader
+
+    reader = ReplayReader(BANK_FIXTURES / f"{persona}-bank-read.apdu")
+    assert reader.trace.header["operation"] == "bank-read"
+    assert "vpcd" in reader.trace.header["source"]
+    transport = reader.connect()
+    result = BankApplication(standard_stack(transport), now=lambda: NOW, rng=fixed_rng).read()
+    transport.assert_finished()
+    declared = bank_table(persona)
+    assert result.clear_pan() == declared["pan"] and result.label == declared["label"]
+    assert all(not exchange.command.startswith(("0020", "8020")) for exchange in reader.trace.exchanges)
+
+
+@pytest.mark.pcscd
+@pytest.mark.parametrize("persona", RECORDED)
+def test_recording_through_pcscd_matches_the_fixture(
+    vpcd_card: Any, vpcd_reader: str, persona: str, tmp_path: Path
+) -> None:
+    import os
+
+    from sscard.transports.pcsc import PcscReader
+    from sscard.transports.replay import RecordingTransport
+    from sscard.transports.trace import Trace
+
+    vpcd_card(persona)
+    source = f"sscard simulator persona '{persona}' via VpcdLink, read through pcscd + vpcd ('{vpcd_reader}')"
+    recording = RecordingTransport(PcscReader(vpcd_reader).connect(), source)
+    try:
+        with recording.transaction():
+            BankApplication(standard_stack(recording), now=lambda: NOW, rng=fixed_rng).read()
+    finally:
+        recording.close()
+    trace = recording.trace
+    trace.header["operation"] = "bank-read"
+    path = BANK_FIXTURES / f"{persona}-bank-read.apdu"
+    if os.environ.get("SSCARD_RECORD_FIXTURES") == "1":
+        path.parent.mkdir(exist_ok=True)
+        trace.save(path)
+    committed = Trace.load(path)
+    assert [(e.command, e.response) for e in trace.exchanges] == [(e.command, e.response) for e in committed.exchanges]
