@@ -635,3 +635,56 @@ def test_recording_through_pcscd_matches_the_fixture(
         trace.save(path)
     committed = Trace.load(path)
     assert [(e.command, e.response) for e in trace.exchanges] == [(e.command, e.response) for e in committed.exchanges]
+
+
+# --- selection details ----------------------------------------------------------------------------
+
+
+def _entry(aid: bytes, priority: int | None = None) -> bytes:
+    body = tlv.encode(0x4F, aid) + tlv.encode(0x50, b"X")
+    if priority is not None:
+        body += tlv.encode(0x87, bytes((priority,)))
+    return tlv.encode(0x61, body)
+
+
+def _ppse(*entries: bytes) -> bytes:
+    return tlv.encode(
+        0x6F, tlv.encode(0x84, b"2PAY.SYS.DDF01") + tlv.encode(0xA5, tlv.encode(0xBF0C, b"".join(entries)))
+    )
+
+
+def test_directory_orders_by_priority_then_card_order() -> None:
+    a, b, c, d = (bytes.fromhex(f"A0000003330101{n:02X}") for n in (1, 2, 3, 4))
+    assert emv_directory(_ppse(_entry(a), _entry(b, 2), _entry(c, 0x81), _entry(d))) == (c, b, a, d)
+    assert emv_directory(tlv.encode(0x6F, tlv.encode(0x84, b"2PAY.SYS.DDF01"))) == ()
+    for bad in (_ppse(tlv.encode(0x61, tlv.encode(0x50, b"X"))), _ppse(_entry(b"\xa0\x00"))):
+        with pytest.raises(BadRecord) as info:
+            emv_directory(bad)
+        assert info.value.element == "ppse"
+
+
+def emv_directory(fci: bytes) -> tuple[bytes, ...]:
+    from sscard.bank.application import directory
+
+    return directory(fci)
+
+
+def test_ppse_priority_decides_the_first_select(tmp_path: Path) -> None:
+    # The card has only the debit application; the directory lists credit (priority 2) before debit (1).
+    ppse = _ppse(_entry(UNIONPAY_CREDIT, 2), _entry(UNIONPAY_DEBIT, 1)).hex().upper()
+    result, card = sim_read(persona_file(tmp_path, "v3_bank", {"override": {"ppse_fci": ppse}}))
+    assert result.aid == UNIONPAY_DEBIT and result.selected_by == "ppse"
+    assert headers(card)[:3] == ["00A40400", "00A40400", "80A80000"]  # PPSE, debit at once, GPO
+
+
+def test_ppse_without_entries_falls_back_to_the_aids(tmp_path: Path) -> None:
+    empty = tlv.encode(0x6F, tlv.encode(0x84, b"2PAY.SYS.DDF01")).hex().upper()
+    result, _ = sim_read(persona_file(tmp_path, "v3_bank", {"override": {"ppse_fci": empty}}))
+    assert result.selected_by == "aid" and result.aid == UNIONPAY_DEBIT
+
+
+def test_fci_naming_another_application_is_bad_record(tmp_path: Path) -> None:
+    fci = tlv.encode(0x6F, tlv.encode(0x84, UNIONPAY_CREDIT) + tlv.encode(0xA5, tlv.encode(0x50, b"X"))).hex()
+    with pytest.raises(BadRecord) as info:
+        sim_read(persona_file(tmp_path, "v3_bank", {"override": {"fci": fci.upper()}}))
+    assert info.value.element == "fci" and "not the application selected" in info.value.reason

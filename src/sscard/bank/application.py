@@ -61,7 +61,8 @@ def directory(fci: bytes) -> tuple[bytes, ...]:
     proprietary = template.find(0xA5)
     issuer_data = proprietary.find(0xBF0C) if proprietary is not None else None
     ranked: list[tuple[int, int, bytes]] = []
-    for index, entry in enumerate(issuer_data.children or () if issuer_data is not None else ()):
+    entries = (issuer_data.children or ()) if issuer_data is not None else ()
+    for index, entry in enumerate(entries):
         if entry.tag != 0x61:
             continue
         values = _primitives(entry.children or (), "ppse")
@@ -138,6 +139,8 @@ class BankApplication:
             name = values.get(0x84)
             if name is None or not 5 <= len(name) <= 16:
                 raise bad("fci", "no 5-16 byte DF name (84)")
+            if not name.startswith(aid):
+                raise bad("fci", f"DF name {name.hex().upper()} is not the application selected")
             return Selected(name, how, values)
         tried = ", ".join(aid.hex().upper() for aid, _how in candidates)
         raise NotSsc(f"no bank application: PPSE {'present' if ppse is not None else 'absent'}, tried {tried}")

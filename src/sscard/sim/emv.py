@@ -148,6 +148,9 @@ def parse_bank(data: Mapping[str, Any], error: Callable[[str, str], Exception]) 
     for key, text in (("label", label), ("preferred_name", preferred)):
         if text is not None and not 1 <= len(_text(text)) <= 16:
             raise error(key, "must be 1-16 bytes")
+    priority: int = get("priority", int, 1)
+    if not 0 <= priority <= 15:
+        raise error("priority", "must be 0-15 (the low nibble of tag 87)")
     gpo_format: int = get("gpo_format", int, 2)
     if gpo_format not in (1, 2):
         raise error("gpo_format", "must be 1 or 2")
@@ -177,7 +180,7 @@ def parse_bank(data: Mapping[str, Any], error: Callable[[str, str], Exception]) 
         cardholder_name=get("cardholder_name", str, None),
         pan_sequence=sequence,
         ppse=get("ppse", bool, True),
-        priority=get("priority", int, 1),
+        priority=priority,
         pdol=hexa("pdol", get("pdol", str, DEFAULT_PDOL)),
         aip=hexa("aip", get("aip", str, "7C00")),
         gpo_format=gpo_format,
@@ -188,16 +191,22 @@ def parse_bank(data: Mapping[str, Any], error: Callable[[str, str], Exception]) 
 
 
 def _dol_length(dol: bytes) -> int:
-    """The total value length a DOL asks for (the card's own reading of it, for the GPO's Lc check)."""
+    """The total value length a DOL asks for (the card's own reading of it, for the GPO's Lc check).
+
+    ``-1`` for a DOL the card itself cannot read (a bad-data persona): every GPO then answers 6700.
+    """
     total, pos = 0, 0
-    while pos < len(dol):
-        if dol[pos] & 0x1F == 0x1F:
-            pos += 1
-            while dol[pos] & 0x80:
+    try:
+        while pos < len(dol):
+            if dol[pos] & 0x1F == 0x1F:
                 pos += 1
-        pos += 1
-        total += dol[pos]
-        pos += 1
+                while dol[pos] & 0x80:
+                    pos += 1
+            pos += 1
+            total += dol[pos]
+            pos += 1
+    except IndexError:
+        return -1
     return total
 
 
