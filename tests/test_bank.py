@@ -688,3 +688,62 @@ def test_fci_naming_another_application_is_bad_record(tmp_path: Path) -> None:
     with pytest.raises(BadRecord) as info:
         sim_read(persona_file(tmp_path, "v3_bank", {"override": {"fci": fci.upper()}}))
     assert info.value.element == "fci" and "not the application selected" in info.value.reason
+
+
+# --- the whole read against a card answering fuzzed bytes -----------------------------------------
+
+
+class ScriptedCard:
+    """A CardLike whose FCI, GPO answer and records are whatever hypothesis draws (PPSE absent)."""
+
+    atr = bytes.fromhex("3B00")
+    protocol = "T=1"
+    present = True
+
+    def __init__(self, fci: bytes, gpo: bytes, records: dict[tuple[int, int], bytes]) -> None:
+        self.fci, self.gpo, self.records = fci, gpo, records
+        self.log: list[bytes] = []
+
+    def power_on(self) -> None:
+        return None
+
+    def process(self, apdu: bytes) -> bytes:
+        self.log.append(apdu[:4])
+        ins = apdu[1]
+        if ins == 0xA4:
+            return self.fci + b"\x90\x00" if apdu[5:13] == UNIONPAY_DEBIT else b"\x6a\x82"
+        if ins == 0xA8:
+            return self.gpo + b"\x90\x00"
+        if ins == 0xB2:
+            record = self.records.get((apdu[3] >> 3, apdu[2]))
+            return record + b"\x90\x00" if record is not None else b"\x6a\x83"
+        return b"\x6d\x00"
+
+
+def _valid_fci() -> bytes:
+    return tlv.encode(0x6F, tlv.encode(0x84, UNIONPAY_DEBIT) + tlv.encode(0xA5, tlv.encode(0x50, b"UnionPay")))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fci=st.one_of(st.just(_valid_fci()), st.binary(max_size=40)),
+    gpo=st.one_of(
+        st.just(bytes.fromhex("800A7C000801010010010101")),
+        st.binary(max_size=24).map(lambda b: tlv.encode(0x77, b)),
+        st.binary(max_size=24),
+    ),
+    record1=st.one_of(
+        st.just(tlv.encode(0x70, bytes.fromhex("5A0A6217995400000012347F5F2403330531"))), st.binary(max_size=40)
+    ),
+    record2=st.binary(max_size=40).map(lambda b: tlv.encode(0x70, b)),
+)
+def test_read_of_a_fuzzed_card_is_whole_or_typed(fci: bytes, gpo: bytes, record1: bytes, record2: bytes) -> None:
+    card = ScriptedCard(fci, gpo, {(1, 1): record1, (2, 1): record2})
+    transport = SimReader(card, "sim:fuzz").connect()
+    try:
+        result = BankApplication(standard_stack(transport), now=lambda: NOW, rng=fixed_rng).read()
+    except (BadRecord, CardError, NotSsc):
+        return
+    finally:
+        assert all(header[1] != VERIFY for header in card.log)
+    assert luhn_ok(result.clear_pan()) and result.aid == UNIONPAY_DEBIT
