@@ -26,7 +26,7 @@ from sscard.bank.emv import AflEntry, ProcessingOptions, parse_gpo, pdol_data
 from sscard.bank.tlv import Tlv, bad, encode, parse_one
 from sscard.errors import CardError, CardLocked, NotSsc
 
-#: Proximity payment system environment (EMV Book B / PBOC 3.0 part 12), selected by name.
+#: Proximity payment system environment (docs/card-reference.md §11.1), selected by name.
 PPSE_NAME = b"2PAY.SYS.DDF01"
 #: UnionPay debit and credit applications, in the order tried without a PPSE (docs/card-reference.md §1).
 UNIONPAY_DEBIT = bytes.fromhex("A000000333010101")
@@ -34,7 +34,7 @@ UNIONPAY_CREDIT = bytes.fromhex("A000000333010102")
 UNIONPAY_AIDS: tuple[bytes, ...] = (UNIONPAY_DEBIT, UNIONPAY_CREDIT)
 #: Status words meaning "no such application here": try the next candidate.
 NOT_HERE = frozenset({SW.FILE_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED, SW.INS_NOT_SUPPORTED, SW.CLA_NOT_SUPPORTED})
-#: SELECT answered "selected file invalidated": the application is blocked (EMV Book 1 §11.4).
+#: SELECT answered "selected file invalidated": the application is blocked (docs/card-reference.md §11.2).
 SW_APP_BLOCKED = 0x6283
 
 
@@ -148,7 +148,7 @@ class BankApplication:
     # -- GPO and records --------------------------------------------------------------------
 
     def get_processing_options(self, selected: Selected) -> ProcessingOptions:
-        """GPO ``80 A8 00 00 Lc 83 L <PDOL data> 00`` (EMV Book 3 §6.5.8)."""
+        """GPO ``80 A8 00 00 Lc 83 L <PDOL data> 00`` (docs/card-reference.md §11.3)."""
         data = pdol_data(selected.pdol, now=self._now(), rng=self._rng)
         response = self.connection.send(Command(0x80, 0xA8, 0x00, 0x00, encode(0x83, data), le=256))
         if not response.ok:

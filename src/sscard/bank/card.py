@@ -18,7 +18,7 @@ from typing import Any
 
 from sscard.bank.tlv import bad
 
-#: PAN digits allowed (ISO/IEC 7812: up to 19; UnionPay issues 16–19).
+#: PAN digits allowed (docs/card-reference.md §11.5; UnionPay issues 16–19).
 PAN_MIN, PAN_MAX = 12, 19
 MASK_HEAD, MASK_TAIL = 6, 4
 
@@ -63,7 +63,7 @@ def decode_pan(raw: bytes) -> str:
 
 
 def _yymmdd(text: str, element: str) -> dt.date:
-    """EMV n6 date; years 00–49 are 20xx, 50–99 19xx (EMV Book 4 §6.7.3)."""
+    """EMV n6 date; years 00–49 are 20xx, 50–99 19xx (docs/card-reference.md §11.5)."""
     year = int(text[:2])
     try:
         return dt.date(2000 + year if year < 50 else 1900 + year, int(text[2:4]), int(text[4:6]))

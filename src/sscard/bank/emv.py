@@ -5,7 +5,7 @@ data a card may ask for in its PDOL is a table (:data:`TERMINAL_DATA`), not code
 the neutral ones of a terminal that only reads — amount zero, no CVM capability, China's country
 and currency codes — and the two that change per read (date, unpredictable number) come from the
 ``now`` and ``rng`` the caller passes.  A tag the table does not know is sent as zeros of the
-requested length (EMV Book 3 §5.4), as every terminal does.
+requested length (docs/card-reference.md §11.3), as every terminal does.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ TERMINAL_DATA: Mapping[int, TerminalElement] = MappingProxyType(
 
 
 def fit(value: bytes, length: int, fmt: str) -> bytes:
-    """A terminal value fitted to the length the card asked for (EMV Book 3 §5.4)."""
+    """A terminal value fitted to the length the card asked for (docs/card-reference.md §11.3)."""
     if len(value) == length:
         return value
     if fmt == NUMERIC:
@@ -114,7 +114,7 @@ class AflEntry:
 
 
 def parse_afl(raw: bytes) -> tuple[AflEntry, ...]:
-    """The application file locator (tag 94, or format-1 bytes 3…): strict, whole or BAD_RECORD."""
+    """The AFL (tag 94, or format-1 bytes 3…; docs/card-reference.md §11.4): whole or BAD_RECORD."""
     if not raw or len(raw) % 4:
         raise bad("afl", f"length {len(raw)} is not a positive multiple of 4")
     out: list[AflEntry] = []
@@ -143,7 +143,7 @@ class ProcessingOptions:
 
 
 def parse_gpo(data: bytes) -> ProcessingOptions:
-    """Format 1 (``80``: AIP ‖ AFL) or format 2 (``77``: 82, 94 and others) (EMV Book 3 §6.5.8.4)."""
+    """Format 1 (``80``: AIP ‖ AFL) or format 2 (``77``: 82, 94 and others) (docs/card-reference.md §11.3)."""
     objects = parse(data, "gpo")
     if len(objects) != 1 or objects[0].tag not in (0x80, 0x77):
         found = " ".join(f"{o.tag:X}" for o in objects) or "nothing"
