@@ -357,8 +357,17 @@ def test_text_elements() -> None:
 
 
 def test_bank_card_keeps_the_clear_pan_out_of_repr_and_json() -> None:
-    card = BankCard(UNIONPAY_DEBIT, "ppse", "6217995400000012347", dt.date(2033, 5, 31), label="UnionPay Debit")
-    assert "6217995400000012347" not in repr(card)
+    card = BankCard(
+        UNIONPAY_DEBIT,
+        "ppse",
+        "6217995400000012347",
+        dt.date(2033, 5, 31),
+        label="UnionPay Debit",
+        cardholder_name="LI/SI",
+    )
+    assert "6217995400000012347" not in repr(card) and "LI/SI" not in repr(card)
+    options = emv.parse_gpo(bytes.fromhex("770F820219809404080101005703621799"))
+    assert "621799" not in repr(options)
     assert "6217995400000012347" not in str(card.to_json())
     assert card.pan == "621799*********2347" and card.clear_pan() == "6217995400000012347"
     assert card.to_json()["kind"] == "bank" and card.to_json()["expiry"] == "2033-05-31"

@@ -138,7 +138,8 @@ class BankCard:
     expiry: dt.date | None
     label: str | None = None
     preferred_name: str | None = None
-    cardholder_name: str | None = None
+    #: Personal data: out of ``repr`` like the PAN (it is in :meth:`to_json`, as the SSC's name is).
+    cardholder_name: str | None = field(default=None, repr=False)
     pan_sequence: str | None = None
     #: Application interchange profile from GPO, hex (what the card supports; no decision made on it).
     aip: str = ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from sscard.bank.tlv import bad, is_constructed, parse, parse_dol
@@ -139,7 +139,8 @@ class ProcessingOptions:
     aip: bytes
     afl: tuple[AflEntry, ...]
     #: Other primitive objects of a format-2 answer (qPBOC cards put 57, 5F34 … here), by tag.
-    extra: Mapping[int, bytes]
+    #: Out of ``repr``: track 2 carries the PAN.
+    extra: Mapping[int, bytes] = field(repr=False)
 
 
 def parse_gpo(data: bytes) -> ProcessingOptions:
