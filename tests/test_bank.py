@@ -415,6 +415,7 @@ def test_read_persona_as_declared(persona: str) -> None:
     assert result.aid.hex().upper() == declared["aid"] and result.selected_by == "ppse"
     out = result.to_json()
     assert out["kind"] == "bank" and declared["pan"] not in str(out)
+    assert ireadbanknumber(result) == declared["pan"] + "|"
     # SELECT PPSE, SELECT AID, GPO, then the four records of the AFL; nothing else (no VERIFY).
     assert headers(card) == ["00A40400", "00A40400", "80A80000", "00B2010C", "00B20114", "00B2011C", "00B2021C"]
 
