@@ -58,6 +58,9 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     photo_size = 2560
     fingerprint_size = 768
 
+    [bank]                         # the bank (UnionPay/EMV) application; keys in sscard.sim.emv
+    pan = "6217000010001234569"
+
 The encoding to bytes is :mod:`sscard.sim.encoding`; this module only validates and types the data.
 """
 
@@ -74,6 +77,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sscard.errors import ConfigError
+from sscard.sim.emv import BankData, parse_bank
 from sscard.sim.encoding import record_files, split_name, synthetic_bytes
 from sscard.sim.keys import DEFAULT_KEYSET, load_test_keys
 
@@ -165,6 +169,8 @@ class Persona:
     source: Path | None = None
     #: The ``[keysets.NAME]`` of ``sim/data/test-keys.toml`` this card's keys derive from.
     keyset: str = DEFAULT_KEYSET
+    #: The bank (UnionPay/EMV) application, when the card carries one (``[bank]``, :mod:`sscard.sim.emv`).
+    bank: BankData | None = None
 
     @property
     def spec_version(self) -> str | None:
@@ -281,6 +287,7 @@ def _parse(name: str, text: str, path: Path | None) -> Persona:
         fingerprint=_binary(binary, "fingerprint", DEFAULT_FINGERPRINT_SIZE, name, base),
         source=path,
         keyset=_keyset(top.table("keys")),
+        bank=_bank(top.table("bank")) if "bank" in data else None,
     )
     try:
         record_files(persona)
@@ -346,6 +353,10 @@ def _behaviour(table: _Table) -> Behaviour:
         algorithm=None if algorithm < 0 else algorithm,
         locked=table.get("locked", bool, False),
     )
+
+
+def _bank(table: _Table) -> BankData:
+    return parse_bank(table.data, table.error)
 
 
 def _keyset(table: _Table) -> str:
