@@ -49,6 +49,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.qr.*", 3),
     ("sscard.idcard", 3),
     ("sscard.idcard.*", 3),
+    ("sscard.health", 3),
+    ("sscard.health.*", 3),
     ("sscard.terminal", 4),
     ("sscard.config", 4),
     ("sscard.national", 4),

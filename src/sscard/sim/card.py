@@ -40,6 +40,7 @@ from sscard.sim.crypto import (
     pad,
 )
 from sscard.sim.encoding import PBOC_DEBIT_AID, SSSE_AID, pboc_fci, record_files, ssse_fci
+from sscard.sim.health import HealthApplet
 from sscard.sim.keys import KeyUsage, load_test_keys
 from sscard.sim.persona import Persona
 
@@ -75,6 +76,8 @@ class DF(enum.Enum):
     MF = "MF"
     SSSE = "SSSE"
     PBOC = "PBOC"
+    #: The resident health card's DDF1 (sim/health.py), on a persona with a ``[health]`` section.
+    HEALTH = "DDF1"
 
 
 @dataclass
@@ -165,6 +168,7 @@ class SimulatedCard:
         self._challenge: bytes | None = None
         self._keys: dict[KeyUsage, bytes] = {}
         self.security = SecurityState()
+        self._health = HealthApplet(persona.health, persona.atr, persona.keyset, rng) if persona.health else None
 
     # -- the CardLike interface -------------------------------------------------------------
 
@@ -265,6 +269,8 @@ class SimulatedCard:
             raise _Refused(SW.WRONG_LENGTH) from None
         if command.cla not in (0x00, 0x80, 0x84):
             raise _Refused(SW.CLA_NOT_SUPPORTED)
+        if self._health is not None and self._health.claims(command, self._df is DF.HEALTH):
+            return self._health_command(command)
         entry = _COMMANDS.get(command.ins)
         if entry is None:
             raise _Refused(SW.INS_NOT_SUPPORTED)
@@ -278,6 +284,24 @@ class SimulatedCard:
             self._pending = (reply.data, reply.sw)
             return _Reply(sw=_more_bytes(len(reply.data)))
         return reply
+
+    def _health_command(self, command: Command) -> _Reply:
+        """DDF1's commands (sim/health.py): the applet answers, the card keeps the volatile state."""
+        assert self._health is not None
+        if self._health.selects_ddf1(command):
+            self._enter(DF.HEALTH)
+        answer = self._health.process(
+            command, ef=self._ef, authenticated=self.security.external_auth_ok, challenge=self._challenge
+        )
+        self._ef = answer.ef
+        if answer.authenticated is not None:
+            self.security.external_auth_ok = answer.authenticated
+        if answer.challenge is not None:
+            self.security.challenge = answer.challenge
+        if answer.data and self.persona.behaviour.get_response:
+            self._pending = (answer.data, answer.sw)
+            return _Reply(sw=_more_bytes(len(answer.data)))
+        return _Reply(answer.data, answer.sw)
 
     # -- SELECT (reference §1, §2) ----------------------------------------------------------
 
