@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pcsc_env
+from sscard.apdu.command import Command
 from sscard.apdu.processors import standard_stack
 from sscard.config import Config
 from sscard.errors import (
@@ -441,3 +442,75 @@ def test_a_health_card_pulled_mid_read_through_pcscd_is_card_removed(
         link.remove()
         pcsc_env.wait_for_reader(vpcd_reader, present=False)
     assert not failures
+
+
+# -- the simulated health card itself -------------------------------------------------------
+
+
+def _card(persona: str = "health_locked_ef06") -> SimulatedCard:
+    card = SimulatedCard(load_persona(persona), rng=lambda n: bytes(range(n)))
+    card.power_on()
+    return card
+
+
+def _sw(card: SimulatedCard, apdu: str) -> str:
+    return card.process(bytes.fromhex(apdu)).hex().upper()[-4:]
+
+
+def test_the_simulated_health_card_answers_like_a_card() -> None:
+    card = _card("health")
+    assert _sw(card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF") == "6A82"  # no SSSE here
+    assert card.process(bytes.fromhex("00A4000002DDF1")).hex().upper() == "6F0C8402DDF1A5069F0C03860101" + "9000"
+    assert _sw(card, "00B2082805") == "6C14"  # tag 08 in EF05 by SFI: 18 bytes + tag + length
+    assert card.process(bytes.fromhex("00B2082814"))[:2] == b"\x08\x12"
+    assert _sw(card, "00B2400000") == "6A83"  # tag 40 is nowhere in the current EF05
+    assert _sw(card, "00A4020002EF07") == "6A82"
+    assert _sw(card, "0020000003123456") == "6D00"  # no PIN in DDF1
+    assert _sw(card, "00A40000023F00") == "9000" and _sw(card, "00B2082814") == "6A82"  # back in MF
+
+
+def test_the_simulated_external_authentication_rules() -> None:
+    card = _card()
+    assert _sw(card, "00A4000C02DDF1") == "9000"  # P2 0C: no FCI, so no 61xx on this T=0 card
+    assert _sw(card, "00B20930") == "6982"  # EF06 (SFI 6), locked
+    assert _sw(card, "0082000A10" + "00" * 16) == "6984"  # no challenge outstanding
+    assert _sw(card, "0084000008") == "6108"  # T=0: the challenge waits for GET RESPONSE
+    assert _sw(card, "0082000B10" + "00" * 16) == "6A88"  # another key reference
+    assert _sw(card, "0084000008") == "6108"  # T=0: the challenge waits for GET RESPONSE
+    assert _sw(card, "0082000A10" + "00" * 16) == "6300"  # wrong cryptogram
+    assert _sw(card, "00B20930") == "6982"
+
+
+def test_a_good_authentication_lasts_until_another_df_is_selected() -> None:
+    keys, profile = software_keys(), load_auth_profile()
+    card = SimulatedCard(load_persona("health_locked_ef06"))
+    transport = SimReader(card, name="sim:auth").connect()
+    connection = standard_stack(transport)
+    application = HealthApplication(connection)
+    application.read(transport.atr, keys, profile)
+    assert card.security.external_auth_ok
+    assert application.read_element(LAYOUT.element("EF06", "name")) == "王芳"
+    connection.send(Command.from_bytes(bytes.fromhex("00A40000023F00")))
+    application.select()
+    with pytest.raises(AuthRequired):
+        application.read_element(LAYOUT.element("EF06", "name"))
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ('card_number = "11010519491231002X"', "health.ef05.card_number is missing"),
+        ('gender = "1"', "health.ef06 has unknown keys"),
+        ("algorithm = 1", "health.algorithm must be a byte value"),
+        ('issue_date = "2020-01-15"', "health.ef05.issue_date must be a date"),
+    ],
+)
+def test_a_broken_health_section_is_a_config_error(tmp_path: Path, change: str, problem: str) -> None:
+    replacement = {
+        'card_number = "11010519491231002X"': "",
+        'gender = "1"': 'sex = "1"',
+        "algorithm = 1": "algorithm = 999",
+        'issue_date = "2020-01-15"': 'issue_date = "15.01.2020"',
+    }[change]
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        persona_file(tmp_path, "health", {change: replacement})
