@@ -514,3 +514,28 @@ def test_a_broken_health_section_is_a_config_error(tmp_path: Path, change: str, 
     }[change]
     with pytest.raises(ConfigError, match=re.escape(problem)):
         persona_file(tmp_path, "health", {change: replacement})
+
+
+def test_apdu_economy_one_select_then_one_read_per_element() -> None:
+    """No SELECT EF on a card with SFI addressing: 1 + 6 EF05 + 4 EF06 reads; +2 to authenticate."""
+    assert _apdus("health") == 1 + len(LAYOUT.of_file("EF05")) + len(LAYOUT.of_file("EF06")) == 11
+    card = SimulatedCard(load_persona("health"))
+    transport = SimReader(card, name="count").connect()
+    read_health_card(standard_stack(transport), transport.atr, software_keys())
+    assert card.apdu_count == 13
+
+
+def test_a_social_security_card_that_also_carries_ddf1_reads_as_both(tmp_path: Path) -> None:
+    """The simulator's DDF1 hook leaves the SSC application untouched on a card with both."""
+    from sscard.terminal import Terminal
+
+    section = (Path(__file__).parents[1] / "src/sscard/sim/personas/health.toml").read_text(encoding="utf-8")
+    section = section[section.index("[health]") :]
+    path = tmp_path / "both.toml"
+    base = (Path(__file__).parents[1] / "src/sscard/sim/personas/typical.toml").read_text(encoding="utf-8")
+    path.write_text(base + "\n" + section, encoding="utf-8")
+    with Terminal.open(f"sim:{path}") as terminal:
+        ssc = terminal.read()
+    assert ssc.cardholder.full_name == "张三"
+    health = read_sim(load_persona(str(path)))
+    assert health.cardholder is not None and health.cardholder.name == "李四"
