@@ -29,6 +29,7 @@ A value that is not an ID number at all (wrong length, letters) is a BAD_RECORD.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -168,8 +169,9 @@ class Ddf1Info:
     algorithm: int
 
 
+@functools.cache
 def load_auth_profile() -> Profile:
-    """The bundled health-card authentication profile (every byte of it unconfirmed)."""
+    """The bundled health-card authentication profile (every byte of it unconfirmed), read once."""
     from sscard.psam.profile import load_profile
 
     return load_profile(str(resources.files("sscard.health").joinpath(AUTH_PROFILE_RESOURCE)))

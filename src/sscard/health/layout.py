@@ -18,12 +18,14 @@ one-byte-tag TLV needs no parser library.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from sscard.errors import BadRecord, ConfigError, SscardError
@@ -122,15 +124,23 @@ class Layout:
 
 
 def load_layout(path: str | Path | None = None) -> Layout:
-    """The bundled layout, or a corrected copy by path; ConfigError naming what is wrong."""
+    """The bundled layout (parsed once), or a corrected copy by path; ConfigError naming what is wrong."""
     if path is None:
-        text = resources.files("sscard.health").joinpath(LAYOUT_RESOURCE).read_text(encoding="utf-8")
-        source = f"sscard.health/{LAYOUT_RESOURCE}"
-    else:
-        try:
-            text, source = Path(path).read_text(encoding="utf-8"), str(path)
-        except OSError as exc:
-            raise ConfigError(f"cannot read health-card layout {path}: {exc}") from None
+        return _bundled()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read health-card layout {path}: {exc}") from None
+    return _load(text, str(path))
+
+
+@functools.cache
+def _bundled() -> Layout:
+    text = resources.files("sscard.health").joinpath(LAYOUT_RESOURCE).read_text(encoding="utf-8")
+    return _load(text, f"sscard.health/{LAYOUT_RESOURCE}")
+
+
+def _load(text: str, source: str) -> Layout:
     try:
         return _parse(tomllib.loads(text), source)
     except tomllib.TOMLDecodeError as exc:
@@ -163,6 +173,8 @@ def _parse(data: Mapping[str, Any], source: str) -> Layout:
         name: FileSpec(name, int(table["fid"]), bool(table.get("needs_auth", False)))
         for name, table in data["files"].items()
     }
+    if "EF05" not in files or "EF06" not in files:
+        raise ValueError("[files] needs EF05 and EF06")
     elements: list[Element] = []
     seen: set[tuple[str, int]] = set()
     for index, table in enumerate(data["elements"]):
@@ -197,7 +209,7 @@ def _parse(data: Mapping[str, Any], source: str) -> Layout:
                 confirmed=bool(table["confirmed"]),
             )
         )
-    return Layout(choices, files, tuple(elements), source)
+    return Layout(choices, MappingProxyType(files), tuple(elements), source)
 
 
 # --- parsing one record ---------------------------------------------------------------------
