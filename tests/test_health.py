@@ -188,6 +188,17 @@ def test_malformed_records_are_bad_record_naming_the_element(element: Element, d
     assert element.name_zh in caught.value.message_zh
 
 
+def test_errors_about_personal_data_never_quote_it() -> None:
+    with pytest.raises(BadRecord) as caught:
+        parse_record(CARD_NUMBER, b"\x08\x12" + b"11010519491231002Y")
+    assert "1101051949" not in str(caught.value) and "withheld" in caught.value.reason
+    birth = LAYOUT.element("EF06", "birth_date")
+    with pytest.raises(BadRecord) as caught:
+        parse_record(birth, bytes.fromhex("0D04 19491331"))
+    assert "1949" not in str(caught.value) and "not a calendar date" in caught.value.reason
+    assert {e.key for e in ELEMENTS if e.personal} == {"card_number", "name", "birth_date"}
+
+
 @pytest.mark.parametrize("data", [bytes.fromhex("FF04FFFFFFFF"), bytes.fromhex("0604FFFFFFFF"), b"\xff"])
 def test_a_record_flagged_ff_is_record_invalid(data: bytes) -> None:
     with pytest.raises(RecordFlaggedInvalid) as caught:

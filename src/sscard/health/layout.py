@@ -73,9 +73,15 @@ class Element:
     encoding: str
     pattern: re.Pattern[str] | None
     confirmed: bool
+    #: Personal data (the ID number, the name, the birth date): errors never quote its bytes.
+    personal: bool = False
 
     def error(self, reason: str) -> BadRecord:
         return BadRecord(self.key, reason, self.name_zh)
+
+    def shown(self, text: str) -> str:
+        """``text`` for an error message, or a placeholder when the element is personal data."""
+        return "(withheld: personal data)" if self.personal else text
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,7 @@ def _parse(data: Mapping[str, Any], source: str) -> Layout:
                 encoding=encoding,
                 pattern=re.compile(str(pattern)) if pattern is not None else None,
                 confirmed=bool(table["confirmed"]),
+                personal=bool(table.get("personal", False)),
             )
         )
     return Layout(choices, MappingProxyType(files), tuple(elements), source)
@@ -238,7 +245,7 @@ def parse_record(element: Element, data: bytes, invalid_flag: int = 0xFF) -> Any
         raise RecordFlaggedInvalid(element.key, element.name_zh, invalid_flag)
     decoded = _DECODERS[element.encoding](element, value)
     if element.pattern is not None and isinstance(decoded, str) and not element.pattern.fullmatch(decoded):
-        raise element.error(f"unexpected characters: {decoded!r}")
+        raise element.error(f"unexpected characters: {element.shown(repr(decoded))}")
     return decoded
 
 
@@ -247,16 +254,16 @@ def _an(element: Element, value: bytes) -> str:
     try:
         text = body.decode("ascii")
     except UnicodeDecodeError:
-        raise element.error(f"not ASCII: {value.hex().upper()}") from None
+        raise element.error(f"not ASCII: {element.shown(value.hex().upper())}") from None
     if not text.isprintable():
-        raise element.error(f"control characters: {value.hex().upper()}")
+        raise element.error(f"control characters: {element.shown(value.hex().upper())}")
     return text
 
 
 def _cn(element: Element, value: bytes) -> str:
     digits = value.hex().upper().rstrip("F")
     if not digits.isdigit() and digits:
-        raise element.error(f"not BCD: {value.hex().upper()}")
+        raise element.error(f"not BCD: {element.shown(value.hex().upper())}")
     return digits
 
 
@@ -265,11 +272,11 @@ def _bcd_date(element: Element, value: bytes) -> dt.date | None:
         return None
     digits = value.hex().upper()
     if not digits.isdigit():
-        raise element.error(f"not BCD: {digits}")
+        raise element.error(f"not BCD: {element.shown(digits)}")
     try:
         return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError:
-        raise element.error(f"not a calendar date: {digits}") from None
+        raise element.error(f"not a calendar date: {element.shown(digits)}") from None
 
 
 def _gbk(element: Element, value: bytes) -> str:
@@ -279,9 +286,9 @@ def _gbk(element: Element, value: bytes) -> str:
     try:
         text = body.decode("gb18030")
     except UnicodeDecodeError:
-        raise element.error(f"not GB18030: {value.hex().upper()}") from None
+        raise element.error(f"not GB18030: {element.shown(value.hex().upper())}") from None
     if not text.isprintable():
-        raise element.error(f"control characters: {value.hex().upper()}")
+        raise element.error(f"control characters: {element.shown(value.hex().upper())}")
     return text
 
 
