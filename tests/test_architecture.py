@@ -51,6 +51,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.idcard.*", 3),
     ("sscard.bank", 3),
     ("sscard.bank.*", 3),
+    ("sscard.health", 3),
+    ("sscard.health.*", 3),
     ("sscard.terminal", 4),
     ("sscard.config", 4),
     ("sscard.national", 4),

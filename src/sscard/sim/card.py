@@ -41,6 +41,7 @@ from sscard.sim.crypto import (
 )
 from sscard.sim.emv import PPSE_NAME, SimulatedEmv
 from sscard.sim.encoding import PBOC_DEBIT_AID, SSSE_AID, pboc_fci, record_files, ssse_fci
+from sscard.sim.health import HealthApplet
 from sscard.sim.keys import KeyUsage, load_test_keys
 from sscard.sim.persona import Persona
 
@@ -78,6 +79,8 @@ class DF(enum.Enum):
     PBOC = "PBOC"
     #: The PPSE directory ``2PAY.SYS.DDF01`` of a persona with ``[bank]`` (sscard.sim.emv).
     PPSE = "PPSE"
+    #: The resident health card's DDF1 (sim/health.py), on a persona with a ``[health]`` section.
+    HEALTH = "DDF1"
 
 
 @dataclass
@@ -170,6 +173,7 @@ class SimulatedCard:
         self.security = SecurityState()
         #: The bank application of a persona with ``[bank]``; it answers while DF.PBOC is current.
         self.emv = SimulatedEmv(persona.bank) if persona.bank is not None else None
+        self._health = HealthApplet(persona.health, persona.atr, persona.keyset, rng) if persona.health else None
 
     # -- the CardLike interface -------------------------------------------------------------
 
@@ -270,6 +274,8 @@ class SimulatedCard:
             raise _Refused(SW.WRONG_LENGTH) from None
         if command.cla not in (0x00, 0x80, 0x84):
             raise _Refused(SW.CLA_NOT_SUPPORTED)
+        if self._health is not None and self._health.claims(command, self._df is DF.HEALTH):
+            return self._health_command(command)
         entry = _COMMANDS.get(command.ins)
         if entry is None:
             raise _Refused(SW.INS_NOT_SUPPORTED)
@@ -283,6 +289,24 @@ class SimulatedCard:
             self._pending = (reply.data, reply.sw)
             return _Reply(sw=_more_bytes(len(reply.data)))
         return reply
+
+    def _health_command(self, command: Command) -> _Reply:
+        """DDF1's commands (sim/health.py): the applet answers, the card keeps the volatile state."""
+        assert self._health is not None
+        if self._health.selects_ddf1(command):
+            self._enter(DF.HEALTH)
+        answer = self._health.process(
+            command, ef=self._ef, authenticated=self.security.external_auth_ok, challenge=self._challenge
+        )
+        self._ef = answer.ef
+        if answer.authenticated is not None:
+            self.security.external_auth_ok = answer.authenticated
+        if answer.challenge is not None:
+            self.security.challenge = answer.challenge
+        if answer.data and self.persona.behaviour.get_response:
+            self._pending = (answer.data, answer.sw)
+            return _Reply(sw=_more_bytes(len(answer.data)))
+        return _Reply(answer.data, answer.sw)
 
     # -- SELECT (reference §1, §2) ----------------------------------------------------------
 
@@ -315,7 +339,7 @@ class SimulatedCard:
             df, fci = DF.SSSE, ssse_fci(self.persona.behaviour.algorithm)
         elif bank_fci is not None:
             df, fci = (DF.PPSE if command.data == PPSE_NAME else DF.PBOC), bank_fci
-        elif command.data == PBOC_DEBIT_AID and not self.persona.ssc and self.emv is None:
+        elif command.data == PBOC_DEBIT_AID and not self.persona.ssc and self.emv is None and self._health is None:
             df, fci = DF.PBOC, pboc_fci()
         else:
             raise _Refused(SW.FILE_NOT_FOUND)

@@ -53,6 +53,8 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     [raw]                          # tag (hex) -> exact value (hex), bypassing the encoding above;
     "0D" = "19851307"              # for personas about bad data
 
+    [health]                       # a resident health card's DDF1: see sscard.sim.health
+
     [binary]                       # EF07 / EF08; synthetic deterministic bytes unless a file is named
     photo = "photo.jpg"            # relative to the persona file
     photo_size = 2560
@@ -79,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 from sscard.errors import ConfigError
 from sscard.sim.emv import BankData, parse_bank
 from sscard.sim.encoding import record_files, split_name, synthetic_bytes
+from sscard.sim.health import HealthData, parse_health
 from sscard.sim.keys import DEFAULT_KEYSET, load_test_keys
 
 if sys.version_info >= (3, 11):
@@ -171,6 +174,8 @@ class Persona:
     keyset: str = DEFAULT_KEYSET
     #: The bank (UnionPay/EMV) application, when the card carries one (``[bank]``, :mod:`sscard.sim.emv`).
     bank: BankData | None = None
+    #: The resident health card's DDF1, from a ``[health]`` section (sim/health.py).
+    health: HealthData | None = None
 
     @property
     def spec_version(self) -> str | None:
@@ -288,6 +293,7 @@ def _parse(name: str, text: str, path: Path | None) -> Persona:
         source=path,
         keyset=_keyset(top.table("keys")),
         bank=_bank(top.table("bank")) if "bank" in data else None,
+        health=parse_health(name, data["health"]) if "health" in data else None,
     )
     try:
         record_files(persona)
