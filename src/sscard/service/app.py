@@ -796,13 +796,21 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, 
     :mod:`sscard.service.server`."""
     import uvicorn
 
-    from sscard.service.server import KEEP_ALIVE, MAX_HEADER_BYTES, Limits, protocol_classes, raise_nofile
+    from sscard.service.server import (
+        KEEP_ALIVE,
+        MAX_HEADER_BYTES,
+        Limits,
+        protocol_classes,
+        quiet_uvicorn,
+        raise_nofile,
+    )
 
     check_remote(host, allow_remote, config.service_token)
     app = create_app(config, host=host, port=port)
     service: Service = app.state.service
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)
+    quiet_uvicorn()
     uvicorn.run(
         app,
         host=host,

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sscard.service.logs import RefusalLog
+from sscard.service.logs import RefusalLog, clean
 
 log = logging.getLogger("sscard.service")
 
@@ -75,7 +75,7 @@ class GuardedConnection(asyncio.Protocol):
     _timer: asyncio.TimerHandle | None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # (uvloop's transports are not asyncio.Transport subclasses, but have the same methods.)
         self._waiting_since = time.monotonic()
         self._body_since = None
         self._header_bytes = 0
@@ -83,7 +83,7 @@ class GuardedConnection(asyncio.Protocol):
         if len(self.connections) >= self.limits.max_connections and not self._evict_one():
             # Every connection is busy with a request or is a WebSocket: nothing can give way.
             self.refusals.refused("connections", f"{len(self.connections)} connections open, closing a new one")
-            transport.abort()
+            cast(asyncio.Transport, transport).abort()
             return
         super().connection_made(transport)
         self._schedule(self.limits.header_timeout)
@@ -113,6 +113,17 @@ class GuardedConnection(asyncio.Protocol):
         super().on_response_complete()  # type: ignore[misc]
         self._waiting_since = time.monotonic()
         self._header_bytes = 0
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser cannot read: the JSON error form too, and a rate-limited log line."""
+        from sscard.service.app import BadRequest, error_response
+
+        self.refusals.refused("malformed", f"unreadable HTTP request ({clean(msg)})")
+        response = error_response(BadRequest("the HTTP request cannot be parsed", "无法解析该HTTP请求"))
+        head = [b"HTTP/1.1 400 Bad Request", b"connection: close", b"content-length: %d" % len(response.body)]
+        head += [name + b": " + value for name, value in response.raw_headers if name != b"content-length"]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + response.body)
+        self.transport.close()
 
     # -- the timer ----------------------------------------------------------------------------
 
@@ -193,6 +204,23 @@ def h11_protocol(limits: Limits, refusals: RefusalLog) -> type[asyncio.Protocol]
         "type[asyncio.Protocol]",
         type("SscardH11Protocol", (GuardedConnection, H11Protocol), {"limits": limits, "refusals": refusals}),
     )
+
+
+class _UvicornRefusals(logging.Filter):
+    """Drops uvicorn's own per-request warnings that :meth:`GuardedConnection.send_400_response`
+    logs, rate-limited, instead (one line per malformed request would let a client flood the log)."""
+
+    MESSAGES = frozenset({"Invalid HTTP request received.", "Unsupported upgrade request."})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in self.MESSAGES
+
+
+def quiet_uvicorn() -> None:
+    """Install the filter on ``uvicorn.error`` (once)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _UvicornRefusals) for f in logger.filters):
+        logger.addFilter(_UvicornRefusals())
 
 
 def raise_nofile(max_connections: int) -> None:
