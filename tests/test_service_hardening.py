@@ -565,3 +565,12 @@ def test_allow_partial_booleans_still_work() -> None:
         assert client.post("/v1/read", json={"allow_partial": False}).status_code in (200, 409)
         assert client.post("/v1/read", json={"allow_partial": True}).status_code == 200
         assert client.post("/v1/read", json={"allow_partial": None}).status_code in (200, 409)
+
+
+def test_the_unit_bounds_files_memory_and_tasks() -> None:
+    """Before: no LimitNOFILE (systemd's soft 1024: EMFILE under 2,000 connections), no MemoryMax/TasksMax."""
+    unit = (ROOT / "src" / "sscard" / "service" / "sscard.service").read_text(encoding="utf-8")
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert int(settings["LimitNOFILE"]) >= Config().service_max_connections + 256 + 2000, "room for a flood"
+    assert settings["MemoryMax"].endswith("M") and int(settings["MemoryMax"][:-1]) >= 128
+    assert int(settings["TasksMax"]) >= 40 + 7, "anyio's 40 worker threads and the service's own"
