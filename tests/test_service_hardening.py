@@ -520,6 +520,8 @@ def test_the_documented_status_of_every_code_is_the_one_sent() -> None:
         for code in re.findall(r"`([A-Z][A-Z_]+)`", row):
             assert code not in documented, f"{code} is in two rows"
             documented[code] = status
+    unknown = set(documented) - _all_codes()
+    assert not unknown, f"docs/service.md names codes no error has: {unknown}"
     for code, status in documented.items():
         assert http_status(code) == status, f"docs say {code} is {status}, the service sends {http_status(code)}"
     for code, status in HTTP_STATUS.items():
