@@ -502,6 +502,9 @@ def _documented_statuses() -> dict[int, str]:
 
 
 def _all_codes() -> set[str]:
+    """Every error code there is (errors are defined in sscard.errors, sscard.tokens, the service)."""
+    import sscard.tokens  # its TOKEN_* errors
+
     classes: list[type[sscard.errors.SscardError]] = [sscard.errors.SscardError]
     codes = set()
     while classes:
