@@ -333,6 +333,10 @@ def test_the_event_websocket_survives_a_flood_and_a_read_still_answers(running: 
             assert json.loads(events.recv(timeout=10)) == {"event": "probe"}
             status, _ = _request(running.port, "GET", "/v1/status")
             assert status == 200
+            # A page that (re)subscribes at the cap gets in too: a stalled connection gives way.
+            url = f"ws://127.0.0.1:{running.port}/v1/events"
+            with connect(url, origin=OWN, open_timeout=10) as again:  # type: ignore[arg-type]
+                assert json.loads(again.recv(timeout=10))["event"] == "hello"
         finally:
             for sock in held:
                 sock.close()
