@@ -640,20 +640,16 @@ def cmd_serve(ctx: Context) -> int:
     if ctx.args.systemd_unit:
         ctx.out.write(_systemd_unit())
         return EXIT_OK
-    from sscard.service.app import serve
+    from sscard.service.app import check_remote, serve
 
-    if ctx.args.host not in ("127.0.0.1", "localhost", "::1") and not ctx.args.allow_remote:
-        raise UsageError(
-            "the service binds to 127.0.0.1; add --allow-remote to listen on another address (mind the Origin list)",
-            "服务默认只监听本机地址；如需监听其他地址请加--allow-remote",
-        )
+    check_remote(ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
     print(
         f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
         f"/ 本地服务已启动",
         file=ctx.err,
         flush=True,
     )
-    serve(ctx.config, host=ctx.args.host, port=ctx.args.port)
+    serve(ctx.config, host=ctx.args.host, port=ctx.args.port, allow_remote=ctx.args.allow_remote)
     return EXIT_OK
 
 
@@ -853,7 +849,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common, key_opts], help="the local kiosk service: HTTP + WebSocket")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument("--allow-remote", action="store_true", help="allow listening on a non-loopback address")
+    p.add_argument(
+        "--allow-remote", action="store_true", help="allow listening on a non-loopback address (needs [service] token)"
+    )
     p.add_argument("--systemd-unit", action="store_true", help="print the systemd unit for this installation and exit")
     p.set_defaults(func=cmd_serve)
 

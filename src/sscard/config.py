@@ -54,6 +54,9 @@ Example::
     allowed_origins = ["http://127.0.0.1:8765"]   # pages that may call it (default: its own)
     # token = "…"           # bearer token for non-browser clients (or SSCARD_SERVICE_TOKEN)
     queue_timeout = 10      # seconds a request waits while the reader is busy
+    header_timeout = 10     # seconds a connection has to send a request's headers
+    body_timeout = 10       # seconds from a request's headers to the end of its body
+    max_connections = 256   # open connections; at the cap the oldest idle one is closed
 
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
@@ -134,6 +137,10 @@ class Config:
     service_origins: tuple[str, ...] = ()
     service_token: str | None = None
     service_queue_timeout: float = 10.0
+    #: Connection limits of the service (docs/service.md, "Connection limits").
+    service_header_timeout: float = 10.0
+    service_body_timeout: float = 10.0
+    service_max_connections: int = 256
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -151,6 +158,12 @@ class Config:
             raise ConfigError(f"[qr] terminator must be CR, LF, CRLF or none, not {self.qr_terminator!r}")
         if self.session_idle <= 0:
             raise ConfigError(f"[session] idle_timeout must be positive, not {self.session_idle!r}")
+        timeouts = (("header_timeout", self.service_header_timeout), ("body_timeout", self.service_body_timeout))
+        for key, value in timeouts:
+            if not 0.1 <= value <= 600:  # also false for nan
+                raise ConfigError(f"[service] {key} must be 0.1 to 600 seconds, not {value!r}")
+        if not 8 <= self.service_max_connections <= 65_536:
+            raise ConfigError(f"[service] max_connections must be 8 to 65536, not {self.service_max_connections!r}")
 
     def with_overrides(self, **values: Any) -> Config:
         """Apply command-line values; ``None`` means "not given" and keeps the current value."""
@@ -219,6 +232,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             service_origins=tuple(str(origin) for origin in service.get("allowed_origins", ())),
             service_token=_opt_str(service.get("token")),
             service_queue_timeout=float(service.get("queue_timeout", 10.0)),
+            service_header_timeout=float(service.get("header_timeout", 10.0)),
+            service_body_timeout=float(service.get("body_timeout", 10.0)),
+            service_max_connections=int(service.get("max_connections", 256)),
             source=source,
         )
     except (TypeError, ValueError, AttributeError) as exc:
