@@ -46,6 +46,11 @@ def _data_span(apdu: bytes) -> tuple[int, int]:
 
 
 def is_redacted(apdu: bytes) -> bool:
+    """Whether ``apdu`` (a whole command, or just its 4-byte header) may carry a PIN or a key cryptogram.
+
+    The one predicate for "PIN-bearing": redaction here, and the APDU processors, which never
+    resend or continue such a command (issue 11).
+    """
     return len(apdu) >= 4 and apdu[1] in REDACTED_INS
 
 
