@@ -8,6 +8,8 @@ log, in process and through pcscd + vpcd.
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,12 @@ import pytest
 import pcsc_env
 from sscard.apdu import Command
 from sscard.apdu.processors import GetResponseProcessor, ResendWithLeProcessor, TransportConnection, standard_stack
-from sscard.errors import CardError, ConfigError
+from sscard.cli import main
+from sscard.errors import CardError, ConfigError, TraceInvalid
 from sscard.sim import Persona, SimulatedCard, load_persona
 from sscard.terminal import Terminal
 from sscard.transports.sim import SimReader
+from sscard.transports.trace import Trace
 from test_apdu import card
 from test_terminal import Wire
 
@@ -116,3 +120,56 @@ def test_card_sees_one_verify_through_pcscd(vpcd_card: pcsc_env.InsertCard, vpcd
     with Terminal.open(vpcd_reader, trace_sink=wire) as terminal, pytest.raises(CardError) as caught:
         terminal.verify(PIN)
     _check_one_pin_command(link.card, wire, VERIFY, sw, caught.value)
+
+
+# --- item 11: a malformed trace is TRACE_INVALID, never INTERNAL ---------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+GOOD = (FIXTURES / "typical-read.apdu").read_text(encoding="utf-8")
+
+
+def _with_header(key: str, value: str) -> str:
+    lines = [f"# {key}: {value}" if line.startswith(f"# {key}:") else line for line in GOOD.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+BAD_TRACES = {
+    "atr-not-hex": _with_header("atr", "3B6DXX000000814E43238697150100E1D2C3"),
+    "atr-odd-length": _with_header("atr", "3B6D0"),
+    "atr-too-long": _with_header("atr", "3B" * 34),
+    "protocol": _with_header("protocol", "T=2"),
+    "version": _with_header("sscard-trace", "2"),
+    "body-line": GOOD.replace(" -> ", " => ", 1),
+    "odd-hex-response": GOOD.replace("9000\n", "900\n", 1),
+    "short-response": GOOD.replace("0201319000\n", "02\n", 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TRACES))
+def test_malformed_trace_is_trace_invalid_in_the_api(name: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{name}.apdu"
+    path.write_text(BAD_TRACES[name], encoding="utf-8")
+    with pytest.raises(TraceInvalid):
+        Trace.load(path)
+    with pytest.raises(TraceInvalid) as caught:
+        Terminal.open(f"replay:{path}").read()
+    assert caught.value.code == "TRACE_INVALID" and "回放" not in caught.value.message_zh
+
+
+@pytest.mark.parametrize("name", [*sorted(BAD_TRACES), "binary", "missing"])
+def test_malformed_trace_exits_7_from_sscard_replay(name: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{name}.apdu"
+    if name == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage\x80")
+    elif name != "missing":
+        path.write_text(BAD_TRACES[name], encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["replay", str(path), "--json"], out=out, err=err) == 7
+    assert json.loads(out.getvalue())["error"]["code"] == "TRACE_INVALID"
+
+
+def test_trace_built_in_code_with_a_bad_atr_is_typed() -> None:
+    with pytest.raises(TraceInvalid):
+        _ = Trace({"atr": "ZZ"}).atr
+    with pytest.raises(TraceInvalid):
+        _ = Trace({"protocol": "T=15"}).protocol

@@ -16,10 +16,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sscard.errors import TraceMismatch
+from sscard.errors import TraceInvalid
 
 FORMAT_VERSION = "1"
 MASK = "**"
+#: The values the ``protocol`` header may take.
+PROTOCOLS = ("T=0", "T=1")
 
 #: INS codes whose command data is never logged or recorded: VERIFY (20), ISO CHANGE REFERENCE DATA
 #: and this card's UNBLOCK PIN (24, reference §2), RESET RETRY COUNTER (2C), this card's CHANGE and
@@ -94,11 +96,11 @@ class Trace:
 
     @property
     def atr(self) -> bytes:
-        return bytes.fromhex(self.header.get("atr", ""))
+        return _atr(self.header.get("atr", ""), "<trace>")
 
     @property
     def protocol(self) -> str:
-        return self.header.get("protocol", "T=1")
+        return _protocol(self.header.get("protocol", "T=1"), "<trace>")
 
     def dump(self) -> str:
         lines = [f"# sscard-trace: {FORMAT_VERSION}"]
@@ -126,16 +128,43 @@ class Trace:
             in_header = False
             match = _EXCHANGE.match(line)
             if not match:
-                raise TraceMismatch(f"{origin}:{number}: not an exchange line: {line[:60]!r}")
+                raise TraceInvalid(f"{origin}:{number}: not an exchange line: {line[:60]!r}")
             trace.exchanges.append(Exchange(match.group(1).upper(), bytes.fromhex(match.group(2))))
         version = trace.header.get("sscard-trace")
         if version != FORMAT_VERSION:
-            raise TraceMismatch(f"{origin}: not an sscard trace of format {FORMAT_VERSION} (got {version!r})")
+            raise TraceInvalid(f"{origin}: not an sscard trace of format {FORMAT_VERSION} (got {version!r:.40})")
+        # Checked here, once, so a bad header is TRACE_INVALID at load, never a ValueError later.
+        _atr(trace.header.get("atr", ""), origin)
+        _protocol(trace.header.get("protocol", "T=1"), origin)
         return trace
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        return cls.parse(Path(path).read_text(encoding="utf-8"), origin=str(path))
+        """Read and parse a trace file; an unreadable or non-UTF-8 file is TRACE_INVALID too."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise TraceInvalid(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise TraceInvalid(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+        return cls.parse(text, origin=str(path))
+
+
+def _atr(value: str, origin: str) -> bytes:
+    """The ``atr`` header as bytes: hex digits (blanks allowed), at most 33 bytes (ISO 7816-3)."""
+    try:
+        atr = bytes.fromhex(value)
+    except ValueError:
+        raise TraceInvalid(f"{origin}: header atr is not hex: {value[:40]!r}") from None
+    if len(atr) > 33:
+        raise TraceInvalid(f"{origin}: header atr is {len(atr)} bytes, longer than an ATR can be (33)")
+    return atr
+
+
+def _protocol(value: str, origin: str) -> str:
+    if value not in PROTOCOLS:
+        raise TraceInvalid(f"{origin}: header protocol must be T=0 or T=1, not {value[:20]!r}")
+    return value
 
 
 _HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*)$")
