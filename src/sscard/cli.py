@@ -549,6 +549,8 @@ def _local_time(seconds: int) -> str:
 
 
 _QR_TERMINATORS = ("CR", "LF", "CRLF", "none")
+#: What ``sscard scan`` accepts: ``any`` (the default) takes CR, LF and CR LF alike (issue 11).
+_SCAN_TERMINATORS = ("any", *_QR_TERMINATORS)
 
 
 def cmd_scan(ctx: Context) -> int:
@@ -845,7 +847,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", required=True, help="the scanner's serial port, e.g. /dev/ttyACM0 or a udev link")
     p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
     p.add_argument(
-        "--terminator", choices=_QR_TERMINATORS, default="CR", help="what ends a scan (default CR; none: a pause)"
+        "--terminator",
+        choices=_SCAN_TERMINATORS,
+        default="any",
+        help="what ends a scan (default any: CR, LF or CR LF; none: a pause)",
     )
     p.add_argument("--json", action="store_true", help='one JSON object per scan: {"kind", "code", "device", "time"}')
     p.add_argument("--count", type=int, metavar="N", help="stop after N scans")
