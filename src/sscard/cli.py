@@ -28,18 +28,20 @@ Exit codes (stable):
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sscard import __version__
 from sscard.config import Config, load_config
 from sscard.errors import PinMismatch, SscardError, UsageError
+
+if TYPE_CHECKING:
+    from sscard.ssc.pin import Pin
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 EXIT_CODES: dict[str, int] = {
@@ -153,20 +155,24 @@ class Context:
     def emit(self, payload: dict[str, Any], text: str) -> None:
         print(json.dumps(payload, ensure_ascii=False) if self.json else text, file=self.out)
 
-    def read_pin(self, prompt: str, stdin_lines: list[str]) -> str:
-        """One PIN from ``--pin-stdin`` (next line) or a hidden prompt; never from argv."""
+    def read_pin(self, prompt: str) -> Pin:
+        """One PIN from ``--pin-stdin`` (the next line only) or a hidden prompt; never from argv.
+
+        Called as late as possible: by each command once the card is known to be there and to be
+        a social security card (issue 11).  The digits go straight from the file descriptor into
+        one ``bytearray`` (:class:`~sscard.ssc.pin.Pin`), wiped by the terminal after use.
+        """
         if getattr(self.args, "pin_stdin", False):
-            if not stdin_lines:
-                stdin_lines.extend(line.rstrip("\r\n") for line in self.stdin.readlines())
-            if not stdin_lines:
+            pin = _read_pin_line(self.stdin)
+            if pin is None:
                 raise UsageError("--pin-stdin given but standard input is empty", "已指定--pin-stdin但标准输入为空")
-            return stdin_lines.pop(0)
+            return pin
         if not self.stdin.isatty():
             raise UsageError(
                 "no terminal for a hidden PIN prompt; pipe the PIN with --pin-stdin",
                 "没有终端可用于隐藏输入密码，请使用--pin-stdin",
             )
-        return getpass.getpass(prompt)
+        return _prompt_pin(prompt)
 
     def open_terminal(self, **kwargs: Any) -> Any:
         from sscard.terminal import Terminal
@@ -176,6 +182,106 @@ class Context:
         if wait:
             terminal.wait_for_card(wait)
         return terminal
+
+
+#: The longest PIN line read (a PIN is at most 12 digits; longer input is PIN_FORMAT, not kept).
+_PIN_LINE_MAX = 64
+
+
+def _read_pin_line(stream: TextIO) -> Pin | None:
+    """The next line of ``stream`` as a Pin (None at end of input), reading no further.
+
+    From a real file descriptor the bytes are read one at a time into a preallocated buffer
+    (``os.readv``), so no ``bytes`` or ``str`` copy of the digits is made and the next line is
+    left for the next PIN.  A stream without one (``io.StringIO`` in tests) goes through ``str``.
+    """
+    import os
+
+    from sscard.ssc.pin import Pin
+
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = -1
+    if fd < 0 or not hasattr(os, "readv"):
+        line = stream.readline()
+        return Pin.from_text(line.rstrip("\r\n")) if line else None
+    return _read_fd_line(fd)
+
+
+def _read_fd_line(fd: int) -> Pin | None:
+    import os
+
+    from sscard.errors import PinFormat
+    from sscard.ssc.pin import Pin, wipe
+
+    buffer = bytearray(_PIN_LINE_MAX)
+    view = memoryview(buffer)
+    size, ended = 0, False
+    try:
+        while size < len(buffer):
+            if os.readv(fd, [view[size : size + 1]]) == 0:
+                break  # end of input
+            if buffer[size] == 0x0A:
+                ended = True
+                break
+            size += 1
+        else:
+            raise PinFormat("PIN line too long")
+        if size == 0 and not ended:
+            return None
+        if size and buffer[size - 1] == 0x0D:
+            size -= 1
+        return Pin(bytearray(view[:size]))  # the one buffer the terminal wipes
+    finally:
+        view.release()
+        wipe(buffer)
+
+
+def _prompt_pin(prompt: str) -> Pin:
+    """A hidden prompt on the controlling terminal, read into a Pin (``getpass`` would give a ``str``)."""
+    import os
+
+    try:
+        import termios
+
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except (ImportError, OSError):  # no controlling terminal (or not POSIX): getpass's own fallbacks
+        import getpass
+
+        from sscard.ssc.pin import Pin
+
+        return Pin.from_text(getpass.getpass(prompt))
+    try:
+        saved = termios.tcgetattr(fd)
+        quiet = termios.tcgetattr(fd)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+        try:
+            os.write(fd, prompt.encode("utf-8"))
+            pin = _read_fd_line(fd)
+        finally:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+            os.write(fd, b"\n")
+    finally:
+        os.close(fd)
+    if pin is None:
+        raise UsageError("no PIN entered", "未输入密码")
+    return pin
+
+
+def _pin_card_ready(terminal: Any) -> None:
+    """Before asking for a PIN: the reader takes PINs, a card is there, it is an SSC, not blocked.
+
+    One SELECT and the tries-left query (no try spent); NO_CARD, NOT_SSC, PIN_BLOCKED,
+    REPLAY_PIN_REFUSED come out here, before anybody types a PIN that could not be used.
+    """
+    from sscard.errors import PinBlocked
+    from sscard.ssc.application import PinState
+
+    terminal.check_pin_allowed()
+    if terminal.pin_status().state is PinState.BLOCKED:
+        raise PinBlocked("the tries-left query says so; no PIN asked for")
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -289,10 +395,11 @@ def cmd_sign_in(ctx: Context) -> int:
     from sscard.session import SessionEvent
 
     needs_pin = ctx.config.require_pin and not ctx.args.no_pin
-    pin = ctx.read_pin("PIN 密码: ", []) if needs_pin else None
     with ctx.open_terminal() as terminal:
         ended: list[SessionEvent] = []
         terminal.sessions.subscribe(lambda event: ended.append(event) if event.kind == "ended" else None)
+        # The PIN is asked for by sign_in once the card has been read (issue 11), not before.
+        pin = (lambda: ctx.read_pin("PIN 密码: ")) if needs_pin else None
         session = terminal.sign_in(pin, require_pin=needs_pin)
         data = session.to_json()
         ctx.emit({"session": data}, "\n".join(f"  {k:<16} {v}" for k, v in data.items() if v is not None))
@@ -317,9 +424,9 @@ def _pin_result(ctx: Context, outcome: Any) -> int:
 
 
 def cmd_verify(ctx: Context) -> int:
-    pin = ctx.read_pin("PIN 密码: ", [])
     with ctx.open_terminal() as terminal:
-        return _pin_result(ctx, terminal.verify(pin))
+        _pin_card_ready(terminal)
+        return _pin_result(ctx, terminal.verify(ctx.read_pin("PIN 密码: ")))
 
 
 def cmd_pin_status(ctx: Context) -> int:
@@ -331,13 +438,14 @@ def cmd_pin_status(ctx: Context) -> int:
 
 
 def cmd_change_pin(ctx: Context) -> int:
-    lines: list[str] = []
-    old = ctx.read_pin("Current PIN 原密码: ", lines)
-    new = ctx.read_pin("New PIN 新密码: ", lines)
-    if not ctx.args.pin_stdin and ctx.read_pin("New PIN again 再次输入新密码: ", lines) != new:
-        raise PinMismatch()
     with ctx.open_terminal() as terminal:
-        outcome = terminal.change_pin(old, new)
+        _pin_card_ready(terminal)
+        with ctx.read_pin("Current PIN 原密码: ") as old, ctx.read_pin("New PIN 新密码: ") as new:
+            if not ctx.args.pin_stdin:
+                with ctx.read_pin("New PIN again 再次输入新密码: ") as again:
+                    if not again.matches(new):
+                        raise PinMismatch()
+            outcome = terminal.change_pin(old, new)
     if not outcome.ok:
         outcome.raise_for_error()
     ctx.emit({"pin": {"state": "changed"}}, "PIN changed. 密码修改成功。")
@@ -644,8 +752,19 @@ def cmd_serve(ctx: Context) -> int:
     if ctx.args.systemd_unit:
         ctx.out.write(_systemd_unit())
         return EXIT_OK
+    from sscard.readers import REPLAY_PREFIX
     from sscard.service.app import serve
 
+    # A replay reader answers a recorded VERIFY to any PIN: never behind a kiosk service (issue 11).
+    if ctx.args.reader and ctx.args.reader.startswith(REPLAY_PREFIX):
+        raise UsageError(
+            "sscard serve does not run on a replay: reader (a trace cannot check a PIN); give a card reader",
+            "本地服务不能使用回放读卡器（回放无法核对密码），请指定实际读卡器",
+        )
+    if ctx.config.reader and ctx.config.reader.startswith(REPLAY_PREFIX):
+        from sscard.errors import ConfigError
+
+        raise ConfigError(f"[reader] name {ctx.config.reader!r}: sscard serve does not run on a replay: reader")
     if ctx.args.host not in ("127.0.0.1", "localhost", "::1") and not ctx.args.allow_remote:
         raise UsageError(
             "the service binds to 127.0.0.1; add --allow-remote to listen on another address (mind the Origin list)",
@@ -691,7 +810,8 @@ def cmd_replay(ctx: Context) -> int:
     trace = Trace.load(ctx.args.path)
     if ctx.args.operation is None:
         ctx.args.operation = trace.header.get("operation", "read")
-    with Terminal.open(REPLAY_PREFIX + ctx.args.path, config=ctx.config) as terminal:
+    accept_any_pin = bool(ctx.args.accept_any_pin)  # tests only: a trace cannot check a PIN
+    with Terminal.open(REPLAY_PREFIX + ctx.args.path, config=ctx.config, accept_any_pin=accept_any_pin) as terminal:
         status = _run_operation(ctx, terminal)
         replayed: Any = terminal.reader
         replayed.last.assert_finished()
@@ -707,7 +827,8 @@ def _run_operation(ctx: Context, terminal: Any) -> int:
         ctx.emit({"pin": outcome.to_dict()}, f"PIN state: {outcome.state.value}, tries left: {outcome.tries_left}")
         return EXIT_OK
     if operation == "verify":
-        return _pin_result(ctx, terminal.verify(ctx.read_pin("PIN 密码: ", [])))
+        terminal.check_pin_allowed()  # a replay: reader refuses before the PIN is asked for
+        return _pin_result(ctx, terminal.verify(ctx.read_pin("PIN 密码: ")))
     raise UsageError(f"unknown operation {operation!r}", f"未知操作{operation}")
 
 
@@ -873,6 +994,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", parents=[common, read_opts, pin_opts], help="replay a trace strictly")
     p.add_argument("path")
     p.add_argument("--operation", choices=op_choices, help="default: the trace's operation header")
+    p.add_argument(
+        "--accept-any-pin",
+        action="store_true",
+        help="for tests: let a PIN operation replay (the trace holds ** for the PIN, so any PIN matches)",
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("token", help="session tokens: verify one offline, make a terminal key (docs/tokens.md)")

@@ -56,6 +56,18 @@ def is_redacted(apdu: bytes) -> bool:
     return len(apdu) >= 4 and apdu[1] in REDACTED_INS
 
 
+def carries_secret(apdu: bytes) -> bool:
+    """Whether a whole command APDU carries a PIN or a key cryptogram: a redacted INS with data.
+
+    VERIFY without data (the tries-left query) carries nothing.  A replay cannot check such data
+    (the trace holds ``**``), so replay readers refuse it unless opened for tests.
+    """
+    if not is_redacted(apdu):
+        return False
+    start, end = _data_span(apdu)
+    return end > start
+
+
 def redact_command(apdu: bytes) -> str:
     """Upper-case hex of a command APDU with secret data bytes replaced by ``**``."""
     if not is_redacted(apdu):
