@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,9 +20,12 @@ import pcsc_env
 from sscard.apdu import Command
 from sscard.apdu.processors import GetResponseProcessor, ResendWithLeProcessor, TransportConnection, standard_stack
 from sscard.cli import main
-from sscard.errors import CardError, ConfigError, TraceInvalid
+from sscard.errors import CardError, CardRemoved, ConfigError, NotSsc, PinFormat, ReplayPinRefused, TraceInvalid
 from sscard.sim import Persona, SimulatedCard, load_persona
+from sscard.ssc.application import encode_pin
+from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal
+from sscard.transports.replay import ReplayTransport
 from sscard.transports.sim import SimReader
 from sscard.transports.trace import Trace
 from test_apdu import card
@@ -173,3 +178,236 @@ def test_trace_built_in_code_with_a_bad_atr_is_typed() -> None:
         _ = Trace({"atr": "ZZ"}).atr
     with pytest.raises(TraceInvalid):
         _ = Trace({"protocol": "T=15"}).protocol
+
+
+# --- item 3: the PIN lives in one buffer, wiped after use, and is asked for after the read ----------
+
+ZEROS = bytearray(len(PIN))
+
+
+def _buffer(pin: str = PIN) -> bytearray:
+    return bytearray(pin, "ascii")
+
+
+@pytest.mark.parametrize("given", ["bytearray", "Pin"])
+@pytest.mark.parametrize("case", ["verified", "wrong", "blocked", "format", "removed", "removed-during"])
+def test_pin_buffer_is_wiped_after_verify(given: str, case: str) -> None:
+    persona = "pin_blocked" if case == "blocked" else "typical"
+    overrides: dict[str, Any] = {}
+    if case == "removed":
+        overrides["remove_after"] = 2  # SELECT, tries-left query, then the card is gone
+    if case == "removed-during":
+        overrides["remove_during"] = 3  # the card runs the VERIFY and is pulled before answering
+    simulated = SimulatedCard(load_persona(persona), **overrides)
+    buffer = _buffer({"wrong": "000000", "format": "12a456"}.get(case, PIN))
+    pin: bytearray | Pin = buffer if given == "bytearray" else Pin(buffer)
+    with Terminal(SimReader(simulated, "sim:wipe")) as terminal:
+        try:
+            outcome = terminal.verify(pin)
+        except (CardRemoved, PinFormat) as exc:
+            assert case in ("removed", "removed-during", "format"), exc
+        else:
+            assert outcome.state.value == {"verified": "verified", "wrong": "incorrect", "blocked": "blocked"}[case]
+    assert buffer == ZEROS
+    if isinstance(pin, Pin):
+        assert pin.wiped and repr(pin) == "Pin(***)"
+
+
+def test_change_pin_wipes_both_buffers() -> None:
+    old, new = _buffer(), _buffer("654321")
+    with Terminal(SimReader(SimulatedCard(load_persona("typical")), "sim:wipe")) as terminal:
+        assert terminal.change_pin(old, new).ok
+    assert old == ZEROS and new == bytearray(6)
+
+
+def test_sign_in_wipes_the_pin_and_asks_for_it_after_the_read() -> None:
+    simulated = SimulatedCard(load_persona("typical"))
+    buffer = _buffer()
+    asked_after: list[int] = []
+
+    def ask() -> Pin:
+        asked_after.append(simulated.apdu_count)
+        return Pin(buffer)
+
+    with Terminal(SimReader(simulated, "sim:late")) as terminal:
+        session = terminal.sign_in(ask, require_pin=True)
+        assert session.method.value == "card+pin"
+    assert asked_after and asked_after[0] > 5  # SELECT, EF05 and EF06 were read before the question
+    assert buffer == ZEROS
+
+
+def test_sign_in_does_not_ask_for_a_pin_for_a_card_that_is_not_an_ssc() -> None:
+    asked: list[bool] = []
+
+    def ask() -> str:
+        asked.append(True)
+        return PIN
+
+    with Terminal(SimReader(SimulatedCard(load_persona("not_ssc")), "sim:bank")) as terminal, pytest.raises(NotSsc):
+        terminal.sign_in(ask, require_pin=True)
+    assert not asked
+
+
+def test_pin_packs_without_a_str_and_validates_once() -> None:
+    pin = Pin(bytearray(b"12345"))
+    assert pin.packed() == bytearray.fromhex("12345F")
+    assert encode_pin("1234") == bytearray.fromhex("1234") and encode_pin(bytearray(b"987654")) == bytearray.fromhex(
+        "987654"
+    )
+    for bad in ("123", "1234567890123", "12 34", "１２３４", ""):
+        with pytest.raises(PinFormat):
+            Pin.from_text(bad).validate()
+    with pytest.raises(TypeError):
+        Pin("1234")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(pin)
+    assert "1" not in f"{pin!r} {pin}"
+
+
+def test_pin_stdin_reads_one_line_from_the_descriptor_into_a_buffer() -> None:
+    from sscard.cli import _read_pin_line
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"123456\r\n654321\n")
+    os.close(write_end)
+    with os.fdopen(read_end, "r") as stream:
+        first = _read_pin_line(stream)
+        assert first is not None and first.packed() == bytearray.fromhex("123456")
+        assert os.read(read_end, 100) == b"654321\n"  # nothing read ahead: the next PIN is still there
+        assert _read_pin_line(stream) is None  # end of input
+
+
+def _run_cli(args: list[str], stdin_text: str = PIN + "\n") -> tuple[int, dict[str, Any], io.StringIO]:
+    stdin = io.StringIO(stdin_text)
+    out, err = io.StringIO(), io.StringIO()
+    status = main([*args, "--json"], out=out, err=err, stdin=stdin)
+    payload = json.loads(out.getvalue().splitlines()[-1]) if out.getvalue() else {}
+    return status, payload, stdin
+
+
+@pytest.mark.parametrize(
+    ("command", "persona", "status", "code"),
+    [
+        ("verify", "not_ssc", 4, "NOT_SSC"),
+        ("verify", "pin_blocked", 6, "PIN_BLOCKED"),
+        ("sign-in", "not_ssc", 4, "NOT_SSC"),
+        ("change-pin", "not_ssc", 4, "NOT_SSC"),
+        ("change-pin", "pin_blocked", 6, "PIN_BLOCKED"),
+    ],
+)
+def test_cli_asks_for_no_pin_before_the_card_is_known(command: str, persona: str, status: int, code: str) -> None:
+    """--pin-stdin: a card that cannot take a PIN leaves standard input untouched (no PIN read)."""
+    got, payload, stdin = _run_cli([command, "--reader", f"sim:{persona}", "--pin-stdin"], PIN + "\n654321\n")
+    assert (got, payload["error"]["code"]) == (status, code)
+    assert stdin.read() == PIN + "\n654321\n"
+
+
+def test_cli_still_verifies_with_pin_stdin() -> None:
+    got, payload, stdin = _run_cli(["verify", "--reader", "sim:typical", "--pin-stdin"], PIN + "\nrest\n")
+    assert got == 0 and payload["pin"]["state"] == "verified"
+    assert stdin.read() == "rest\n"  # exactly one line consumed
+
+
+@pytest.mark.pcscd
+def test_cli_asks_for_no_pin_with_no_card_in_the_reader(vpcd_reader: str) -> None:
+    got, payload, stdin = _run_cli(["verify", "--reader", vpcd_reader, "--pin-stdin"])
+    assert (got, payload["error"]["code"]) == (3, "NO_CARD")
+    assert stdin.read() == PIN + "\n"
+
+
+def test_hidden_prompt_reads_the_tty_without_echo() -> None:
+    """A real pty as the controlling terminal: the prompt comes, the digits are not echoed."""
+    import pty
+    import select
+    import sys
+
+    pid, master = pty.fork()
+    if pid == 0:  # the child: sscard verify with the pty as its terminal
+        os.execv(sys.executable, [sys.executable, "-m", "sscard.cli", "verify", "--reader", "sim:typical"])
+    seen = b""
+    try:
+        seen += _read_until(master, b"PIN", select)
+        os.write(master, PIN.encode() + b"\n")
+        seen += _read_until(master, b"verified", select)
+    finally:
+        _, wait_status = os.waitpid(pid, 0)
+        os.close(master)
+    assert os.waitstatus_to_exitcode(wait_status) == 0, seen
+    assert PIN.encode() not in seen, seen  # echo was off
+
+
+def _read_until(fd: int, marker: bytes, select: Any, timeout: float = 20.0) -> bytes:
+    import time
+
+    data, deadline = b"", time.monotonic() + timeout
+    while marker not in data:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {marker!r} within {timeout} s: {data!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+# --- item 4: replay readers refuse PIN operations unless a test opts in ---------------------------
+
+
+def test_replay_reader_refuses_pin_operations() -> None:
+    path = FIXTURES / "typical-verify.apdu"
+    buffer = _buffer()
+    with Terminal.open(f"replay:{path}") as terminal:
+        with pytest.raises(ReplayPinRefused) as caught:
+            terminal.verify(buffer)
+        assert buffer == ZEROS
+        with pytest.raises(ReplayPinRefused):
+            terminal.change_pin(PIN, "654321")
+        with pytest.raises(ReplayPinRefused):
+            terminal.sign_in(PIN, require_pin=True)
+        assert terminal.reader.last is None or terminal.reader.last.position == 0  # type: ignore[attr-defined]
+        assert terminal.pin_status().tries_left == 3  # the status query carries no PIN: allowed
+    error = caught.value.to_dict()
+    assert error["code"] == "REPLAY_PIN_REFUSED" and "回放" in error["message_zh"]
+    with Terminal.open(f"replay:{path}", accept_any_pin=True) as terminal:
+        assert terminal.verify(PIN).ok
+
+
+def test_replay_transport_refuses_a_pin_command_at_the_wire() -> None:
+    trace = Trace.load(FIXTURES / "typical-verify.apdu")
+    transport = ReplayTransport(trace)
+    for exchange in trace.exchanges:
+        if "**" in exchange.command:
+            with pytest.raises(ReplayPinRefused):
+                transport.transmit(bytes.fromhex(exchange.command.replace("**", "31")))
+            break
+        transport.transmit(bytes.fromhex(exchange.command))
+    else:
+        pytest.fail("the fixture has no VERIFY")
+
+
+def test_sscard_replay_refuses_a_pin_unless_told() -> None:
+    path = str(FIXTURES / "typical-verify.apdu")
+    got, payload, stdin = _run_cli(["replay", path, "--pin-stdin"])
+    assert (got, payload["error"]["code"]) == (2, "REPLAY_PIN_REFUSED")
+    assert stdin.read() == PIN + "\n"  # refused before the PIN was read
+    got, payload, _ = _run_cli(["replay", path, "--pin-stdin", "--accept-any-pin"])
+    assert got == 0 and payload["pin"]["state"] == "verified"
+    got, payload, _ = _run_cli(["verify", "--reader", f"replay:{path}", "--pin-stdin"])
+    assert (got, payload["error"]["code"]) == (2, "REPLAY_PIN_REFUSED")
+
+
+def test_sscard_serve_refuses_a_replay_reader(tmp_path: Path) -> None:
+    path = FIXTURES / "typical-read.apdu"
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["serve", "--reader", f"replay:{path}"], out=out, err=err) == 2
+    assert "USAGE_ERROR" in err.getvalue()
+    config = tmp_path / "sscard.toml"
+    config.write_text(f'[reader]\nname = "replay:{path}"\n', encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--config", str(config), "serve"], out=out, err=err) == 7
+    assert "CONFIG_ERROR" in err.getvalue()
