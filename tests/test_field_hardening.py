@@ -7,10 +7,14 @@ log, in process and through pcscd + vpcd.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
+import stat
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +415,164 @@ def test_sscard_serve_refuses_a_replay_reader(tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert main(["--config", str(config), "serve"], out=out, err=err) == 7
     assert "CONFIG_ERROR" in err.getvalue()
+
+
+# --- item 10: files of personal data are created 0600; no symlink followed; no FIFO hangs ------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a plain open() makes a file every local user can read."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
+def no_chmod(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mode must come from the open itself: a chmod afterwards leaves a window (and is refused here)."""
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("chmod after creating a private file")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    monkeypatch.setattr(os, "fchmod", refuse)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+PRIVATE_OUTPUTS = {
+    "record": lambda out: ["record", str(out), "--reader", "sim:typical"],
+    "photo": lambda out: ["read", "--reader", "sim:typical", "--photo", str(out)],
+    "hsm-step1": lambda out: ["read", "--reader", "sim:typical", "--hsm-step1", "--output", str(out)],
+    "read-output": lambda out: ["read", "--reader", "sim:typical", "--json", "--output", str(out)],
+}
+
+
+@pytest.mark.usefixtures("umask_022", "no_chmod")
+@pytest.mark.parametrize("what", sorted(PRIVATE_OUTPUTS))
+def test_files_of_personal_data_are_created_0600(what: str, tmp_path: Path) -> None:
+    out = tmp_path / f"{what}.out"
+    assert main(PRIVATE_OUTPUTS[what](out), out=io.StringIO(), err=io.StringIO()) == 0
+    assert out.stat().st_size > 0 and _mode(out) == 0o600
+    # An existing world-readable file is replaced by a new private one, not rewritten in its old mode.
+    out.write_bytes(b"old")
+    _chmod_for_test(out, 0o644)
+    assert main(PRIVATE_OUTPUTS[what](out), out=io.StringIO(), err=io.StringIO()) == 0
+    assert _mode(out) == 0o600 and out.read_bytes() != b"old"
+
+
+def _chmod_for_test(path: Path, mode: int) -> None:
+    """The test's own chmod (the code under test may not use one): straight to the syscall."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.chmod(str(path).encode(), mode) == 0
+    assert _mode(path) == mode
+
+
+@pytest.mark.parametrize("what", sorted(PRIVATE_OUTPUTS))
+def test_private_outputs_never_write_through_a_symlink(what: str, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.symlink_to(victim)
+    got, payload, _ = _run_cli(PRIVATE_OUTPUTS[what](out), "")
+    assert (got, payload["error"]["code"]) == (7, "FILE_REFUSED")
+    assert victim.read_bytes() == b"precious" and out.is_symlink()
+
+
+def test_private_output_refuses_a_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    results: list[tuple[int, dict[str, Any], io.StringIO]] = []
+    assert _finishes(lambda: results.append(_run_cli(["record", str(fifo), "--reader", "sim:typical"], ""))) is None
+    got, payload, _ = results[0]
+    assert (got, payload["error"]["code"]) == (7, "FILE_REFUSED")
+
+
+def test_keygen_force_never_follows_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    private, public = tmp_path / "key.pem", tmp_path / "key.pub"
+    private.symlink_to(victim)
+    for extra in ([], ["--force"]):
+        got, payload, _ = _run_cli(["token", "keygen", "--private", str(private), "--public", str(public), *extra], "")
+        assert (got, payload["error"]["code"]) == (7, "TOKEN_KEY_ERROR"), extra
+        assert victim.read_bytes() == b"precious" and private.is_symlink()
+    private.unlink()
+    with umask(0o022):
+        assert main(["token", "keygen", "--private", str(private), "--public", str(public)], out=io.StringIO()) == 0
+        assert (
+            main(["token", "keygen", "--private", str(private), "--public", str(public), "--force"], out=io.StringIO())
+            == 0
+        )
+    assert _mode(private) == 0o600 and _mode(public) == 0o644
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _finishes(call: Any, timeout: float = 10.0) -> BaseException | None:
+    """Run ``call`` on a thread; fail if it is still blocked after ``timeout`` (the FIFO hang)."""
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "blocked on the key path"
+    return caught[0] if caught else None
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_key_paths_that_are_fifos_or_devices_are_refused(kind: str, tmp_path: Path) -> None:
+    from sscard.config import Config
+    from sscard.psam.keys import SoftwareKeyService
+    from sscard.tokens import TokenKeyError, load_private_key, load_public_key
+
+    if kind == "fifo":
+        path = tmp_path / "key"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    error = _finishes(lambda: load_private_key(path))
+    assert isinstance(error, TokenKeyError) and "regular file" in error.message
+    error = _finishes(lambda: load_public_key(path))
+    assert isinstance(error, TokenKeyError) and "regular file" in error.message
+    error = _finishes(lambda: SoftwareKeyService.from_file(path, allowed=True))
+    assert isinstance(error, ConfigError)
+    error = _finishes(lambda: Trace.load(path))
+    assert isinstance(error, TraceInvalid)
+    # [session] key: a sign-in that issues a token
+    config = Config(session_key=str(path), terminal_id="410100813475")
+    terminal = Terminal(SimReader(SimulatedCard(load_persona("typical")), "sim:key"), config=config)
+    error = _finishes(lambda: terminal.sign_in(require_pin=False))
+    assert isinstance(error, TokenKeyError), error
+    terminal.close()
+
+
+def test_token_verify_with_a_fifo_public_key_exits_instead_of_hanging(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "key.pub"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "sscard.cli", "token", "verify", "x.y.z", "--public-key", str(fifo), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 7 and json.loads(done.stdout)["error"]["code"] == "TOKEN_KEY_ERROR"

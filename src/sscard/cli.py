@@ -340,6 +340,23 @@ def render_card(data: dict[str, Any], reader: str) -> str:
 def cmd_read(ctx: Context) -> int:
     if ctx.args.hsm_step1 and ctx.args.hsm_step2:
         raise UsageError("--hsm-step1 and --hsm-step2 are two separate calls", "两步须分开调用")
+    if not ctx.args.output:
+        return _cmd_read(ctx)
+    import io
+
+    from sscard.files import create_private_file
+
+    out, ctx.out = ctx.out, io.StringIO()
+    try:
+        status = _cmd_read(ctx)
+        text = ctx.out.getvalue()
+    finally:
+        ctx.out = out
+    create_private_file(ctx.args.output, text.encode("utf-8"))  # 0600: card data, the HSM step-1 line
+    return status
+
+
+def _cmd_read(ctx: Context) -> int:
     with ctx.open_terminal() as terminal:
         if ctx.args.hsm_step1:
             print(terminal.hsm_step1().line(), file=ctx.out)
@@ -370,7 +387,7 @@ def _hsm_step2(ctx: Context, terminal: Any) -> int:
 
 def _write_photo(ctx: Context, terminal: Any) -> None:
     """EF08 to a file, with a progress line on standard error (total unknown: bytes so far)."""
-    from pathlib import Path
+    from sscard.files import create_private_file
 
     def progress(done: int, total: int | None) -> None:
         shown = f"{done}/{total}" if total else f"{done}"
@@ -379,7 +396,7 @@ def _write_photo(ctx: Context, terminal: Any) -> None:
 
     photo = terminal.read_photo(progress)
     print(file=ctx.err)
-    Path(ctx.args.photo).write_bytes(photo)
+    create_private_file(ctx.args.photo, photo)  # 0600: the resident's face (issue 11)
     print(f"photo: {len(photo)} bytes written to {ctx.args.photo} / 照片已保存", file=ctx.err)
 
 
@@ -903,7 +920,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("readers", parents=[common], help="list PC/SC readers (* = card present)")
     p.set_defaults(func=cmd_readers)
     p = sub.add_parser("read", parents=[common, read_opts, key_opts], help="read card and cardholder data")
-    p.add_argument("--photo", metavar="FILE", help="also read the photo (EF08) into FILE, with a progress bar")
+    p.add_argument(
+        "--photo", metavar="FILE", help="also read the photo (EF08) into FILE (mode 0600), with a progress bar"
+    )
+    p.add_argument(
+        "--output", metavar="FILE", help="write the output (the card, or the HSM step-1 line) to FILE, mode 0600"
+    )
     p.add_argument("--hsm-step1", action="store_true", help="HSM two-step: print what the HSM needs (step 1)")
     p.add_argument(
         "--hsm-step2", action="store_true", help="HSM two-step: stdin = step-1 line + HSM answer; print the card"

@@ -16,10 +16,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sscard.errors import TraceInvalid
+from sscard.errors import PrivateFileError, TraceInvalid
+from sscard.files import create_private_file, read_regular_file
 
 FORMAT_VERSION = "1"
 MASK = "**"
+#: The largest trace file loaded (a whole read with a photo is some 30 KB): more is TRACE_INVALID.
+TRACE_FILE_LIMIT = 16 * 1024 * 1024
 #: The values the ``protocol`` header may take.
 PROTOCOLS = ("T=0", "T=1")
 
@@ -122,7 +125,8 @@ class Trace:
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.dump(), encoding="utf-8")
+        """Write the trace to a file created 0600: a trace holds a resident's card data (issue 11)."""
+        create_private_file(path, self.dump().encode("utf-8"))
 
     @classmethod
     def parse(cls, text: str, origin: str = "<trace>") -> Trace:
@@ -154,7 +158,9 @@ class Trace:
     def load(cls, path: str | Path) -> Trace:
         """Read and parse a trace file; an unreadable or non-UTF-8 file is TRACE_INVALID too."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_regular_file(path, limit=TRACE_FILE_LIMIT).decode("utf-8")
+        except PrivateFileError as exc:
+            raise TraceInvalid(f"{path}: {exc.fields['problem']}") from None
         except UnicodeDecodeError as exc:
             raise TraceInvalid(f"{path}: not UTF-8 text (byte {exc.start})") from None
         except OSError as exc:
