@@ -165,10 +165,12 @@ def test_malformed_trace_is_trace_invalid_in_the_api(name: str, tmp_path: Path) 
     assert caught.value.code == "TRACE_INVALID" and "回放" not in caught.value.message_zh
 
 
-@pytest.mark.parametrize("name", [*sorted(BAD_TRACES), "binary", "missing"])
+@pytest.mark.parametrize("name", [*sorted(BAD_TRACES), "binary", "missing", "operation"])
 def test_malformed_trace_exits_7_from_sscard_replay(name: str, tmp_path: Path) -> None:
     path = tmp_path / f"{name}.apdu"
-    if name == "binary":
+    if name == "operation":  # the header sscard replay acts on
+        path.write_text(_with_header("operation", "format-disk"), encoding="utf-8")
+    elif name == "binary":
         path.write_bytes(b"\xff\xfe\x00garbage\x80")
     elif name != "missing":
         path.write_text(BAD_TRACES[name], encoding="utf-8")

@@ -819,6 +819,10 @@ def cmd_record(ctx: Context) -> int:
             print(f"wrote {len(trace.exchanges)} exchanges to {ctx.args.output}", file=ctx.err)
 
 
+#: The operations ``record`` runs and ``replay`` replays (a trace's ``operation`` header).
+REPLAY_OPERATIONS = ("read", "verify", "pin-status")
+
+
 def cmd_replay(ctx: Context) -> int:
     from sscard.readers import REPLAY_PREFIX
     from sscard.terminal import Terminal
@@ -827,6 +831,12 @@ def cmd_replay(ctx: Context) -> int:
     trace = Trace.load(ctx.args.path)
     if ctx.args.operation is None:
         ctx.args.operation = trace.header.get("operation", "read")
+        if ctx.args.operation not in REPLAY_OPERATIONS:  # the file is wrong, not the command line
+            from sscard.errors import TraceInvalid
+
+            raise TraceInvalid(
+                f"{ctx.args.path}: header operation {ctx.args.operation[:20]!r} is not one of {REPLAY_OPERATIONS}"
+            )
     accept_any_pin = bool(ctx.args.accept_any_pin)  # tests only: a trace cannot check a PIN
     with Terminal.open(REPLAY_PREFIX + ctx.args.path, config=ctx.config, accept_any_pin=accept_any_pin) as terminal:
         status = _run_operation(ctx, terminal)
@@ -1007,7 +1017,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--systemd-unit", action="store_true", help="print the systemd unit for this installation and exit")
     p.set_defaults(func=cmd_serve)
 
-    op_choices = ("read", "verify", "pin-status")
+    op_choices = REPLAY_OPERATIONS
     p = sub.add_parser("record", parents=[common, read_opts, pin_opts], help="run an operation and write its trace")
     p.add_argument("output", help="trace file to write (docs/trace-format.md)")
     p.add_argument("--operation", choices=op_choices, default="read")
