@@ -340,11 +340,14 @@ def render_card(data: dict[str, Any], reader: str) -> str:
 def cmd_read(ctx: Context) -> int:
     if ctx.args.hsm_step1 and ctx.args.hsm_step2:
         raise UsageError("--hsm-step1 and --hsm-step2 are two separate calls", "两步须分开调用")
+    from sscard.files import check_private_path, create_private_file
+
+    for path in (ctx.args.output, ctx.args.photo):
+        if path:
+            check_private_path(path)  # refused before the card is read for nothing
     if not ctx.args.output:
         return _cmd_read(ctx)
     import io
-
-    from sscard.files import create_private_file
 
     out, ctx.out = ctx.out, io.StringIO()
     try:
@@ -798,7 +801,10 @@ def cmd_serve(ctx: Context) -> int:
 
 
 def cmd_record(ctx: Context) -> int:
+    from sscard.files import check_private_path
     from sscard.transports.replay import RecordingTransport
+
+    check_private_path(ctx.args.output)  # refused before the card is touched
 
     recorders: list[Any] = []
 

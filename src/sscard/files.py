@@ -53,6 +53,25 @@ def _os_error(path: str, exc: OSError) -> PrivateFileError:
     return PrivateFileError(path, f"cannot write it ({exc.strerror or type(exc).__name__})", "无法写入")
 
 
+def check_private_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+    """Refuse, before any work is done, a path :func:`create_private_file` would refuse.
+
+    A front end calls it before it reads a card, so a resident's card is not read for a file that
+    cannot be written; :func:`create_private_file` checks again when it writes.
+    """
+    where = os.fspath(path)
+    try:
+        info = os.lstat(where)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _os_error(where, exc) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(where, info.st_mode)
+    if not overwrite:
+        raise PrivateFileError(where, "it already exists", "文件已存在")
+
+
 def create_private_file(
     path: str | os.PathLike[str], data: bytes, *, mode: int = PRIVATE_MODE, overwrite: bool = True
 ) -> None:
@@ -62,17 +81,8 @@ def create_private_file(
     device or directory at ``path`` is always FILE_REFUSED, and nothing is written through it.
     """
     where = os.fspath(path)
-    try:
-        info = os.lstat(where)
-    except FileNotFoundError:
-        info = None
-    except OSError as exc:
-        raise _os_error(where, exc) from None
-    if info is not None:
-        if not stat.S_ISREG(info.st_mode):
-            raise _not_regular(where, info.st_mode)
-        if not overwrite:
-            raise PrivateFileError(where, "it already exists", "文件已存在")
+    check_private_path(where, overwrite=overwrite)
+    if os.path.lexists(where):
         try:
             os.unlink(where)
         except FileNotFoundError:

@@ -558,7 +558,7 @@ class Terminal:
             on_event=on_event,
         )
 
-    def sign_in_with(self, credential: Credential, pin: str | None = None) -> Session:
+    def sign_in_with(self, credential: Credential, pin: PinSource | None = None) -> Session:
         """Sign in with what :meth:`wait_for_credential` returned.
 
         An SSC card goes through :meth:`sign_in` (authentication, PIN).  A QR code starts a ``qr``
@@ -572,6 +572,8 @@ class Terminal:
 
         if credential.kind is CredentialKind.SSC_CARD:
             return self.sign_in(pin)
+        if isinstance(pin, (Pin, bytearray)):
+            Pin.of(pin).wipe()  # a QR code or an ID card takes no PIN
         if self.sessions.active is not None:
             raise SessionActive(f"session {self.sessions.active.id} is active")
         now = _now()
