@@ -43,7 +43,7 @@ Example::
     [qr]                    # QR scanner (docs/serial.md)
     port = "/dev/sscard-qr"
     baudrate = 9600
-    terminator = "CR"       # CR | LF | CRLF | none (inter-character timeout)
+    terminator = "any"      # any (CR, LF or CR LF) | CR | LF | CRLF | none (inter-character timeout)
     dedup_window = 2.0      # the same code again within this many seconds is one scan
 
     [idcard]                # resident ID-card reader (reference §7)
@@ -128,7 +128,7 @@ class Config:
     #: Serial devices (docs/serial.md): the QR scanner and the resident ID-card reader.
     qr_port: str | None = None
     qr_baudrate: int = 9600
-    qr_terminator: str = "CR"
+    qr_terminator: str = "ANY"
     qr_dedup_window: float = 2.0
     idcard_port: str | None = None
     idcard_baudrate: int = 115200
@@ -154,8 +154,8 @@ class Config:
             raise ConfigError(f"[session] token_ttl must be 1 to 86400 seconds, not {self.token_ttl!r}")
         if not 0 <= self.token_leeway <= 300:
             raise ConfigError(f"[session] leeway must be 0 to 300 seconds, not {self.token_leeway!r}")
-        if self.qr_terminator not in ("CR", "LF", "CRLF", "NONE"):
-            raise ConfigError(f"[qr] terminator must be CR, LF, CRLF or none, not {self.qr_terminator!r}")
+        if self.qr_terminator not in ("ANY", "CR", "LF", "CRLF", "NONE"):
+            raise ConfigError(f"[qr] terminator must be any, CR, LF, CRLF or none, not {self.qr_terminator!r}")
         if self.session_idle <= 0:
             raise ConfigError(f"[session] idle_timeout must be positive, not {self.session_idle!r}")
         timeouts = (("header_timeout", self.service_header_timeout), ("body_timeout", self.service_body_timeout))
@@ -225,7 +225,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             token_leeway=float(session.get("leeway", 30.0)),
             qr_port=_opt_str(qr.get("port")),
             qr_baudrate=int(qr.get("baudrate", 9600)),
-            qr_terminator=str(qr.get("terminator", "CR")).upper(),
+            qr_terminator=str(qr.get("terminator", "any")).upper(),
             qr_dedup_window=float(qr.get("dedup_window", 2.0)),
             idcard_port=_opt_str(idcard.get("port")),
             idcard_baudrate=int(idcard.get("baudrate", 115200)),

@@ -49,6 +49,7 @@ from sscard.errors import SscardError, UsageError
 from sscard.events import Event, Monitor
 from sscard.service.logs import RefusalLog, clean
 from sscard.session import SessionEvent
+from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal
 
 log = logging.getLogger("sscard.service")
@@ -562,7 +563,8 @@ async def photo(request: Request, service: Service) -> Any:
 @endpoint
 async def verify(request: Request, service: Service) -> Any:
     body = await _body(request)
-    pin = _text(body, "pin") or ""
+    pin = Pin.from_text(_text(body, "pin") or "")  # one buffer, wiped by the terminal (issue 11)
+    # Not wiped here: a cancelled request must not zero a PIN the worker thread may be packing.
     outcome = await service.run(lambda: service.terminal.verify(pin))
     return outcome.to_dict()
 
@@ -575,7 +577,8 @@ async def pin_status(request: Request, service: Service) -> Any:
 @endpoint
 async def sign_in(request: Request, service: Service) -> Any:
     body = await _body(request)
-    pin = _text(body, "pin", required=False)
+    text = _text(body, "pin", required=False)
+    pin = None if text is None else Pin.from_text(text)  # one buffer, wiped by the terminal (issue 11)
     session = await service.run(lambda: service.terminal.sign_in(pin))
     return {"session": session.to_json()}
 
