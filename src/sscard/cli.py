@@ -457,7 +457,10 @@ def cmd_watch(ctx: Context) -> int:
 
     pattern = ctx.args.reader or ctx.config.reader
     if pattern and pattern.startswith(("sim:", "replay:")):
-        raise UsageError("watch follows PC/SC readers; give a reader-name substring", "watch仅监视PC/SC读卡器")
+        raise UsageError(
+            "watch follows PC/SC readers; give a reader-name substring",
+            "监视命令只适用于PC/SC读卡器，请给出读卡器名称的一部分",
+        )
     monitor = Monitor(pattern, initial=not ctx.args.no_initial)
     done = threading.Event()
     seen = 0

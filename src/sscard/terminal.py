@@ -110,6 +110,7 @@ def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> Key
     raise AuthRequired(
         "card authentication",
         "no key service configured ([keys] service = psam, or hsm with the two-step calls)",
+        element_zh="卡片认证数据",
     )
 
 
@@ -381,7 +382,7 @@ class Terminal:
                     authenticator.external(app.connection, *keys)
                     holder = app.read_cardholder(issuer.spec_version)
                 elif require_cardholder:
-                    raise AuthRequired("cardholder data (EF06)", exc.detail) from None
+                    raise AuthRequired("cardholder data (EF06)", exc.detail, element_zh="持卡人数据（EF06）") from None
                 else:
                     holder, locked = CardholderData(), LOCKED_EF06
             authenticated_by = None
@@ -432,7 +433,7 @@ class Terminal:
                 return app.read_binary_file(0x08, progress)
             except AuthRequired:
                 if self.config.key_service == "none":
-                    raise AuthRequired("photo (EF08)") from None
+                    raise AuthRequired("photo (EF08)", element_zh="照片（EF08）") from None
             app.select()
             issuer = app.read_issuer()
             self._authenticator().external(app.connection, *_card_keys(transport, ssse, issuer))

@@ -264,11 +264,18 @@ def parse_element(tag: int, data: bytes) -> Any:
         return spec.fmt.parse(data).value
     except cs.ConstError:
         got = f"{data[0]:02X}" if data else "nothing"
-        raise BadRecord(spec.key, f"expected tag {tag:02X}, got {got}", spec.label_zh) from None
+        raise BadRecord(
+            spec.key,
+            f"expected tag {tag:02X}, got {got}",
+            spec.label_zh,
+            reason_zh=f"标签应为{tag:02X}，实为{got if data else '空'}",
+        ) from None
     except cs.StreamError:
-        raise BadRecord(spec.key, f"truncated record ({len(data)} bytes)", spec.label_zh) from None
+        raise BadRecord(
+            spec.key, f"truncated record ({len(data)} bytes)", spec.label_zh, reason_zh=f"记录不完整（{len(data)}字节）"
+        ) from None
     except cs.TerminatedError:
-        raise BadRecord(spec.key, "trailing bytes after the value", spec.label_zh) from None
+        raise BadRecord(spec.key, "trailing bytes after the value", spec.label_zh, reason_zh="值后有多余字节") from None
     except cs.ConstructError as exc:
         reason = str(exc).split("\n")[-1].split(") ", 1)[-1].strip() or type(exc).__name__
         raise BadRecord(spec.key, reason, spec.label_zh) from None

@@ -69,7 +69,7 @@ PCSC_ERRORS: Mapping[int, _ErrorFactory] = {
     _u32(scard.SCARD_W_RESET_CARD): CardReset,
     _u32(scard.SCARD_W_UNRESPONSIVE_CARD): CardMute,
     _u32(scard.SCARD_W_UNPOWERED_CARD): CardMute,
-    _u32(scard.SCARD_E_TIMEOUT): lambda detail: Timeout("the card reader", detail),
+    _u32(scard.SCARD_E_TIMEOUT): lambda detail: Timeout("the card reader", detail, what_zh="读卡器响应"),
 }
 
 _CARD_GONE: dict[bool, _ErrorFactory] = {False: NoCard, True: CardRemoved}
@@ -213,7 +213,8 @@ def _wait_any(names: Sequence[str], *, present: bool, timeout: float | None, wha
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Timeout(what, f"{timeout:g} s on {', '.join(map(repr, names))}")
+                what_zh = "拔卡" if what == "card removal" else "插卡"
+                raise Timeout(what, f"{timeout:g} s on {', '.join(map(repr, names))}", what_zh=what_zh)
             wait_ms = min(WAIT_SLICE_MS, max(1, math.ceil(remaining * 1000)))
 
 
