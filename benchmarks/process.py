@@ -184,7 +184,7 @@ def measure(options: Options) -> Section:
         # whatever PYTHONDONTWRITEBYTECODE says here.  The first run compiles and is shown apart.
         env = clean_env(SSCARD_CONFIG=str(config), PYTHONPYCACHEPREFIX=str(Path(workdir) / "pycache"))
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        read_command = [*sscard_command(), "read", "--reader", reader]
+        read_command = [*sscard_command(), "read", "--reader", reader, "--json"]
         try:
             try:
                 link.insert(timeout=options.timeout)

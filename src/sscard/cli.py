@@ -913,6 +913,89 @@ def _exit_code_epilog() -> str:
     return "\n".join(lines)
 
 
+#: ``sscard read``'s options for the fast path (``_fast_read_args``): dest, then the value's type
+#: and choices, or None for a flag.  tests/test_cli_startup.py checks it against build_parser().
+_READ_OPTIONS: dict[str, tuple[str, Callable[[str], object] | None, tuple[object, ...] | None]] = {
+    "--reader": ("reader", str, None),
+    "-r": ("reader", str, None),
+    "--itype": ("itype", int, (1, 2, 3, 4)),
+    "--wait": ("wait", float, None),
+    "--json": ("json", None, None),
+    "--format": ("format", str, ("text", "json", "ireadcardbas")),
+    "--terminal-id": ("terminal_id", str, None),
+    "--device-id": ("device_id", str, None),
+    "--allow-partial": ("allow_partial", None, None),
+    "--key-service": ("key_service", str, ("none", "psam", "hsm", "software")),
+    "--sam-reader": ("sam_reader", str, None),
+    "--photo": ("photo", str, None),
+    "--hsm-step1": ("hsm_step1", None, None),
+    "--hsm-step2": ("hsm_step2", None, None),
+    "--config": ("config_after", str, None),
+}
+
+
+def _fast_read_args(argv: Sequence[str]) -> Any:
+    """The parsed arguments of a plain ``sscard read …`` without argparse, or None.
+
+    Importing argparse and building even one command's parser takes ~10 ms (gettext looks for
+    translations of every help string), a fifth of a read's start-up (issue 11, item 14).  This
+    handles only the simple spellings (``--opt value``, flags, ``-v``); anything else — ``--opt=…``,
+    abbreviations, ``-h``, a value that starts with ``-`` or fails its type or choices — returns
+    None and argparse parses it, so every error and help text is argparse's.  The result equals
+    argparse's namespace (tests/test_cli_startup.py compares them).
+    """
+    import types
+
+    values: dict[str, Any] = {
+        "config": None,
+        "verbose": 0,
+        "command": "read",
+        "config_after": None,
+        "verbose_after": 0,
+        "func": cmd_read,
+        "format": "text",
+    }
+    for _key, (dest, kind, _choices) in _READ_OPTIONS.items():
+        values.setdefault(dest, False if kind is None else None)
+    words = list(argv)
+    index, seen_command = 0, False
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if not seen_command:
+            if word == "read":
+                seen_command = True
+            elif word in ("-v", "--verbose", "-vv"):
+                values["verbose"] += 2 if word == "-vv" else 1
+            elif word == "--config" and index < len(words) and not words[index].startswith("-"):
+                values["config"] = words[index]
+                index += 1
+            else:
+                return None
+            continue
+        if word in ("-v", "--verbose", "-vv"):
+            values["verbose_after"] += 2 if word == "-vv" else 1
+            continue
+        option = _READ_OPTIONS.get(word)
+        if option is None:
+            return None
+        dest, kind, choices = option
+        if kind is None:
+            values[dest] = True
+            continue
+        if index >= len(words) or words[index].startswith("-"):
+            return None
+        try:
+            value = kind(words[index])
+        except ValueError:
+            return None
+        if choices is not None and value not in choices:
+            return None
+        values[dest] = value
+        index += 1
+    return types.SimpleNamespace(**values) if seen_command else None
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``command``, only that command's options are built.
 
@@ -1356,11 +1439,13 @@ def main(
 ) -> int:
     out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_word(argv))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help, --version, usage errors
-        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    args = _fast_read_args(argv)
+    if args is None:
+        parser = build_parser(_command_word(argv))
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse: --help, --version, usage errors
+            return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     # -v and --config may also come after the command (build_parser): merge the two places.
     args.verbose += getattr(args, "verbose_after", 0)
     args.config = getattr(args, "config_after", None) or args.config
@@ -1384,6 +1469,34 @@ def main(
             raise
         payload = {"code": "INTERNAL", "message": f"internal error: {type(exc).__name__}", "message_zh": "内部错误"}
         return _report(ctx, payload, EXIT_INTERNAL)
+
+
+def run() -> None:
+    """The ``sscard`` console script and ``python -m sscard``: :func:`main`, then a quick exit.
+
+    When the command is done and no other thread runs, the exit handlers run (``atexit``:
+    logging's flush among them), both output streams are flushed and the process ends with
+    ``os._exit``, skipping the interpreter's teardown of every module and object, which costs a
+    one-shot ``sscard read`` ~10 ms, as long as its whole PC/SC exchange (issue 11, item 14).
+    Everything sscard opened is closed by then (``with`` blocks); pcscd drops what a process
+    leaves when its socket closes.  Tests call :func:`main`, which returns normally.
+    """
+    import os
+
+    status = main()
+    if threading.active_count() > 1:  # a thread still runs: let the interpreter end it as usual
+        sys.exit(status)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            status = _stdout_closed(stream) if stream is sys.stdout else status
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 #: Exit status when standard output was closed under us (``sscard read | head -1``): what a
@@ -1417,4 +1530,4 @@ def _report(ctx: Context, payload: dict[str, Any], status: int) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

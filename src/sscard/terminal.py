@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -600,6 +599,8 @@ class Terminal:
         Nothing may be sent to the card between this and :meth:`hsm_step2`: the challenge is
         good for the card's next command only.
         """
+        import secrets  # here: a plain read needs no random numbers (start-up, issue 11 item 14)
+
         from sscard.psam.auth import get_challenge
         from sscard.psam.crypto import Algorithm, build_factors
         from sscard.psam.hsm import HsmStep1
