@@ -743,7 +743,7 @@ def cmd_install_rules(ctx: Context) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(rules.joinpath(name).read_bytes())
             os.chmod(target, 0o644)
-        except PermissionError as exc:
+        except OSError as exc:  # not root, or --dest is not a directory
             raise UsageError(
                 f"cannot write {target} ({exc.strerror}): run as root, or give --dest DIR or --print",
                 f"无法写入{target}：请以root运行，或使用--dest或--print",
@@ -909,7 +909,8 @@ def _exit_code_epilog() -> str:
         f"  {status:<3} " + (f"{kinds[status]}: " if status in kinds else "") + ", ".join(codes)
         for status, codes in sorted(by_status.items())
     ]
-    lines.append("  130 interrupted (Ctrl-C) / 已中断;  141 standard output closed (e.g. | head) / 标准输出已关闭")
+    lines.append("  130 interrupted (Ctrl-C) / 已中断")
+    lines.append("  141 standard output closed (e.g. | head) / 标准输出已关闭")
     return "\n".join(lines)
 
 
