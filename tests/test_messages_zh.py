@@ -41,6 +41,7 @@ ALLOWED = {
     "Ctrl-C",
     "WebSocket",
     "Origin",  # the HTTP header's name
+    "root",  # the superuser account's name
 }
 
 #: Whole spans that are names by their form: options, config sections, paths, placeholders' codes.
