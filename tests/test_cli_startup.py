@@ -156,6 +156,17 @@ def test_fast_path_leaves_anything_else_to_argparse(argv: list[str]) -> None:
     assert cli._fast_read_args(argv) is None
 
 
+def test_commands_lists_every_command() -> None:
+    """COMMANDS decides which parsers are skipped: a command missing from it would still work, but
+    a command in it that does not exist would hide the others' help."""
+    full = cli.build_parser()
+    names = set(full._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert names == cli.COMMANDS
+    for name in names:  # building one command lists only that one, with its options
+        one = cli.build_parser(name)
+        assert set(one._subparsers._group_actions[0].choices) == {name}  # type: ignore[union-attr]
+
+
 def test_fast_path_knows_every_option_of_read() -> None:
     parser = cli.build_parser("read")
     read = parser._subparsers._group_actions[0].choices["read"]  # type: ignore[union-attr]
