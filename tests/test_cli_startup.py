@@ -184,3 +184,21 @@ def test_fast_path_knows_every_option_of_read() -> None:
         else:
             assert (action.type or str) is kind, option
             assert tuple(action.choices) == choices if action.choices else choices is None, option
+
+
+def test_pyscard_binding_alone_and_the_rest_of_pyscard_on_first_use() -> None:
+    """sscard.transports.pcsc loads smartcard.scard without smartcard/__init__; code that wants the
+    rest of pyscard (smartcard.Session, listReaders, smartcard.System) still gets it."""
+    code = """
+import sys
+import sscard.transports.pcsc as pcsc
+assert pcsc.scard.SCARD_S_SUCCESS == 0
+assert "smartcard.Session" not in sys.modules and "smartcard.System" not in sys.modules
+import smartcard
+assert callable(smartcard.listReaders) and smartcard.Session.__name__ == "Session"
+from smartcard.System import readers
+assert callable(readers) and "__getattr__" not in vars(smartcard)
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
