@@ -20,8 +20,9 @@ PCSCD_SOCKET=${PCSCLITE_CSOCK_NAME:-/run/pcscd/pcscd.comm}
 # pkg-config and a C compiler because pyscard is built from source (PyPI has only an sdist);
 # chromium and its chromedriver for the kiosk page's browser test (tests/test_browser.py); CJK fonts so
 # its screenshots show the Chinese text; opensc for its opensc-tool, the C peer the benchmark suite
-# compares `sscard read` with (benchmarks/process.py).
-DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc)
+# compares `sscard read` with (benchmarks/process.py); zsh, to check `sscard completion zsh`'s script
+# (tests/test_cli_polish.py; bash is there anyway).
+DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh)
 
 step() { printf '==> %s\n' "$*"; }
 die() {

@@ -7,7 +7,7 @@ Sections, in order (each is also a script of its own, ``benchmarks/NAME.py``):
 ========== =================================================================================
 apdus      APDUs per operation: sscard vs the card's minimum vs the vendor-typical sequence
 overhead   ``Terminal.read()`` vs a raw pyscard ``SCardTransmit`` loop, same APDUs (goal ≤ 1.10)
-process    ``sscard read`` as a process vs ``opensc-tool``; start-up to first APDU; imports
+process    ``sscard read --json`` as a process vs ``opensc-tool`` (goal ≤ 2.5); start-up; imports
 parsers    records parsed per second; memory
 readers    4 readers read concurrently vs one alone, on a private pcscd (root; goal ≤ 1.3)
 events     card in/out to sscard's event vs pcscd's own detection (``events.py``; goal < 10 ms)

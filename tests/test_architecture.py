@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.credentials", 4),
     ("sscard.readers", 4),
     ("sscard.cli", 5),
+    ("sscard.__main__", 5),  # python -m sscard: calls sscard.cli.main
     ("sscard.cli.*", 5),
     ("sscard.cli_*", 5),
     ("sscard.service", 5),

@@ -64,6 +64,7 @@ def _check_process(data: dict[str, Any]) -> None:
     if data["opensc"]:
         assert all(sample["apdus"] == data["apdus_per_read"] for sample in data["samples"]["opensc"])
         assert _number(data["ratio_median"])
+        assert data["verdict"] in {"PASS", "OVER"} and data["goal"]["at_most"] == 2.5
     assert _number(data["sscard_startup_ms"])
     assert _number(data["imports"]["sscard_read_ms"]) and data["imports"]["top_level"]
 

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 
-UDEV_DIR = Path(__file__).resolve().parent.parent / "udev"
+# The rules are package data (so that `sscard install-rules` has them in an installed wheel);
+# their documentation stays in udev/README.md.
+UDEV_DIR = Path(__file__).resolve().parent.parent / "src" / "sscard" / "rules"
 RULES_FILES = sorted(UDEV_DIR.glob("*.rules"))
 POLKIT_RULES = UDEV_DIR / "polkit" / "50-sscard-pcscd.rules"
-README = UDEV_DIR / "README.md"
+README = Path(__file__).resolve().parent.parent / "udev" / "README.md"
 
 # --------------------------------------------------------------------------------------------------
 # The linter

@@ -27,7 +27,7 @@ Exit codes (stable):
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -40,7 +40,10 @@ from sscard import __version__
 from sscard.config import Config, load_config
 from sscard.errors import PinMismatch, SscardError, UsageError
 
+# argparse is imported by build_parser, getpass by the PIN prompt: start-up (issue 11, item 14).
 if TYPE_CHECKING:
+    import argparse
+
     from sscard.ssc.pin import Pin
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -180,6 +183,12 @@ class Context:
         terminal = Terminal.open(self.config.reader, config=self.config, **kwargs)
         wait = getattr(self.args, "wait", None)
         if wait:
+            if _isatty(self.err) and not terminal.reader.card_present():
+                print(
+                    f"请插入社会保障卡（等待{wait:g}秒）… / Insert the card (waiting up to {wait:g} s)…",
+                    file=self.err,
+                    flush=True,
+                )
             terminal.wait_for_card(wait)
         return terminal
 
@@ -284,6 +293,13 @@ def _pin_card_ready(terminal: Any) -> None:
         raise PinBlocked("the tries-left query says so; no PIN asked for")
 
 
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed, or not a file
+        return False
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 
@@ -319,19 +335,40 @@ def _read(ctx: Context, terminal: Any) -> int:
     return EXIT_OK
 
 
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: East Asian wide and full-width characters (汉字, ：)
+    take two, combining marks none, the rest one.  ``str.ljust`` counts characters, which puts a
+    column after Chinese labels out of line."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in text)
+
+
+def label_rows(rows: Sequence[tuple[str, str, object]]) -> list[str]:
+    """``  中文 English   value`` lines whose values all start in the same terminal column."""
+    labels = [f"{zh} {en}" for zh, en, _ in rows]
+    width = max((display_width(label) for label in labels), default=0)
+    return [
+        f"  {label}{' ' * (width - display_width(label))}  {value}"
+        for label, (_, _, value) in zip(labels, rows, strict=True)
+    ]
+
+
 def render_card(data: dict[str, Any], reader: str) -> str:
     """The readable, bilingual form of the JSON contract."""
     lines = [f"社会保障卡 Social security card  [{reader}]"]
     holder, card = data["cardholder"], data["card"]
+    rows: list[tuple[str, str, object]] = []
     for key, zh, en in _HOLDER_LABELS:
         value = holder[key]
         if key == "gender" and holder["gender_code"] is not None:
             value = f"{value or '?'} ({holder['gender_code']})"
         if key == "nation" and holder["nation_code"] is not None:
             value = f"{value or '?'} ({holder['nation_code']})"
-        lines.append(f"  {zh} {en:<26} {value if value is not None else '-'}")
+        rows.append((zh, en, value if value is not None else "-"))
     for key, zh, en in _CARD_LABELS:
-        lines.append(f"  {zh} {en:<26} {card[key] if card[key] is not None else '-'}")
+        rows.append((zh, en, card[key] if card[key] is not None else "-"))
+    lines += label_rows(rows)
     for warning in data["warnings"]:
         lines.append(f"  ! {warning['code']}: {warning['message']} / {warning['message_zh']}")
     return "\n".join(lines)
@@ -397,8 +434,11 @@ def _write_photo(ctx: Context, terminal: Any) -> None:
         bar = "#" * min(40, done // 128)
         print(f"\r照片 photo [{bar:<40}] {shown} bytes", end="", file=ctx.err, flush=True)
 
-    photo = terminal.read_photo(progress)
-    print(file=ctx.err)
+    # A bar redrawn with \r is for a person at a terminal; in a log file it is noise.
+    on_terminal = _isatty(ctx.err)
+    photo = terminal.read_photo(progress if on_terminal else None)
+    if on_terminal:
+        print(file=ctx.err)
     create_private_file(ctx.args.photo, photo)  # 0600: the resident's face (issue 11)
     print(f"photo: {len(photo)} bytes written to {ctx.args.photo} / 照片已保存", file=ctx.err)
 
@@ -528,6 +568,7 @@ def render_idcard(record: Any, port: str) -> str:
     """The readable, bilingual form of the ``idcard read --json`` contract (codes shown as in render_card)."""
     data = record.to_json()
     lines = [f"居民身份证 Resident ID card  [{port}]"]
+    rows: list[tuple[str, str, object]] = []
     for key, zh, en in _IDCARD_LABELS:
         value = data[key]
         if key == "gender":
@@ -536,8 +577,9 @@ def render_idcard(record: Any, port: str) -> str:
             value = f"{value or '?'} ({record.nation_code})"
         elif key == "valid_to" and value == "long-term":
             value = "长期 (long-term)"
-        lines.append(f"  {zh} {en:<26} {value if value not in (None, '') else '-'}")
-    lines.append(f"  相片 {'Photo':<26} WLT, {len(record.photo_wlt)} bytes")
+        rows.append((zh, en, value if value not in (None, "") else "-"))
+    rows.append(("相片", "Photo", f"WLT, {len(record.photo_wlt)} bytes"))
+    lines += label_rows(rows)
     for warning in data["warnings"]:
         lines.append(f"  ! {warning['code']}: {warning['message']} / {warning['message_zh']}")
     return "\n".join(lines)
@@ -587,7 +629,10 @@ def cmd_watch(ctx: Context) -> int:
 
     pattern = ctx.args.reader or ctx.config.reader
     if pattern and pattern.startswith(("sim:", "replay:")):
-        raise UsageError("watch follows PC/SC readers; give a reader-name substring", "watch仅监视PC/SC读卡器")
+        raise UsageError(
+            "watch follows PC/SC readers; give a reader-name substring",
+            "监视命令只适用于PC/SC读卡器，请给出读卡器名称的一部分",
+        )
     monitor = Monitor(pattern, initial=not ctx.args.no_initial)
     done = threading.Event()
     seen = 0
@@ -652,7 +697,7 @@ def cmd_token_verify(ctx: Context) -> int:
         ("过期时间", "Expires", data["expires"]),
         ("密钥编号", "Key id", claims.key_id or "-"),
     )
-    text = "Session token valid. 会话令牌有效。\n" + "\n".join(f"  {zh} {en:<26} {value}" for zh, en, value in rows)
+    text = "Session token valid. 会话令牌有效。\n" + "\n".join(label_rows(rows))
     ctx.emit({"session": data}, text)
     return EXIT_OK
 
@@ -796,6 +841,59 @@ def cmd_serve(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_completion(ctx: Context) -> int:
+    """A shell completion script, generated by shtab from the whole parser (nothing at start-up)."""
+    import shtab
+
+    ctx.out.write(shtab.complete(build_parser(), ctx.args.shell))
+    return EXIT_OK
+
+
+#: The kiosk permission files (package data, udev/README.md) and where they are installed.
+RULES_FILES = (
+    ("60-sscard-ccid.rules", "etc/udev/rules.d"),
+    ("61-sscard-serial.rules", "etc/udev/rules.d"),
+    ("polkit/50-sscard-pcscd.rules", "etc/polkit-1/rules.d"),
+)
+
+
+def cmd_install_rules(ctx: Context) -> int:
+    """Install the udev and polkit rules from the installed package (or print them with --print).
+
+    docs/service.md starts from ``pip install sscard``: a wheel has no udev/ directory, so the
+    rules travel as package data and this puts them where udev and polkit look.
+    """
+    import os
+    from importlib import resources
+    from pathlib import Path
+
+    rules = resources.files("sscard").joinpath("rules")
+    if ctx.args.print_rules:
+        for name, folder in RULES_FILES:
+            text = rules.joinpath(name).read_text(encoding="utf-8")
+            print(f"# ---- /{folder}/{Path(name).name}\n{text}", file=ctx.out, end="" if text.endswith("\n") else "\n")
+        return EXIT_OK
+    root = Path(ctx.args.dest or "/")
+    for name, folder in RULES_FILES:
+        target = root / folder / Path(name).name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(rules.joinpath(name).read_bytes())
+            os.chmod(target, 0o644)
+        except OSError as exc:  # not root, or --dest is not a directory
+            raise UsageError(
+                f"cannot write {target} ({exc.strerror}): run as root, or give --dest DIR or --print",
+                f"无法写入{target}：请以root运行，或使用--dest或--print",
+            ) from None
+        print(f"installed {target} / 已安装", file=ctx.err)
+    print(
+        "next: groupadd --system sscard; usermod -aG sscard KIOSK-USER; udevadm control --reload-rules; "
+        "udevadm trigger; systemctl restart pcscd (udev/README.md) / 后续步骤见说明文档",
+        file=ctx.err,
+    )
+    return EXIT_OK
+
+
 def cmd_record(ctx: Context) -> int:
     from sscard.files import check_private_path
     from sscard.transports.replay import RecordingTransport
@@ -896,170 +994,614 @@ def cmd_demo(ctx: Context) -> int:
 # --- parser -----------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--reader", "-r", help="PC/SC reader-name substring, sim:PERSONA or replay:PATH")
-    common.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    common.add_argument("--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for a card first")
-    common.add_argument(
-        "--itype",
-        type=int,
-        choices=(1, 2, 3, 4),
-        help="card interface (national iType): 1 contact, 2 contactless, 3 auto contact first, 4 contactless first",
+#: The commands, for building only the one given (build_parser).
+COMMANDS = frozenset(
+    (
+        "readers",
+        "read",
+        "auth-check",
+        "sign-in",
+        "verify",
+        "pin-status",
+        "change-pin",
+        "sim",
+        "idcard",
+        "watch",
+        "scan",
+        "serve",
+        "record",
+        "replay",
+        "token",
+        "demo",
+        "completion",
+        "install-rules",
     )
+)
+#: The global options, accepted before the command and after it (``sscard read -v --config x.toml``).
+_GLOBAL_WITH_VALUE = ("--config",)
 
-    read_opts = argparse.ArgumentParser(add_help=False)
-    read_opts.add_argument(
-        "--format", choices=("text", "json", "ireadcardbas"), default="text", help="output form (default text)"
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not a global option), or None.
+
+    Only that command's options are built (start-up, issue 11 item 14); None builds them all.
+    """
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif word == "--":
+            return None
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _exit_code_epilog() -> str:
+    """The exit codes (``EXIT_CODES``), for ``sscard --help``."""
+    by_status: dict[int, list[str]] = {}
+    for code, status in EXIT_CODES.items():
+        by_status.setdefault(status, []).append(code)
+    lines = ["exit codes / 退出码:", "  0   success / 成功", "  1   internal error (a bug; rerun with -vv) / 内部错误"]
+    lines.append(
+        "  2   usage error / 用法错误: " + ", ".join(c for c in by_status.pop(EXIT_USAGE) if c != "USAGE_ERROR")
     )
-    read_opts.add_argument("--terminal-id", help="终端机编号 for --format ireadcardbas")
-    read_opts.add_argument("--device-id", help="终端设备号 for --format ireadcardbas")
-    read_opts.add_argument("--allow-partial", action="store_true", help="on 3.00 cards, return EF05 if EF06 is locked")
+    kinds = {
+        3: "environment / 环境",
+        4: "card / 卡片",
+        5: "PIN / 密码",
+        7: "configuration / 配置",
+        8: "key service / 密钥服务",
+        9: "token rejected / 令牌被拒绝",
+        11: "serial devices / 串口设备",
+    }
+    lines += [
+        f"  {status:<3} " + (f"{kinds[status]}: " if status in kinds else "") + ", ".join(codes)
+        for status, codes in sorted(by_status.items())
+    ]
+    lines.append("  130 interrupted (Ctrl-C) / 已中断")
+    lines.append("  141 standard output closed (e.g. | head) / 标准输出已关闭")
+    return "\n".join(lines)
 
-    key_opts = argparse.ArgumentParser(add_help=False)
-    key_opts.add_argument("--key-service", choices=("none", "psam", "hsm", "software"), help="card authentication")
-    key_opts.add_argument("--sam-reader", help="the PSAM's reader: name substring, or sim:PSAM")
 
-    pin_opts = argparse.ArgumentParser(add_help=False)
-    pin_opts.add_argument("--pin-stdin", action="store_true", help="read PIN(s) from standard input, one per line")
+#: ``sscard read``'s options for the fast path (``_fast_read_args``): dest, then the value's type
+#: and choices, or None for a flag.  tests/test_cli_startup.py checks it against build_parser().
+_READ_OPTIONS: dict[str, tuple[str, Callable[[str], object] | None, tuple[object, ...] | None]] = {
+    "--reader": ("reader", str, None),
+    "-r": ("reader", str, None),
+    "--itype": ("itype", int, (1, 2, 3, 4)),
+    "--wait": ("wait", float, None),
+    "--json": ("json", None, None),
+    "--format": ("format", str, ("text", "json", "ireadcardbas")),
+    "--terminal-id": ("terminal_id", str, None),
+    "--device-id": ("device_id", str, None),
+    "--allow-partial": ("allow_partial", None, None),
+    "--key-service": ("key_service", str, ("none", "psam", "hsm", "software")),
+    "--sam-reader": ("sam_reader", str, None),
+    "--photo": ("photo", str, None),
+    "--output": ("output", str, None),
+    "--hsm-step1": ("hsm_step1", None, None),
+    "--hsm-step2": ("hsm_step2", None, None),
+    "--config": ("config_after", str, None),
+}
 
-    parser = argparse.ArgumentParser(prog="sscard", description="Social security card (社会保障卡) reader middleware")
+
+def _fast_read_args(argv: Sequence[str]) -> Any:
+    """The parsed arguments of a plain ``sscard read …`` without argparse, or None.
+
+    Importing argparse and building even one command's parser takes ~10 ms (gettext looks for
+    translations of every help string), a fifth of a read's start-up (issue 11, item 14).  This
+    handles only the simple spellings (``--opt value``, flags, ``-v``); anything else — ``--opt=…``,
+    abbreviations, ``-h``, a value that starts with ``-`` or fails its type or choices — returns
+    None and argparse parses it, so every error and help text is argparse's.  The result equals
+    argparse's namespace (tests/test_cli_startup.py compares them).
+    """
+    import types
+
+    values: dict[str, Any] = {
+        "config": None,
+        "verbose": 0,
+        "command": "read",
+        "config_after": None,
+        "verbose_after": 0,
+        "func": cmd_read,
+        "format": "text",
+    }
+    for _key, (dest, kind, _choices) in _READ_OPTIONS.items():
+        values.setdefault(dest, False if kind is None else None)
+    words = list(argv)
+    index, seen_command = 0, False
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if not seen_command:
+            if word == "read":
+                seen_command = True
+            elif word in ("-v", "--verbose", "-vv"):
+                values["verbose"] += 2 if word == "-vv" else 1
+            elif word == "--config" and index < len(words) and not words[index].startswith("-"):
+                values["config"] = words[index]
+                index += 1
+            else:
+                return None
+            continue
+        if word in ("-v", "--verbose", "-vv"):
+            values["verbose_after"] += 2 if word == "-vv" else 1
+            continue
+        option = _READ_OPTIONS.get(word)
+        if option is None:
+            return None
+        dest, kind, choices = option
+        if kind is None:
+            values[dest] = True
+            continue
+        if index >= len(words) or words[index].startswith("-"):
+            return None
+        try:
+            value = kind(words[index])
+        except ValueError:
+            return None
+        if choices is not None and value not in choices:
+            return None
+        values[dest] = value
+        index += 1
+    return types.SimpleNamespace(**values) if seen_command else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only that command's options are built.
+
+    Every command is listed (``sscard --help``, choices), but building every command's options
+    costs more than the rest of a read's start-up together (~10 ms of argparse: issue 11, item 14),
+    so ``main`` builds only those of the command it was given.  Each command offers only the
+    options it uses; ``--config`` and ``-v`` are accepted after it too.
+    """
+    import argparse
+
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    def options(*adders: Callable[[argparse.ArgumentParser], None]) -> list[argparse.ArgumentParser]:
+        parents = []
+        for adder in adders:
+            group = argparse.ArgumentParser(add_help=False)
+            adder(group)
+            parents.append(group)
+        return parents
+
+    def reader_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--reader", "-r", help="PC/SC reader-name substring, sim:PERSONA or replay:PATH")
+        p.add_argument(
+            "--itype",
+            type=int,
+            choices=(1, 2, 3, 4),
+            help="card interface (national iType): 1 contact, 2 contactless, 3 auto contact first, 4 contactless first",
+        )
+
+    def wait_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--wait", type=float, metavar="SECONDS", help="wait up to SECONDS for a card first")
+
+    def json_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+    def read_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--format", choices=("text", "json", "ireadcardbas"), default="text", help="output form (default text)"
+        )
+        p.add_argument("--terminal-id", help="终端机编号 for --format ireadcardbas")
+        p.add_argument("--device-id", help="终端设备号 for --format ireadcardbas")
+        p.add_argument("--allow-partial", action="store_true", help="on 3.00 cards, return EF05 if EF06 is locked")
+
+    def key_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--key-service", choices=("none", "psam", "hsm", "software"), help="card authentication")
+        p.add_argument("--sam-reader", help="the PSAM's reader: name substring, or sim:PSAM")
+
+    def pin_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pin-stdin", action="store_true", help="read PIN(s) from standard input, one per line")
+
+    def global_opts(p: argparse.ArgumentParser, *, top: bool) -> None:
+        # After the command they go to other names (main merges them), so that an absent one does
+        # not overwrite what was given before the command.
+        suffix = "" if top else "_after"
+        p.add_argument(
+            "--config", dest="config" + suffix, metavar="FILE", help="configuration file (default: see docs/cli.md)"
+        )
+        p.add_argument(
+            "-v",
+            "--verbose",
+            dest="verbose" + suffix,
+            action="count",
+            default=0,
+            help="-v info, -vv debug (APDUs, redacted)",
+        )
+
+    parser = argparse.ArgumentParser(
+        prog="sscard",
+        description="Social security card (社会保障卡) reader middleware / 社会保障卡读卡中间件",
+        epilog=_exit_code_epilog(),
+        formatter_class=formatter,
+    )
     parser.add_argument("--version", action="version", version=f"sscard {__version__}")
-    parser.add_argument("--config", help="configuration file (default: see docs/cli.md)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug (APDUs, redacted)")
+    global_opts(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("readers", parents=[common], help="list PC/SC readers (* = card present)")
-    p.set_defaults(func=cmd_readers)
-    p = sub.add_parser("read", parents=[common, read_opts, key_opts], help="read card and cardholder data")
-    p.add_argument(
-        "--photo", metavar="FILE", help="also read the photo (EF08) into FILE (mode 0600), with a progress bar"
-    )
-    p.add_argument(
-        "--output", metavar="FILE", help="write the output (the card, or the HSM step-1 line) to FILE, mode 0600"
-    )
-    p.add_argument("--hsm-step1", action="store_true", help="HSM two-step: print what the HSM needs (step 1)")
-    p.add_argument(
-        "--hsm-step2", action="store_true", help="HSM two-step: stdin = step-1 line + HSM answer; print the card"
-    )
-    p.set_defaults(func=cmd_read)
-    p = sub.add_parser("auth-check", parents=[common, key_opts], help="is the card genuine (internal authentication)")
-    p.set_defaults(func=cmd_auth_check)
-    p = sub.add_parser("sign-in", parents=[common, pin_opts, key_opts], help="sign a resident in: session and token")
-    p.add_argument("--no-pin", action="store_true", help="card-only sign-in (if the terminal's policy allows)")
-    p.add_argument("--hold", action="store_true", help="stay until the session ends (card removed, Ctrl-C)")
-    p.set_defaults(func=cmd_sign_in)
-    p = sub.add_parser("verify", parents=[common, pin_opts], help="verify the cardholder's PIN (once; never retried)")
-    p.set_defaults(func=cmd_verify)
-    p = sub.add_parser("pin-status", parents=[common], help="tries left, without spending one")
-    p.set_defaults(func=cmd_pin_status)
-    p = sub.add_parser("change-pin", parents=[common, pin_opts], help="change the PIN (stdin: old, then new)")
-    p.set_defaults(func=cmd_change_pin)
+    def add(  # noqa: PLR0917 - one call per command, read as a table
+        group: Any,
+        name: str,
+        english: str,
+        chinese: str,
+        func: Callable[[Context], int] | None,
+        parents: Callable[[], list[argparse.ArgumentParser]] = list,
+        build: Callable[[argparse.ArgumentParser], None] | None = None,
+        *,
+        chosen: bool,
+    ) -> Any:
+        text = f"{english} / {chinese}"
+        if not chosen:  # listed, with its one-line description, but its options are not built
+            if command in COMMANDS:
+                return None  # another known command was given: this one is not even listed
+            return group.add_parser(name, help=text, description=text)
+        p = group.add_parser(name, help=text, description=text, parents=parents(), formatter_class=formatter)
+        if func is not None:
+            global_opts(p, top=False)
+            p.set_defaults(func=func)
+        if build is not None:
+            build(p)
+        return p
 
-    p = sub.add_parser("sim", help="the built-in simulated card")
-    sim_sub = p.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
-    q = sim_sub.add_parser("list", parents=[common], help="list personas")
-    q.set_defaults(func=cmd_sim_list)
-    q = sim_sub.add_parser("insert", help="insert a simulated card into pcscd's vpcd reader until Ctrl-C")
-    q.add_argument("persona", nargs="?", default=DEMO_PERSONA)
-    q.add_argument("--slot", type=int, default=0, help="vpcd slot (0: 'Virtual PCD 00 00', 1: '... 00 01')")
-    q.add_argument("--host", default="127.0.0.1")
-    q.add_argument("--port", type=int, help="vpcd TCP port (default 35963 + slot)")
-    q.add_argument("--remove-after", type=int, metavar="N", help="pull the card after answering N APDUs")
-    q.add_argument(
-        "--remove-during", type=int, metavar="N", help="pull the card while answering APDU N (it has run it)"
+    def chosen(name: str) -> bool:
+        return command is None or command == name
+
+    def read_extra(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--photo", metavar="FILE", help="also read the photo (EF08) into FILE (mode 0600), with a progress bar"
+        )
+        p.add_argument(
+            "--output", metavar="FILE", help="write the output (the card, or the HSM step-1 line) to FILE, mode 0600"
+        )
+        p.add_argument("--hsm-step1", action="store_true", help="HSM two-step: print what the HSM needs (step 1)")
+        p.add_argument(
+            "--hsm-step2", action="store_true", help="HSM two-step: stdin = step-1 line + HSM answer; print the card"
+        )
+
+    def sign_in_extra(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-pin", action="store_true", help="card-only sign-in (if the terminal's policy allows)")
+        p.add_argument("--hold", action="store_true", help="stay until the session ends (card removed, Ctrl-C)")
+
+    def card() -> list[argparse.ArgumentParser]:  # the options of a command that reads a card
+        return options(reader_opt, wait_opt, json_opt)
+
+    add(
+        sub,
+        "readers",
+        "list PC/SC readers (* = card present)",
+        "列出读卡器（*表示有卡）",
+        cmd_readers,
+        lambda: options(reader_opt, json_opt),
+        chosen=chosen("readers"),
     )
-    q.set_defaults(func=cmd_sim_insert)
-    q = sim_sub.add_parser("idcard", help="a simulated resident ID-card reader on a pty until Ctrl-C")
-    q.add_argument("persona", nargs="?", default=DEMO_IDCARD, help="ID-card persona or .toml path (default zhangsan)")
-    q.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the port, like a udev name")
-    q.set_defaults(func=cmd_sim_idcard)
-    q = sim_sub.add_parser("qr", help="a simulated QR scanner on a pty: scan CODEs, then stay until Ctrl-C")
-    q.add_argument("codes", nargs="+", metavar="CODE", help="codes to scan, in order")
-    q.add_argument("--link", metavar="PATH", help="also reachable at PATH (a symlink, like a udev name)")
-    q.add_argument("--terminator", choices=_QR_TERMINATORS, default="CR", help="what ends a scan (default CR)")
-    q.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds before each code (default 1)")
-    q.set_defaults(func=cmd_sim_qr)
-
-    p = sub.add_parser("idcard", help="resident ID-card reader on a serial port (docs/serial.md)")
-    idcard_sub = p.add_subparsers(dest="idcard_command", required=True, metavar="IDCARD_COMMAND")
-    q = idcard_sub.add_parser("read", help="read a resident ID card: find, select, read text and photo")
-    q.add_argument("--port", required=True, help="serial port, e.g. /dev/sscard-idcard or /dev/ttyUSB0")
-    q.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    q.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="per command (default 3)")
-    q.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    q.set_defaults(func=cmd_idcard_read)
-
-    p = sub.add_parser("watch", help="print card and reader events as JSON lines until Ctrl-C")
-    p.add_argument("--reader", "-r", help="only readers whose name contains this")
-    p.add_argument("--count", type=int, metavar="N", help="stop after N events")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS")
-    p.add_argument("--no-initial", action="store_true", help="do not report readers and cards already there")
-    p.add_argument("--qr-port", help="also report scans of this QR scanner (default [qr] port)")
-    p.set_defaults(func=cmd_watch)
-
-    p = sub.add_parser("scan", help="print QR credentials from a serial scanner, one line each, until Ctrl-C")
-    p.add_argument("--port", required=True, help="the scanner's serial port, e.g. /dev/ttyACM0 or a udev link")
-    p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
-    p.add_argument(
-        "--terminator",
-        choices=_SCAN_TERMINATORS,
-        default="any",
-        help="what ends a scan (default any: CR, LF or CR LF; none: a pause)",
+    add(
+        sub,
+        "read",
+        "read card and cardholder data",
+        "读取卡片和持卡人信息",
+        cmd_read,
+        lambda: [*card(), *options(read_opts, key_opts)],
+        read_extra,
+        chosen=chosen("read"),
     )
-    p.add_argument("--json", action="store_true", help='one JSON object per scan: {"kind", "code", "device", "time"}')
-    p.add_argument("--count", type=int, metavar="N", help="stop after N scans")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS (with --count: fail if short)")
-    p.set_defaults(func=cmd_scan)
-
-    p = sub.add_parser("serve", parents=[common, key_opts], help="the local kiosk service: HTTP + WebSocket")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument(
-        "--allow-remote", action="store_true", help="allow listening on a non-loopback address (needs [service] token)"
+    add(
+        sub,
+        "auth-check",
+        "is the card genuine (internal authentication)",
+        "验证卡片真伪（内部认证）",
+        cmd_auth_check,
+        lambda: [*card(), *options(key_opts)],
+        chosen=chosen("auth-check"),
     )
-    p.add_argument("--systemd-unit", action="store_true", help="print the systemd unit for this installation and exit")
-    p.set_defaults(func=cmd_serve)
+    add(
+        sub,
+        "sign-in",
+        "sign a resident in: session and token",
+        "持卡人登录：会话和令牌",
+        cmd_sign_in,
+        lambda: [*card(), *options(pin_opts, key_opts)],
+        sign_in_extra,
+        chosen=chosen("sign-in"),
+    )
+    add(
+        sub,
+        "verify",
+        "verify the cardholder's PIN (once; never retried)",
+        "校验持卡人密码（只发送一次，不重试）",
+        cmd_verify,
+        lambda: [*card(), *options(pin_opts)],
+        chosen=chosen("verify"),
+    )
+    add(
+        sub,
+        "pin-status",
+        "tries left, without spending one",
+        "查询密码剩余尝试次数（不消耗次数）",
+        cmd_pin_status,
+        card,
+        chosen=chosen("pin-status"),
+    )
+    add(
+        sub,
+        "change-pin",
+        "change the PIN (stdin: old, then new)",
+        "修改密码（标准输入：先原密码，后新密码）",
+        cmd_change_pin,
+        lambda: [*card(), *options(pin_opts)],
+        chosen=chosen("change-pin"),
+    )
+
+    def sim_commands(p: argparse.ArgumentParser) -> None:
+        sim_sub = p.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+        add(sim_sub, "list", "list personas", "列出模拟卡", cmd_sim_list, lambda: options(json_opt), chosen=True)
+        q = add(
+            sim_sub,
+            "insert",
+            "insert a simulated card into pcscd's vpcd reader until Ctrl-C",
+            "将模拟卡插入pcscd的vpcd虚拟读卡器，按Ctrl-C拔出",
+            cmd_sim_insert,
+            chosen=True,
+        )
+        q.add_argument("persona", nargs="?", default=DEMO_PERSONA)
+        q.add_argument("--slot", type=int, default=0, help="vpcd slot (0: 'Virtual PCD 00 00', 1: '... 00 01')")
+        q.add_argument("--host", default="127.0.0.1")
+        q.add_argument("--port", type=int, help="vpcd TCP port (default 35963 + slot)")
+        q.add_argument("--remove-after", type=int, metavar="N", help="pull the card after answering N APDUs")
+        q.add_argument(
+            "--remove-during", type=int, metavar="N", help="pull the card while answering APDU N (it has run it)"
+        )
+        q = add(
+            sim_sub,
+            "idcard",
+            "a simulated resident ID-card reader on a pty until Ctrl-C",
+            "在伪终端上模拟身份证阅读器，按Ctrl-C退出",
+            cmd_sim_idcard,
+            chosen=True,
+        )
+        q.add_argument(
+            "persona", nargs="?", default=DEMO_IDCARD, help="ID-card persona or .toml path (default zhangsan)"
+        )
+        q.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the port, like a udev name")
+        q = add(
+            sim_sub,
+            "qr",
+            "a simulated QR scanner on a pty: scan CODEs, then stay until Ctrl-C",
+            "在伪终端上模拟扫码器：依次扫码，按Ctrl-C退出",
+            cmd_sim_qr,
+            chosen=True,
+        )
+        q.add_argument("codes", nargs="+", metavar="CODE", help="codes to scan, in order")
+        q.add_argument("--link", metavar="PATH", help="also reachable at PATH (a symlink, like a udev name)")
+        q.add_argument("--terminator", choices=_QR_TERMINATORS, default="CR", help="what ends a scan (default CR)")
+        q.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds before each code (default 1)")
+
+    add(sub, "sim", "the built-in simulated card", "内置模拟卡", None, build=sim_commands, chosen=chosen("sim"))
+
+    def idcard_commands(p: argparse.ArgumentParser) -> None:
+        idcard_sub = p.add_subparsers(dest="idcard_command", required=True, metavar="IDCARD_COMMAND")
+        q = add(
+            idcard_sub,
+            "read",
+            "read a resident ID card: find, select, read text and photo",
+            "读取居民身份证：寻卡、选卡、读文字和照片",
+            cmd_idcard_read,
+            lambda: options(json_opt),
+            chosen=True,
+        )
+        q.add_argument("--port", required=True, help="serial port, e.g. /dev/sscard-idcard or /dev/ttyUSB0")
+        q.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+        q.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="per command (default 3)")
+
+    add(
+        sub,
+        "idcard",
+        "resident ID-card reader on a serial port (docs/serial.md)",
+        "串口居民身份证阅读器",
+        None,
+        build=idcard_commands,
+        chosen=chosen("idcard"),
+    )
+
+    def watch_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--reader", "-r", help="only readers whose name contains this")
+        p.add_argument("--count", type=int, metavar="N", help="stop after N events")
+        p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS")
+        p.add_argument("--no-initial", action="store_true", help="do not report readers and cards already there")
+        p.add_argument("--qr-port", help="also report scans of this QR scanner (default [qr] port)")
+
+    add(
+        sub,
+        "watch",
+        "print card and reader events as JSON lines until Ctrl-C",
+        "以JSON行输出卡片和读卡器事件，按Ctrl-C结束",
+        cmd_watch,
+        build=watch_build,
+        chosen=chosen("watch"),
+    )
+
+    def scan_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--port", required=True, help="the scanner's serial port, e.g. /dev/ttyACM0 or a udev link")
+        p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
+        p.add_argument(
+            "--terminator",
+            choices=_SCAN_TERMINATORS,
+            default="any",
+            help="what ends a scan (default any: CR, LF or CR LF; none: a pause)",
+        )
+        p.add_argument(
+            "--json", action="store_true", help='one JSON object per scan: {"kind", "code", "device", "time"}'
+        )
+        p.add_argument("--count", type=int, metavar="N", help="stop after N scans")
+        p.add_argument(
+            "--timeout", type=float, metavar="SECONDS", help="stop after SECONDS (with --count: fail if short)"
+        )
+
+    add(
+        sub,
+        "scan",
+        "print QR credentials from a serial scanner, one line each, until Ctrl-C",
+        "逐行输出串口扫码器扫到的二维码凭证，按Ctrl-C结束",
+        cmd_scan,
+        build=scan_build,
+        chosen=chosen("scan"),
+    )
+
+    def serve_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+        p.add_argument(
+            "--allow-remote",
+            action="store_true",
+            help="allow listening on a non-loopback address (needs [service] token)",
+        )
+        p.add_argument(
+            "--systemd-unit", action="store_true", help="print the systemd unit for this installation and exit"
+        )
+
+    add(
+        sub,
+        "serve",
+        "the local kiosk service: HTTP + WebSocket",
+        "本地自助终端服务：HTTP和WebSocket",
+        cmd_serve,
+        lambda: options(reader_opt, key_opts),
+        serve_build,
+        chosen=chosen("serve"),
+    )
 
     op_choices = REPLAY_OPERATIONS
-    p = sub.add_parser("record", parents=[common, read_opts, pin_opts], help="run an operation and write its trace")
-    p.add_argument("output", help="trace file to write (docs/trace-format.md)")
-    p.add_argument("--operation", choices=op_choices, default="read")
-    p.add_argument("--source", help="the trace header's source line (where the card came from)")
-    p.set_defaults(func=cmd_record)
-    p = sub.add_parser("replay", parents=[common, read_opts, pin_opts], help="replay a trace strictly")
-    p.add_argument("path")
-    p.add_argument("--operation", choices=op_choices, help="default: the trace's operation header")
-    p.add_argument(
-        "--accept-any-pin",
-        action="store_true",
-        help="for tests: let a PIN operation replay (the trace holds ** for the PIN, so any PIN matches)",
-    )
-    p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("token", help="session tokens: verify one offline, make a terminal key (docs/tokens.md)")
-    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="TOKEN_COMMAND")
-    q = token_sub.add_parser("verify", help="check a session token: signature, expiry, terminal")
-    q.add_argument("token", metavar="TOKEN|-", help="the token, or - to read it from standard input")
-    q.add_argument("--public-key", action="append", metavar="PATH", help="trusted public key (PEM); repeat for several")
-    q.add_argument(
-        "--terminal-id", dest="expected_terminal", metavar="ID", help="reject tokens issued by another terminal"
-    )
-    q.add_argument(
-        "--leeway", type=float, metavar="SECONDS", help="tolerated clock skew (default [session] leeway, 30)"
-    )
-    q.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    q.set_defaults(func=cmd_token_verify)
-    q = token_sub.add_parser("keygen", help="make a terminal's Ed25519 key pair for signing session tokens")
-    q.add_argument("--private", required=True, metavar="OUT", help="private key file to write (mode 0600)")
-    q.add_argument("--public", required=True, metavar="OUT", help="public key file to write")
-    q.add_argument("--force", action="store_true", help="replace existing files")
-    q.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    q.set_defaults(func=cmd_token_keygen)
+    def record_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("output", help="trace file to write (docs/trace-format.md)")
+        p.add_argument("--operation", choices=op_choices, default="read")
+        p.add_argument("--source", help="the trace header's source line (where the card came from)")
 
-    p = sub.add_parser("demo", parents=[common, read_opts], help="read a real card, or the demo card via pcscd+vpcd")
-    p.add_argument("--persona", default=DEMO_PERSONA, help="demo persona (default typical)")
-    p.set_defaults(func=cmd_demo)
+    add(
+        sub,
+        "record",
+        "run an operation and write its trace",
+        "执行操作并记录APDU日志",
+        cmd_record,
+        lambda: [*card(), *options(read_opts, pin_opts)],
+        record_build,
+        chosen=chosen("record"),
+    )
+
+    def replay_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("path")
+        p.add_argument("--operation", choices=op_choices, help="default: the trace's operation header")
+        p.add_argument(
+            "--accept-any-pin",
+            action="store_true",
+            help="for tests: let a PIN operation replay (the trace holds ** for the PIN, so any PIN matches)",
+        )
+
+    add(
+        sub,
+        "replay",
+        "replay a trace strictly",
+        "严格回放APDU日志",
+        cmd_replay,
+        lambda: options(json_opt, read_opts, pin_opts),
+        replay_build,
+        chosen=chosen("replay"),
+    )
+
+    def token_commands(p: argparse.ArgumentParser) -> None:
+        token_sub = p.add_subparsers(dest="token_command", required=True, metavar="TOKEN_COMMAND")
+        q = add(
+            token_sub,
+            "verify",
+            "check a session token: signature, expiry, terminal",
+            "校验会话令牌：签名、有效期、终端",
+            cmd_token_verify,
+            lambda: options(json_opt),
+            chosen=True,
+        )
+        q.add_argument("token", metavar="TOKEN|-", help="the token, or - to read it from standard input")
+        q.add_argument(
+            "--public-key", action="append", metavar="PATH", help="trusted public key (PEM); repeat for several"
+        )
+        q.add_argument(
+            "--terminal-id", dest="expected_terminal", metavar="ID", help="reject tokens issued by another terminal"
+        )
+        q.add_argument(
+            "--leeway", type=float, metavar="SECONDS", help="tolerated clock skew (default [session] leeway, 30)"
+        )
+        q = add(
+            token_sub,
+            "keygen",
+            "make a terminal's Ed25519 key pair for signing session tokens",
+            "生成终端签发会话令牌用的Ed25519密钥对",
+            cmd_token_keygen,
+            lambda: options(json_opt),
+            chosen=True,
+        )
+        q.add_argument("--private", required=True, metavar="OUT", help="private key file to write (mode 0600)")
+        q.add_argument("--public", required=True, metavar="OUT", help="public key file to write")
+        q.add_argument("--force", action="store_true", help="replace existing files")
+
+    add(
+        sub,
+        "token",
+        "session tokens: verify one offline, make a terminal key (docs/tokens.md)",
+        "会话令牌：离线校验、生成终端密钥",
+        None,
+        build=token_commands,
+        chosen=chosen("token"),
+    )
+
+    def demo_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--persona", default=DEMO_PERSONA, help="demo persona (default typical)")
+
+    add(
+        sub,
+        "demo",
+        "read a real card, or the demo card via pcscd+vpcd",
+        "读取实体卡；没有时经pcscd和vpcd读取演示卡",
+        cmd_demo,
+        lambda: options(json_opt, read_opts),
+        demo_build,
+        chosen=chosen("demo"),
+    )
+
+    def completion_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete in")
+
+    add(
+        sub,
+        "completion",
+        "print a shell completion script (eval it, or save it where the shell looks)",
+        "输出命令行补全脚本",
+        cmd_completion,
+        build=completion_build,
+        chosen=chosen("completion"),
+    )
+
+    def install_rules_build(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--print", dest="print_rules", action="store_true", help="print the files instead")
+        p.add_argument(
+            "--dest",
+            metavar="DIR",
+            help="install under DIR instead of / (e.g. a package root); the layout below it is /etc/…",
+        )
+
+    add(
+        sub,
+        "install-rules",
+        "install (or print) the udev and polkit rules for a non-root kiosk user",
+        "安装（或输出）非root自助终端用户所需的udev和polkit规则",
+        cmd_install_rules,
+        build=install_rules_build,
+        chosen=chosen("install-rules"),
+    )
     return parser
 
 
@@ -1067,19 +1609,30 @@ def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None, stdin: TextIO | None = None
 ) -> int:
     out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help, --version, usage errors
-        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _fast_read_args(argv)
+    if args is None:
+        parser = build_parser(_command_word(argv))
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse: --help, --version, usage errors
+            return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    # -v and --config may also come after the command (build_parser): merge the two places.
+    args.verbose += getattr(args, "verbose_after", 0)
+    args.config = getattr(args, "config_after", None) or args.config
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, stream=err, format="%(levelname)s %(name)s: %(message)s")
     ctx = Context(args, out, err, stdin)
     func: Callable[[Context], int] = args.func
     try:
-        return func(ctx)
-    except SscardError as exc:
-        return _report(ctx, exc.to_dict(), EXIT_CODES.get(exc.code, EXIT_INTERNAL))
+        try:
+            status = func(ctx)
+        except SscardError as exc:
+            status = _report(ctx, exc.to_dict(), EXIT_CODES.get(exc.code, EXIT_INTERNAL))
+        out.flush()  # here, so that a closed pipe is seen now and not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        return _stdout_closed(out)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: still no traceback unless asked for
@@ -1087,6 +1640,55 @@ def main(
             raise
         payload = {"code": "INTERNAL", "message": f"internal error: {type(exc).__name__}", "message_zh": "内部错误"}
         return _report(ctx, payload, EXIT_INTERNAL)
+
+
+def run() -> None:
+    """The ``sscard`` console script and ``python -m sscard``: :func:`main`, then a quick exit.
+
+    When the command is done and no other thread runs, the exit handlers run (``atexit``:
+    logging's flush among them), both output streams are flushed and the process ends with
+    ``os._exit``, skipping the interpreter's teardown of every module and object, which costs a
+    one-shot ``sscard read`` ~10 ms, as long as its whole PC/SC exchange (issue 11, item 14).
+    Everything sscard opened is closed by then (``with`` blocks); pcscd drops what a process
+    leaves when its socket closes.  Tests call :func:`main`, which returns normally.
+    """
+    import os
+
+    status = main()
+    if threading.active_count() > 1:  # a thread still runs: let the interpreter end it as usual
+        sys.exit(status)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            status = _stdout_closed(stream) if stream is sys.stdout else status
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
+#: Exit status when standard output was closed under us (``sscard read | head -1``): what a
+#: shell reports for a program that SIGPIPE ended (128 + 13), as ``cat`` and ``yes`` do.
+EXIT_STDOUT_CLOSED = 141
+
+
+def _stdout_closed(out: TextIO) -> int:
+    """The reader of our output went away: stop quietly (no traceback, no error report).
+
+    Python ignores SIGPIPE, so the write fails with BrokenPipeError instead; what is still
+    buffered would fail again when the interpreter flushes at exit, so standard output is pointed
+    at /dev/null first (the recipe of the Python docs, "Note on SIGPIPE").
+    """
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    return EXIT_STDOUT_CLOSED
 
 
 def _report(ctx: Context, payload: dict[str, Any], status: int) -> int:
@@ -1099,4 +1701,4 @@ def _report(ctx: Context, payload: dict[str, Any], status: int) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

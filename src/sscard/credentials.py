@@ -179,7 +179,7 @@ def wait_for_credential(
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise Timeout("a credential", f"none within {timeout:g} s")
+                raise Timeout("a credential", f"none within {timeout:g} s", what_zh="读卡或扫码")
             try:
                 kind, value = sources.results.get(timeout=remaining)
             except queue.Empty:

@@ -28,9 +28,19 @@ class SscardError(Exception):
     message_zh_text: ClassVar[str] = "发生未预期的错误。"
     #: Whether trying again (after the person acts) can succeed; a kiosk UI uses it to pick a prompt.
     retriable: ClassVar[bool] = False
+    #: Fields that hold free English text (a problem, a reason …): the Chinese message never shows
+    #: them, so that it stays wholly Chinese.  A caller may give a field's Chinese counterpart as
+    #: ``<field>_zh`` (used by :attr:`message_zh` only, not part of :meth:`to_dict`); without one
+    #: the fallback here stands in, and the English message keeps the detail.
+    zh_fallbacks: ClassVar[dict[str, str]] = {}
 
     def __init__(self, detail: str | None = None, **fields: Any) -> None:
         self.detail = detail
+        self.fields_zh: dict[str, str] = {}
+        for name in self.zh_fallbacks:
+            given = fields.pop(f"{name}_zh", None)
+            if given:
+                self.fields_zh[name] = given
         self.fields = fields
         super().__init__(self.message)
 
@@ -41,7 +51,8 @@ class SscardError(Exception):
 
     @property
     def message_zh(self) -> str:
-        return self.message_zh_text.format(**self.fields)
+        values = {**self.fields, **self.zh_fallbacks, **self.fields_zh}
+        return self.message_zh_text.format(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON error form shared by the CLI and the service: ``{"code", "message", "message_zh", ...}``."""
@@ -198,10 +209,11 @@ class AuthRequired(SscardError):
     message_en = "The card requires terminal authentication (PSAM or HSM) to read {element}."
     message_zh_text = "读取{element}需要终端认证（PSAM或加密机）。"
     retriable = False
+    zh_fallbacks: ClassVar[dict[str, str]] = {"element": "该数据"}
 
-    def __init__(self, element: str, detail: str | None = None) -> None:
+    def __init__(self, element: str, detail: str | None = None, *, element_zh: str | None = None) -> None:
         self.element = element
-        super().__init__(detail, element=element)
+        super().__init__(detail, element=element, element_zh=element_zh)
 
 
 class PsamMissing(SscardError):
@@ -261,8 +273,10 @@ class HsmResponseInvalid(SscardError):
     message_en = "The HSM's answer is not valid ({problem})."
     message_zh_text = "加密机返回的数据无效（{problem}）。"
 
-    def __init__(self, problem: str, detail: str | None = None) -> None:
-        super().__init__(detail, problem=problem)
+    zh_fallbacks: ClassVar[dict[str, str]] = {"problem": "详见英文信息"}
+
+    def __init__(self, problem: str, detail: str | None = None, *, problem_zh: str | None = None) -> None:
+        super().__init__(detail, problem=problem, problem_zh=problem_zh)
 
 
 class NotSignedIn(SscardError):
@@ -319,8 +333,10 @@ class FrameError(SscardError):
     message_zh_text = "设备返回的数据已损坏（{problem}）。"
     retriable = True
 
-    def __init__(self, problem: str, detail: str | None = None) -> None:
-        super().__init__(detail, problem=problem)
+    zh_fallbacks: ClassVar[dict[str, str]] = {"problem": "详见英文信息"}
+
+    def __init__(self, problem: str, detail: str | None = None, *, problem_zh: str | None = None) -> None:
+        super().__init__(detail, problem=problem, problem_zh=problem_zh)
 
 
 class ScanRejected(SscardError):
@@ -332,6 +348,7 @@ class ScanRejected(SscardError):
     retriable = True
 
     def __init__(self, reason: str, detail: str | None = None) -> None:
+        # ``reason`` is a stable code (``non_printable`` …), shown as it is in both languages.
         super().__init__(detail, reason=reason)
 
 
@@ -369,11 +386,21 @@ class BadRecord(SscardError):
     code = "BAD_RECORD"
     message_en = "The card returned an invalid {element}: {reason}."
     message_zh_text = "卡片返回的{element_zh}数据无效：{reason}。"
+    zh_fallbacks: ClassVar[dict[str, str]] = {"reason": "详见英文信息"}
 
-    def __init__(self, element: str, reason: str, element_zh: str | None = None, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        element: str,
+        reason: str,
+        element_zh: str | None = None,
+        detail: str | None = None,
+        *,
+        reason_zh: str | None = None,
+    ) -> None:
         self.element = element
         self.reason = reason
-        super().__init__(detail, element=element, reason=reason, element_zh=element_zh or element)
+        # Without a Chinese name for the element, none: its English key stays in the English message.
+        super().__init__(detail, element=element, reason=reason, element_zh=element_zh or "", reason_zh=reason_zh)
 
 
 class CardError(SscardError):
@@ -395,7 +422,8 @@ class UsageError(SscardError):
     message_zh_text = "用法错误：{problem_zh}。"
 
     def __init__(self, problem: str, problem_zh: str | None = None, detail: str | None = None) -> None:
-        super().__init__(detail, problem=problem, problem_zh=problem_zh or problem)
+        # problem_zh stays in to_dict() (it always has been); without one, no English stands in for it.
+        super().__init__(detail, problem=problem, problem_zh=problem_zh or "详见英文信息")
 
 
 class ConfigError(SscardError):
@@ -403,8 +431,10 @@ class ConfigError(SscardError):
     message_en = "Configuration problem: {problem}."
     message_zh_text = "配置错误：{problem}。"
 
-    def __init__(self, problem: str, detail: str | None = None) -> None:
-        super().__init__(detail, problem=problem)
+    zh_fallbacks: ClassVar[dict[str, str]] = {"problem": "详见英文信息"}
+
+    def __init__(self, problem: str, detail: str | None = None, *, problem_zh: str | None = None) -> None:
+        super().__init__(detail, problem=problem, problem_zh=problem_zh)
 
 
 class TraceMismatch(SscardError):
@@ -414,8 +444,10 @@ class TraceMismatch(SscardError):
     message_en = "Replay diverged from the recorded trace: {problem}."
     message_zh_text = "回放与录制的APDU记录不一致：{problem}。"
 
-    def __init__(self, problem: str, detail: str | None = None) -> None:
-        super().__init__(detail, problem=problem)
+    zh_fallbacks: ClassVar[dict[str, str]] = {"problem": "详见英文信息"}
+
+    def __init__(self, problem: str, detail: str | None = None, *, problem_zh: str | None = None) -> None:
+        super().__init__(detail, problem=problem, problem_zh=problem_zh)
 
 
 class TraceInvalid(TraceMismatch):
@@ -455,8 +487,10 @@ class Timeout(SscardError):
     message_en = "Timed out waiting for {what}."
     message_zh_text = "等待{what}超时。"
 
-    def __init__(self, what: str, detail: str | None = None) -> None:
-        super().__init__(detail, what=what)
+    zh_fallbacks: ClassVar[dict[str, str]] = {"what": "操作完成"}
+
+    def __init__(self, what: str, detail: str | None = None, *, what_zh: str | None = None) -> None:
+        super().__init__(detail, what=what, what_zh=what_zh)
 
 
 #: Every code in the hierarchy, for docs and for the tests that keep codes stable.

@@ -25,7 +25,6 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from pathlib import Path
 
 from sscard.config import ITYPE_CONTACT, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS, Config
@@ -178,4 +177,6 @@ def open_sam_reader(config: Config) -> Reader:
 
 def published_test_keys_path() -> Path:
     """The simulator's published test keys (docs/card-auth.md): software keys for tests only."""
+    from importlib import resources  # here: a read never needs it (start-up, issue 11 item 14)
+
     return Path(str(resources.files("sscard.sim").joinpath("data").joinpath("test-keys.toml")))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -116,6 +115,7 @@ def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> Key
     raise AuthRequired(
         "card authentication",
         "no key service configured ([keys] service = psam, or hsm with the two-step calls)",
+        element_zh="卡片认证数据",
     )
 
 
@@ -390,7 +390,7 @@ class Terminal:
                     authenticator.external(app.connection, *keys)
                     holder = app.read_cardholder(issuer.spec_version)
                 elif require_cardholder:
-                    raise AuthRequired("cardholder data (EF06)", exc.detail) from None
+                    raise AuthRequired("cardholder data (EF06)", exc.detail, element_zh="持卡人数据（EF06）") from None
                 else:
                     holder, locked = CardholderData(), LOCKED_EF06
             authenticated_by = None
@@ -441,7 +441,7 @@ class Terminal:
                 return app.read_binary_file(0x08, progress)
             except AuthRequired:
                 if self.config.key_service == "none":
-                    raise AuthRequired("photo (EF08)") from None
+                    raise AuthRequired("photo (EF08)", element_zh="照片（EF08）") from None
             app.select()
             issuer = app.read_issuer()
             self._authenticator().external(app.connection, *_card_keys(transport, ssse, issuer))
@@ -626,6 +626,8 @@ class Terminal:
         Nothing may be sent to the card between this and :meth:`hsm_step2`: the challenge is
         good for the card's next command only.
         """
+        import secrets  # here: a plain read needs no random numbers (start-up, issue 11 item 14)
+
         from sscard.psam.auth import get_challenge
         from sscard.psam.crypto import Algorithm, build_factors
         from sscard.psam.hsm import HsmStep1

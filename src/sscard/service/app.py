@@ -781,7 +781,7 @@ def check_remote(host: str, allow_remote: bool, token: str | None) -> None:
         raise UsageError(
             "--allow-remote needs [service] token (or SSCARD_SERVICE_TOKEN): clients on other machines "
             "are admitted by the bearer token alone",
-            "监听非本机地址时必须在配置中设置访问令牌（[service] token 或 SSCARD_SERVICE_TOKEN）",
+            "监听非本机地址时必须设置访问令牌（配置[service]中的'token'，或环境变量SSCARD_SERVICE_TOKEN）",
         )
 
 

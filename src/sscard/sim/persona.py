@@ -207,7 +207,10 @@ def load_persona(name_or_path: str) -> Persona:
         return _parse(path.stem, path.read_text(encoding="utf-8"), path)
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name_or_path) or name_or_path not in list_personas():
         available = ", ".join(list_personas())
-        raise ConfigError(f"unknown persona {name_or_path!r}; available: {available}")
+        raise ConfigError(
+            f"unknown persona {name_or_path!r}; available: {available}",
+            problem_zh=f"未知的模拟卡{name_or_path!r}，可用：{available}",
+        )
     resource = _persona_folder().joinpath(f"{name_or_path}.toml")
     return _parse(name_or_path, resource.read_text(encoding="utf-8"), None)
 

@@ -187,7 +187,7 @@ class SscApplication:
         if response.sw == SW.RECORD_NOT_FOUND:
             return None
         if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
-            raise AuthRequired(spec.key)
+            raise AuthRequired(spec.key, element_zh=spec.label_zh)
         if not response.ok:
             raise self._card_error(ApduError(response.sw, response.data))
         return parse_element(tag, response.data)
@@ -217,7 +217,7 @@ class SscApplication:
         fid = EF_FID[ef].to_bytes(2, "big")
         answer = self.connection.send(Command(0x00, 0xA4, 0x02, 0x00, fid))
         if answer.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
-            raise AuthRequired(f"EF{ef:02X}")
+            raise AuthRequired(f"EF{ef:02X}", element_zh=f"EF{ef:02X}")
         if not answer.ok:
             raise self._card_error(ApduError(answer.sw, answer.data))
         self._current_ef = ef
@@ -226,7 +226,7 @@ class SscApplication:
             offset = len(data)
             response = self.connection.send(Command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=BINARY_STEP))
             if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
-                raise AuthRequired(f"EF{ef:02X}")
+                raise AuthRequired(f"EF{ef:02X}", element_zh=f"EF{ef:02X}")
             if response.sw in (SW.WRONG_P1P2, 0x6282) and offset:
                 break  # past the end (6B00), or end of file reached (6282)
             if not response.ok:

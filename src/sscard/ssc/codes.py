@@ -6,8 +6,8 @@ The tables are data so that a deployment can correct or extend a label without t
 from __future__ import annotations
 
 import functools
+import os
 import sys
-from importlib import resources
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,7 +17,16 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 @functools.cache
 def _tables() -> dict[str, dict[str, str]]:
-    text = resources.files("sscard.ssc").joinpath("data/codes.toml").read_text(encoding="utf-8")
+    # The file next to this module: importlib.resources would cost more to import than the
+    # whole table to parse (start-up, issue 11 item 14); a zipped install still takes that path.
+    path = os.path.join(os.path.dirname(__file__), "data", "codes.toml")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    else:  # pragma: no cover - sscard imported from a zip file
+        from importlib import resources
+
+        text = resources.files("sscard.ssc").joinpath("data/codes.toml").read_text(encoding="utf-8")
     raw = tomllib.loads(text)
     return {name: {str(k): str(v) for k, v in table.items()} for name, table in raw.items()}
 

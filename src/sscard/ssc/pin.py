@@ -13,7 +13,6 @@ number of copies small, it cannot make it one.
 
 from __future__ import annotations
 
-import hmac
 from typing import NoReturn, TypeAlias
 
 from sscard.errors import PinFormat
@@ -82,6 +81,8 @@ class Pin:
 
     def matches(self, other: Pin) -> bool:
         """Whether two PINs hold the same digits (the "new PIN again" check), in constant time."""
+        import hmac  # only PIN comparisons need it; a read does not (start-up, tests/test_cli_startup.py)
+
         return hmac.compare_digest(self._digits, other._digits)
 
     def wipe(self) -> None:

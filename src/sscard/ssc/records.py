@@ -1,7 +1,11 @@
 """Data elements of the SSSE application (reference §3) as construct formats and frozen dataclasses.
 
 Each element is declared once, in :data:`ELEMENTS`, as a TLV format (tag, length, value) whose
-value adapter validates and converts the wire bytes.  construct stays inside this module
+value codec validates and converts the wire bytes.  The codecs are plain Python, so that reading a
+well-formed record needs no construct (start-up, issue 11 item 14: importing construct costs more
+than the rest of the card application); construct wraps the same codecs (:attr:`ElementSpec.fmt`,
+built when first used) for building records and for the full parse of a record that is not
+well formed, which words every :class:`~sscard.errors.BadRecord`.  construct stays inside this module
 (STYLE.md §5): callers get :class:`IssuerData` / :class:`CardholderData` or a
 :class:`~sscard.errors.BadRecord` that names the element and says why — never a construct
 ``Container`` and never a half-parsed record.
@@ -16,12 +20,11 @@ which is why card numbers with letters survive.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import construct as cs
 
 from sscard.errors import BadRecord
 from sscard.ssc import checks, codes
@@ -30,27 +33,30 @@ from sscard.ssc import checks, codes
 SSC_RID = bytes.fromhex("D156000005")
 
 
-# --- value adapters ---------------------------------------------------------------------------
+# --- value codecs -----------------------------------------------------------------------------
 
 
-class _Value(cs.Adapter):  # type: ignore[misc]
-    """Base of the value adapters: enforces the element's allowed lengths before decoding."""
+class _Invalid(ValueError):
+    """A value the element's rules refuse; the message is what :class:`BadRecord` reports."""
+
+
+class _Value:
+    """Base of the value codecs: enforces the element's allowed lengths before decoding."""
 
     def __init__(self, min_len: int, max_len: int) -> None:
-        super().__init__(cs.GreedyBytes)
         self.min_len = min_len
         self.max_len = max_len
 
-    def _decode(self, obj: bytes, context: Any, path: str) -> Any:
+    def parse_value(self, obj: bytes) -> Any:
         if not self.min_len <= len(obj) <= self.max_len:
             expected = str(self.max_len) if self.min_len == self.max_len else f"{self.min_len}-{self.max_len}"
-            raise cs.ValidationError(f"length {len(obj)}, expected {expected}", path=path)
-        return self.decode(obj, path)
+            raise _Invalid(f"length {len(obj)}, expected {expected}")
+        return self.decode(obj, "value")
 
-    def _encode(self, obj: Any, context: Any, path: str) -> bytes:
-        raw = self.encode(obj, path)
+    def build_value(self, obj: Any) -> bytes:
+        raw = self.encode(obj, "value")
         if not self.min_len <= len(raw) <= self.max_len:
-            raise cs.ValidationError(f"encoded length {len(raw)} out of range", path=path)
+            raise _Invalid(f"encoded length {len(raw)} out of range")
         return raw
 
     def decode(self, raw: bytes, path: str) -> Any:
@@ -66,7 +72,7 @@ def _bcd_digits(raw: bytes, path: str, pad: bool) -> str:
     if pad:
         text = text.rstrip("F")
     if not text.isdigit() and text:
-        raise cs.ValidationError(f"not BCD: {raw.hex().upper()}", path=path)
+        raise _Invalid(f"not BCD: {raw.hex().upper()}")
     return text
 
 
@@ -83,7 +89,7 @@ class BcdDate(_Value):
         try:
             return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
         except ValueError as exc:
-            raise cs.ValidationError(f"not a calendar date: {digits}", path=path) from exc
+            raise _Invalid(f"not a calendar date: {digits}") from exc
 
     def encode(self, value: dt.date | None, path: str) -> bytes:
         return b"\x00" * 4 if value is None else bytes.fromhex(value.strftime("%Y%m%d"))
@@ -101,10 +107,10 @@ class BcdNumber(_Value):
 
     def encode(self, value: str, path: str) -> bytes:
         if value and not value.isdigit():
-            raise cs.ValidationError(f"not digits: {value!r}", path=path)
+            raise _Invalid(f"not digits: {value!r}")
         text = value + "F" * (2 * self.max_len - len(value)) if self.pad else value
         if len(text) % 2:
-            raise cs.ValidationError("odd number of digits without padding", path=path)
+            raise _Invalid("odd number of digits without padding")
         return bytes.fromhex(text)
 
 
@@ -119,14 +125,14 @@ class Ascii(_Value):
         try:
             text = raw.decode("ascii")
         except UnicodeDecodeError as exc:
-            raise cs.ValidationError(f"not ASCII: {raw.hex().upper()}", path=path) from exc
+            raise _Invalid(f"not ASCII: {raw.hex().upper()}") from exc
         if not self.pattern.fullmatch(text):
-            raise cs.ValidationError(f"unexpected characters: {text!r}", path=path)
+            raise _Invalid(f"unexpected characters: {text!r}")
         return text
 
     def encode(self, value: str, path: str) -> bytes:
         if not self.pattern.fullmatch(value):
-            raise cs.ValidationError(f"unexpected characters: {value!r}", path=path)
+            raise _Invalid(f"unexpected characters: {value!r}")
         return value.encode("ascii")
 
 
@@ -143,21 +149,21 @@ class GbText(_Value):
     def decode(self, raw: bytes, path: str) -> str:
         body = raw.rstrip(b"\x00 ")
         if b"\x00" in body:
-            raise cs.ValidationError("NUL byte inside the text", path=path)
+            raise _Invalid("NUL byte inside the text")
         try:
             text = body.decode("gb18030")
         except UnicodeDecodeError as exc:
-            raise cs.ValidationError(f"not GB18030: {raw.hex().upper()}", path=path) from exc
+            raise _Invalid(f"not GB18030: {raw.hex().upper()}") from exc
         if not text.isprintable():
-            raise cs.ValidationError(f"control characters in the text: {raw.hex().upper()}", path=path)
+            raise _Invalid(f"control characters in the text: {raw.hex().upper()}")
         return text
 
     def encode(self, value: str, path: str) -> bytes:
         if not value.isprintable():
-            raise cs.ValidationError("control characters in the text", path=path)
+            raise _Invalid("control characters in the text")
         raw = value.encode("gb18030")
         if len(raw) > self.max_len:
-            raise cs.ValidationError(f"{len(raw)} bytes, at most {self.max_len}", path=path)
+            raise _Invalid(f"{len(raw)} bytes, at most {self.max_len}")
         return raw.ljust(self.max_len, b"\x00")
 
 
@@ -195,6 +201,31 @@ class IdentificationCodeFormat(_Value):
 # --- element table ----------------------------------------------------------------------------
 
 
+@functools.cache
+def _adapter_class() -> Any:
+    """construct's view of a value codec (an Adapter over the value bytes), made on first use."""
+    import construct as cs
+
+    class ValueAdapter(cs.Adapter):  # type: ignore[misc]
+        def __init__(self, codec: _Value) -> None:
+            super().__init__(cs.GreedyBytes)
+            self.codec = codec
+
+        def _decode(self, obj: bytes, context: Any, path: str) -> Any:
+            try:
+                return self.codec.parse_value(obj)
+            except _Invalid as exc:
+                raise cs.ValidationError(str(exc), path=path) from exc
+
+        def _encode(self, obj: Any, context: Any, path: str) -> bytes:
+            try:
+                return self.codec.build_value(obj)
+            except _Invalid as exc:
+                raise cs.ValidationError(str(exc), path=path) from exc
+
+    return ValueAdapter
+
+
 @dataclass(frozen=True)
 class ElementSpec:
     """One data element of reference §3: where it lives, its name, and its TLV format."""
@@ -204,15 +235,17 @@ class ElementSpec:
     key: str
     label_zh: str
     value: _Value
-    fmt: cs.Construct = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        tlv = cs.Struct(
+    @functools.cached_property
+    def fmt(self) -> Any:
+        """The element's construct TLV format (tag, length, value), built on first use."""
+        import construct as cs
+
+        return cs.Struct(
             "tag" / cs.Const(bytes((self.tag,))),
-            "value" / cs.Prefixed(cs.Int8ub, self.value),
+            "value" / cs.Prefixed(cs.Int8ub, _adapter_class()(self.value)),
             cs.Terminated,
         )
-        object.__setattr__(self, "fmt", tlv)
 
     @property
     def max_len(self) -> int:
@@ -257,18 +290,27 @@ def parse_element(tag: int, data: bytes) -> Any:
     # every result and every BadRecord message is exactly what it was.
     if len(data) >= 2 and data[0] == tag and data[1] == len(data) - 2:
         try:
-            return spec.value._decode(bytes(data[2:]), None, "value")
-        except cs.ConstructError:
+            return spec.value.parse_value(bytes(data[2:]))
+        except _Invalid:
             pass
+    import construct as cs
+
     try:
         return spec.fmt.parse(data).value
     except cs.ConstError:
         got = f"{data[0]:02X}" if data else "nothing"
-        raise BadRecord(spec.key, f"expected tag {tag:02X}, got {got}", spec.label_zh) from None
+        raise BadRecord(
+            spec.key,
+            f"expected tag {tag:02X}, got {got}",
+            spec.label_zh,
+            reason_zh=f"标签应为{tag:02X}，实为{got if data else '空'}",
+        ) from None
     except cs.StreamError:
-        raise BadRecord(spec.key, f"truncated record ({len(data)} bytes)", spec.label_zh) from None
+        raise BadRecord(
+            spec.key, f"truncated record ({len(data)} bytes)", spec.label_zh, reason_zh=f"记录不完整（{len(data)}字节）"
+        ) from None
     except cs.TerminatedError:
-        raise BadRecord(spec.key, "trailing bytes after the value", spec.label_zh) from None
+        raise BadRecord(spec.key, "trailing bytes after the value", spec.label_zh, reason_zh="值后有多余字节") from None
     except cs.ConstructError as exc:
         reason = str(exc).split("\n")[-1].split(") ", 1)[-1].strip() or type(exc).__name__
         raise BadRecord(spec.key, reason, spec.label_zh) from None

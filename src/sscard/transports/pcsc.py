@@ -17,9 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
-
-from smartcard import scard
+from typing import TYPE_CHECKING, Any
 
 from sscard.errors import (
     CardMute,
@@ -34,7 +32,43 @@ from sscard.errors import (
     TransportFailure,
 )
 from sscard.transports.base import TransportBase
-from sscard.transports.watch import EventSource
+
+if TYPE_CHECKING:
+    from sscard.transports.watch import EventSource
+
+
+def _scard_module() -> Any:
+    """pyscard's PC/SC binding, ``smartcard.scard``, without the rest of pyscard.
+
+    ``import smartcard.scard`` first runs ``smartcard/__init__``, which imports pyscard's object
+    layer (Session, System, the reader factories: about as much again as the binding) that sscard
+    never uses; start-up matters for a one-shot ``sscard read`` (issue 11, item 14).  So the
+    package is registered unexecuted, and its ``__init__`` runs on the first attribute asked of
+    it (``smartcard.Session`` …) for any other code in the process that wants the full pyscard.
+    """
+    import sys
+
+    if "smartcard" not in sys.modules:
+        import importlib.util
+
+        spec = importlib.util.find_spec("smartcard")
+        if spec is not None and spec.loader is not None and spec.submodule_search_locations is not None:
+            package = importlib.util.module_from_spec(spec)
+            loader = spec.loader
+
+            def complete(name: str) -> Any:
+                del package.__dict__["__getattr__"]
+                loader.exec_module(package)
+                return package.__dict__[name] if name in package.__dict__ else getattr(package, name)
+
+            package.__dict__["__getattr__"] = complete
+            sys.modules["smartcard"] = package
+    import smartcard.scard
+
+    return smartcard.scard
+
+
+scard = _scard_module()
 
 log = logging.getLogger("sscard.pcsc")
 
@@ -69,7 +103,7 @@ PCSC_ERRORS: Mapping[int, _ErrorFactory] = {
     _u32(scard.SCARD_W_RESET_CARD): CardReset,
     _u32(scard.SCARD_W_UNRESPONSIVE_CARD): CardMute,
     _u32(scard.SCARD_W_UNPOWERED_CARD): CardMute,
-    _u32(scard.SCARD_E_TIMEOUT): lambda detail: Timeout("the card reader", detail),
+    _u32(scard.SCARD_E_TIMEOUT): lambda detail: Timeout("the card reader", detail, what_zh="读卡器响应"),
 }
 
 _CARD_GONE: dict[bool, _ErrorFactory] = {False: NoCard, True: CardRemoved}
@@ -213,7 +247,8 @@ def _wait_any(names: Sequence[str], *, present: bool, timeout: float | None, wha
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Timeout(what, f"{timeout:g} s on {', '.join(map(repr, names))}")
+                what_zh = "拔卡" if what == "card removal" else "插卡"
+                raise Timeout(what, f"{timeout:g} s on {', '.join(map(repr, names))}", what_zh=what_zh)
             wait_ms = min(WAIT_SLICE_MS, max(1, math.ceil(remaining * 1000)))
 
 

@@ -138,7 +138,7 @@ class SimReader:
     def wait_for_card(self, timeout: float | None = None) -> None:
         with self._changed:
             if not self._changed.wait_for(self.card_present, timeout):
-                raise Timeout("a card", detail=f"{self._name} stayed empty for {timeout} s")
+                raise Timeout("a card", what_zh="插卡", detail=f"{self._name} stayed empty for {timeout} s")
 
     def connect(self) -> SimTransport:
         insertion = self._insertion
