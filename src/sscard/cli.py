@@ -739,6 +739,28 @@ def cmd_demo(ctx: Context) -> int:
             return _read(ctx, terminal)
 
 
+def cmd_config_show(ctx: Context) -> int:
+    """The effective configuration, each value with where it came from (a file, env, default)."""
+    from sscard.config import effective
+
+    config = ctx.config
+    rows = effective(config)
+    if ctx.json:
+        values = {key.path: {"value": value, "source": origin} for key, value, origin in rows}
+        print(json.dumps({"file": config.source, "values": values}, ensure_ascii=False), file=ctx.out)
+        return EXIT_OK
+    lines = [f"# configuration file 配置文件: {config.source or 'none 无'}"]
+    section = None
+    for key, value, origin in rows:
+        if key.section != section:
+            section = key.section
+            lines.append(f"\n[{section}]")
+        shown = "(not set)" if value is None else json.dumps(list(value) if isinstance(value, tuple) else value)
+        lines.append(f"{key.name} = {shown}".ljust(48) + f"  # {origin}")
+    print("\n".join(lines), file=ctx.out)
+    return EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -887,6 +909,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="replace existing files")
     q.add_argument("--json", action="store_true", help="machine-readable JSON output")
     q.set_defaults(func=cmd_token_keygen)
+
+    p = sub.add_parser("config", help="the configuration: show the effective values and their sources")
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="CONFIG_COMMAND")
+    q = config_sub.add_parser("show", help="print the effective configuration and where each value came from")
+    q.add_argument("--json", action="store_true", help='{"file", "values": {"section.key": {"value", "source"}}}')
+    q.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("demo", parents=[common, read_opts], help="read a real card, or the demo card via pcscd+vpcd")
     p.add_argument("--persona", default=DEMO_PERSONA, help="demo persona (default typical)")
