@@ -227,7 +227,9 @@ SCALARS = (
     | st.datetimes().map(lambda moment: moment.isoformat())  # a string that looks like a date
 )
 VALUES = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=2), max_leaves=6
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=2),
+    max_leaves=6,
 )
 NAMES = st.sampled_from([key.path for key in SCHEMA] + ["reader.nmae", "sesion.x", "reader.slots.y", "logging.z"])
 

@@ -146,6 +146,10 @@ class Context:
                 terminal_id=getattr(self.args, "terminal_id", None),
                 device_id=getattr(self.args, "device_id", None),
             )
+            if self._config.show_personal_data:
+                from sscard.privacy import show_personal_data
+
+                show_personal_data(True, f"[logging] show_personal_data in {self._config.source}")
         return self._config
 
     def emit(self, payload: dict[str, Any], text: str) -> None:
@@ -795,6 +799,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sscard {__version__}")
     parser.add_argument("--config", help="configuration file (default: see docs/cli.md)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug (APDUs, redacted)")
+    parser.add_argument(
+        "--show-personal-data",
+        action="store_true",
+        help="logs and -vv traces show names, SSNs, ID numbers in clear (default: masked; warns)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("readers", parents=[common], help="list PC/SC readers (* = card present)")
@@ -932,7 +941,13 @@ def main(
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, stream=err, format="%(levelname)s %(name)s: %(message)s")
+    from sscard.privacy import MaskingFormatter, show_personal_data
+
+    handler = logging.StreamHandler(err)  # every log line through the personal-data mask (PIPL)
+    handler.setFormatter(MaskingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    if args.show_personal_data:
+        show_personal_data(True, "--show-personal-data")
     ctx = Context(args, out, err, stdin)
     func: Callable[[Context], int] = args.func
     try:

@@ -318,8 +318,8 @@ class Flag(Kind):
 class Strings(Kind):
     """A list of strings (``["a", "b"]``), non-empty strings in a non-empty list when ``required``."""
 
-    en: str = "must be a list of strings, like [\"a\", \"b\"]"
-    zh: str = "必须是字符串列表，例如 [\"a\", \"b\"]"
+    en: str = 'must be a list of strings, like ["a", "b"]'
+    zh: str = '必须是字符串列表，例如 ["a", "b"]'
     required: bool = False
 
     def parse(self, value: object) -> Any:

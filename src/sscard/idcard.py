@@ -47,6 +47,7 @@ from sscard.errors import (
     IdCardReadFailed,
     IdCardSelectFailed,
 )
+from sscard.privacy import personal_data_shown
 from sscard.ssc import checks, codes
 from sscard.ssc.records import RecordWarning
 
@@ -517,8 +518,10 @@ class IdCardReader:
             self.stream.write(request)
             frame = read_frame(self.stream, self.timeout, budget=self.resync_budget, what=f"answer to {name}")
             response = parse_response(frame)
-            # Only the header: a read answer holds a resident's personal data.
-            log.debug("%s < %s (%d data bytes)", self.stream.name, frame[:10].hex().upper(), len(response.data))
+            # Only the header: a read answer holds a resident's personal data (the text block: name,
+            # ID number, address...; the photo), unless the process opted in (sscard.privacy).
+            shown = frame if personal_data_shown() else frame[:10]
+            log.debug("%s < %s (%d data bytes)", self.stream.name, shown.hex().upper(), len(response.data))
             return response
 
     def _command(self, cmd: bytes) -> Response:

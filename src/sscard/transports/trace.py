@@ -7,7 +7,9 @@ committed, attached to a bug report or logged without leaking a resident's PIN. 
 Lc and Le stay visible so a replay still checks that the right command was sent.
 
 Everything that logs or records APDUs goes through :func:`redact_command`; nothing else may format
-a command APDU for output.
+a command APDU for output.  Responses that are logged (not recorded) go through
+:class:`ResponseMask`, which hides the resident's personal data the same way (PIPL, docs/trace-format.md
+"Personal data"), unless the process opted in with :func:`sscard.privacy.show_personal_data`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sscard.errors import TraceMismatch
+from sscard.privacy import personal_data_shown
 
 FORMAT_VERSION = "1"
 MASK = "**"
@@ -55,6 +58,50 @@ def redact_command(apdu: bytes) -> str:
         return apdu.hex().upper()
     start, end = _data_span(apdu)
     return apdu[:start].hex().upper() + MASK * (end - start) + apdu[end:].hex().upper()
+
+
+#: READ RECORD (``00 B2``, P1 = the element's tag, reference §3) elements that are not personal
+#: data: card type 02, spec version 03, issuer 04, issue date 05, expiry date 06 (EF05).  Every other
+#: record is masked: the card identification code 01 and card number 07 (EF05: they identify the
+#: card, hence its holder), all of EF06 (SSN 08, name 09 and 4E, gender 0A, nation 0B -- ethnic
+#: origin, sensitive under PIPL art. 28 --, birthplace 0C, birth date 0D), and any tag not known.
+PUBLIC_RECORD_TAGS: frozenset[int] = frozenset({0x02, 0x03, 0x04, 0x05, 0x06})
+INS_READ_RECORD, INS_READ_BINARY, INS_GET_RESPONSE = 0xB2, 0xB0, 0xC0
+
+
+class ResponseMask:
+    """Formats logged responses with personal data masked: ``**`` per byte of an element's value,
+    its tag and length bytes and the status word kept, so a trace still shows what was read and how
+    long it was.  READ BINARY data (the photo, EF08) is masked whole.
+
+    Stateful, one per connection: the data of a personal READ RECORD or READ BINARY answered with
+    ``61xx`` arrives in the GET RESPONSE exchanges that follow, which are masked too.
+    """
+
+    def __init__(self) -> None:
+        #: Header bytes (tag, length) still to show of a personal answer continued by GET RESPONSE;
+        #: None when the last answer was not personal or was complete.
+        self._pending: int | None = None
+
+    def response(self, command: bytes, response: bytes) -> str:
+        """Upper-case hex of ``response`` (data + SW) to ``command``, personal data as ``**``."""
+        ins = command[1] if len(command) >= 4 else -1
+        if ins == INS_GET_RESPONSE:
+            keep = self._pending
+        elif ins == INS_READ_RECORD:
+            keep = None if command[2] in PUBLIC_RECORD_TAGS else 2
+        elif ins == INS_READ_BINARY:
+            keep = 0
+        else:
+            keep = None
+        if len(response) < 2:
+            self._pending = None
+            return response.hex().upper()
+        data, sw = response[:-2], response[-2:]
+        self._pending = max(0, keep - len(data)) if keep is not None and sw[0] == 0x61 else None
+        if keep is None or personal_data_shown() or not data:
+            return response.hex().upper()
+        return data[:keep].hex().upper() + MASK * max(0, len(data) - keep) + sw.hex().upper()
 
 
 def command_matches(pattern: str, apdu: bytes) -> bool:
