@@ -86,12 +86,6 @@ from typing import Any
 
 from sscard.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
-
 #: iType values of the national reader interface (reference §6).
 ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS_FIRST = 1, 2, 3, 4
 ITYPES = (ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS_FIRST)
@@ -210,13 +204,18 @@ class Invalid(ValueError):
         self.en, self.zh = en, zh
 
 
-@dataclass(frozen=True)
+# The kinds and keys are plain classes, not dataclasses: the CLI builds them on every start, and a
+# dataclass costs ~0.4 ms to define (docs/performance.md "Configuration").
+
+
 class Kind:
     """A key's type: ``parse`` turns a TOML value into the Config field's value or raises Invalid;
-    ``from_env`` does the same for an environment variable's text."""
+    ``from_env`` does the same for an environment variable's text.  ``en``/``zh`` say what it must be."""
 
-    en: str
-    zh: str
+    __slots__ = ("en", "zh")
+
+    def __init__(self, en: str, zh: str) -> None:
+        self.en, self.zh = en, zh
 
     def parse(self, value: object) -> Any:
         raise NotImplementedError
@@ -230,15 +229,15 @@ class Kind:
         return Invalid(f"{self.en}, not {shown}", f"{self.zh}，而不是 {shown}")
 
 
-@dataclass(frozen=True)
 class Text(Kind):
-    """A string; ``""`` means "not set" (None) for optional keys; ``choices`` are case-insensitive."""
+    """A string; ``""`` means "not set" (None) for optional keys; ``choices`` (upper-cased first
+    when ``upper``) limit it."""
 
-    en: str = "must be a string (in quotes)"
-    zh: str = "必须是字符串（加引号）"
-    optional: bool = True
-    choices: tuple[str, ...] = ()
-    upper: bool = False
+    __slots__ = ("choices", "optional", "upper")
+
+    def __init__(self, *, optional: bool = True, choices: tuple[str, ...] = (), upper: bool = False) -> None:
+        super().__init__("must be a string (in quotes)", "必须是字符串（加引号）")
+        self.optional, self.choices, self.upper = optional, choices, upper
 
     def parse(self, value: object) -> Any:
         if not isinstance(value, str):
@@ -252,24 +251,20 @@ class Text(Kind):
         return (None if value == "" else value) if self.optional else value
 
 
-@dataclass(frozen=True)
 class Number(Kind):
     """A finite number from ``low`` to ``high`` (``low`` excluded when ``above``); ints only if ``whole``."""
 
-    en: str = ""
-    zh: str = ""
-    low: float = 0.0
-    high: float = 86_400.0
-    above: bool = False
-    whole: bool = False
+    __slots__ = ("above", "high", "low", "whole")
 
-    def __post_init__(self) -> None:
-        unit_en, unit_zh = ("a whole number", "整数") if self.whole else ("a number", "数字")
-        low_en = f"above {self.low:g}" if self.above else f"from {self.low:g}"
-        low_zh = f"大于{self.low:g}" if self.above else f"{self.low:g}"
-        object.__setattr__(self, "en", f"must be {unit_en} {low_en} to {self.high:g}")
-        zh_range = f"{low_zh}且不超过{self.high:g}" if self.above else f"{low_zh}到{self.high:g}"
-        object.__setattr__(self, "zh", f"必须是{zh_range}的{unit_zh}")
+    def __init__(self, low: float, high: float, *, above: bool = False, whole: bool = False) -> None:
+        unit_en, unit_zh = ("a whole number", "整数") if whole else ("a number", "数字")
+        if above:
+            super().__init__(
+                f"must be {unit_en} above {low:g} up to {high:g}", f"必须是大于{low:g}且不超过{high:g}的{unit_zh}"
+            )
+        else:
+            super().__init__(f"must be {unit_en} from {low:g} to {high:g}", f"必须是{low:g}到{high:g}的{unit_zh}")
+        self.low, self.high, self.above, self.whole = low, high, above, whole
 
     def accepts(self, value: object) -> bool:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -293,12 +288,13 @@ class Number(Kind):
         return self.parse(value)
 
 
-@dataclass(frozen=True)
 class Flag(Kind):
     """A TOML boolean; the environment may also say 1/0, yes/no, on/off."""
 
-    en: str = "must be true or false"
-    zh: str = "必须是 true 或 false"
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("must be true or false", "必须是 true 或 false")
 
     def parse(self, value: object) -> Any:
         if not isinstance(value, bool):
@@ -314,13 +310,14 @@ class Flag(Kind):
         raise self.fail(text)
 
 
-@dataclass(frozen=True)
 class Strings(Kind):
     """A list of strings (``["a", "b"]``), non-empty strings in a non-empty list when ``required``."""
 
-    en: str = 'must be a list of strings, like ["a", "b"]'
-    zh: str = '必须是字符串列表，例如 ["a", "b"]'
-    required: bool = False
+    __slots__ = ("required",)
+
+    def __init__(self, *, required: bool = False) -> None:
+        super().__init__('must be a list of strings, like ["a", "b"]', '必须是字符串列表，例如 ["a", "b"]')
+        self.required = required
 
     def parse(self, value: object) -> Any:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -333,19 +330,18 @@ class Strings(Kind):
         return tuple(value)
 
 
-@dataclass(frozen=True)
 class Key:
-    """One configuration key: ``[section] name`` sets Config ``field``, checked by ``kind``."""
+    """One configuration key: ``[section] name`` sets Config ``field``, checked by ``kind``, and may
+    be set by the environment variable ``env``."""
 
-    section: str
-    name: str
-    field: str
-    kind: Kind
-    env: str | None = None
+    __slots__ = ("env", "field", "kind", "name", "path", "section")
 
-    @property
-    def path(self) -> str:
-        return f"{self.section}.{self.name}"
+    def __init__(self, section: str, name: str, field: str, kind: Kind, env: str | None = None) -> None:
+        self.section, self.name, self.field, self.kind, self.env = section, name, field, kind, env
+        self.path = f"{section}.{name}"
+
+    def __repr__(self) -> str:
+        return f"Key({self.path!r} -> {self.field})"
 
 
 TEXT = Text()
@@ -512,6 +508,11 @@ def effective(config: Config) -> list[tuple[Key, Any, str]]:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    # The TOML parser only when there is a file to parse: ~4 ms of start-up otherwise (issue 11).
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
