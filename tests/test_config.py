@@ -199,6 +199,16 @@ def test_config_show_without_a_file_says_so() -> None:
     assert {entry["source"] for entry in json.loads(out)["values"].values()} == {"default"}
 
 
+def test_no_file_no_toml_parser() -> None:
+    """Start-up: without a configuration file the TOML parser is never imported (docs/performance.md)."""
+    import subprocess
+    import sys
+
+    code = "import sys, sscard.config as c; c.load_config(env={}); print('tomllib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
 # -- property: any TOML value for any key is a valid config or a CONFIG_ERROR, nothing else ----
 
 
