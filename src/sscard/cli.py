@@ -941,11 +941,10 @@ def main(
     except SystemExit as exc:  # argparse: --help, --version, usage errors
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    from sscard.privacy import MaskingFormatter, show_personal_data
+    from sscard.privacy import mask_log_records, show_personal_data
 
-    handler = logging.StreamHandler(err)  # every log line through the personal-data mask (PIPL)
-    handler.setFormatter(MaskingFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
+    mask_log_records()  # every log line of this process through the personal-data mask (PIPL)
+    logging.basicConfig(level=level, stream=err, format="%(levelname)s %(name)s: %(message)s")
     if args.show_personal_data:
         show_personal_data(True, "--show-personal-data")
     ctx = Context(args, out, err, stdin)

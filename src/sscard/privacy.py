@@ -5,11 +5,12 @@ Two mechanisms, each the one place its kind of output is formatted:
 * APDU traces: :class:`sscard.transports.trace.ResponseMask` knows which card elements are
   personal and writes their value bytes as ``**`` (tag and length kept), the way
   :func:`~sscard.transports.trace.redact_command` hides PINs.
-* Free text: :class:`MaskingFormatter`, the formatter of the command line's and the service's log
-  handler, replaces anything shaped like a resident ID number / social security number (18 or 15
-  digits, the last may be ``X``) with ``*`` of the same length -- in messages, arguments and
-  tracebacks alike, whoever logged them.  Names cannot be recognised in free text, so no log call
-  may format one (reviewed; tests/test_privacy.py reads the logs of a whole read and sign-in).
+* Free text: :func:`mask_log_records`, installed by the command line (and so the service) as the
+  process's log-record factory, replaces anything shaped like a resident ID number / social
+  security number (18 or 15 digits, the last may be ``X``) with ``*`` of the same length -- in
+  messages, arguments and tracebacks alike, whoever logged them and whichever handler writes
+  them.  Names cannot be recognised in free text, so no log call may format one (reviewed;
+  tests/test_privacy.py reads the logs of a whole read and sign-in through the service).
 
 ``--show-personal-data`` / ``[logging] show_personal_data`` switch both off for one process
 (:func:`show_personal_data`), with a warning logged once.  This module sits at the bottom of the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 log = logging.getLogger("sscard.privacy")
 
@@ -62,9 +64,31 @@ def mask_text(text: str) -> str:
     return ID_NUMBER.sub(lambda match: "*" * len(match.group()), text)
 
 
-class MaskingFormatter(logging.Formatter):
-    """A log formatter that runs the whole formatted record (traceback included) through
-    :func:`mask_text`, so that no handler that uses it writes an ID number in clear."""
+def mask_log_records() -> None:
+    """Mask every log record this process makes from now on, whoever logs it and whichever handler
+    writes it (uvicorn's own included): the message is formatted once, ID numbers masked, and the
+    traceback likewise, before any handler sees the record.  Idempotent.  The command line (and so
+    ``sscard serve``) calls it first thing; a program embedding sscard may call it too."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "sscard_masking", False):
+        return
 
-    def format(self, record: logging.LogRecord) -> str:
-        return mask_text(super().format(record))
+    def masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if _state.shown:
+            return record
+        message = record.getMessage()
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_text(_FORMATTER.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
+        return record
+
+    masked_record.sscard_masking = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(masked_record)
+
+
+_FORMATTER = logging.Formatter()
