@@ -203,3 +203,27 @@ def test_tracing_processor_masks_whatever_handler_formats_it(caplog: pytest.LogC
         stack.send(Command(0x00, 0xB2, 0x08, 0x30, le=0x14))
     assert SSN.encode().hex().upper() not in caplog.text and "0812" + MASK * 18 + "9000" in caplog.text
     assert isinstance(stack.inner.inner, TracingProcessor)  # type: ignore[attr-defined]
+
+
+def test_id_card_reader_logs_no_text_block(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The ID-card reader over a real pty at DEBUG: frame headers and lengths, never the text block
+    (UCS-2 name, ID number, address) or the photo -- unless shown."""
+    from sscard.idcard import IdCardReader
+    from sscard.sim.serial_idcard import SimulatedIdCardReader, load_idcard
+    from sscard.transports.serial import SerialPort
+
+    persona = load_idcard("zhangsan")
+    ucs2 = [value.encode("utf-16-le").hex().upper() for value in ("张三", "110101198503071235", "北京市")]
+    with SimulatedIdCardReader(persona, link=tmp_path / "idcard") as sim, SerialPort(sim.path) as port:
+        reader = IdCardReader(port, timeout=2.0)
+        with caplog.at_level(logging.DEBUG, logger="sscard.idcard"):
+            reader.read_card()
+        masked = caplog.text
+        caplog.clear()
+        privacy.show_personal_data(True)
+        with caplog.at_level(logging.DEBUG, logger="sscard.idcard"):
+            reader.read_card()
+    assert " < AAAAAA9669" in masked and "data bytes)" in masked  # each answer's header and its length
+    for value in ucs2:
+        assert value not in masked
+        assert value in caplog.text
