@@ -261,23 +261,8 @@ class HsmResponseInvalid(SscardError):
     message_en = "The HSM's answer is not valid ({problem})."
     message_zh_text = "加密机返回的数据无效（{problem}）。"
 
-    def __init__(
-        self,
-        problem: str,
-        detail: str | None = None,
-        *,
-        problem_zh: str | None = None,
-        key: str | None = None,
-        file: str | None = None,
-    ) -> None:
-        # ``problem_zh``: the problem in Chinese, so that message_zh is wholly Chinese; ``key``
-        # ("reader.itype") and ``file`` (path, or "env NAME") let a program point at the mistake.
-        super().__init__(detail, problem=problem, key=key, file=file)
-        self.problem_zh = problem_zh
-
-    @property
-    def message_zh(self) -> str:
-        return f"配置错误：{self.problem_zh}。" if self.problem_zh else super().message_zh
+    def __init__(self, problem: str, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem)
 
 
 class NotSignedIn(SscardError):
@@ -334,23 +319,8 @@ class FrameError(SscardError):
     message_zh_text = "设备返回的数据已损坏（{problem}）。"
     retriable = True
 
-    def __init__(
-        self,
-        problem: str,
-        detail: str | None = None,
-        *,
-        problem_zh: str | None = None,
-        key: str | None = None,
-        file: str | None = None,
-    ) -> None:
-        # ``problem_zh``: the problem in Chinese, so that message_zh is wholly Chinese; ``key``
-        # ("reader.itype") and ``file`` (path, or "env NAME") let a program point at the mistake.
-        super().__init__(detail, problem=problem, key=key, file=file)
-        self.problem_zh = problem_zh
-
-    @property
-    def message_zh(self) -> str:
-        return f"配置错误：{self.problem_zh}。" if self.problem_zh else super().message_zh
+    def __init__(self, problem: str, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem)
 
 
 class ScanRejected(SscardError):
@@ -459,23 +429,8 @@ class TraceMismatch(SscardError):
     message_en = "Replay diverged from the recorded trace: {problem}."
     message_zh_text = "回放与录制的APDU记录不一致：{problem}。"
 
-    def __init__(
-        self,
-        problem: str,
-        detail: str | None = None,
-        *,
-        problem_zh: str | None = None,
-        key: str | None = None,
-        file: str | None = None,
-    ) -> None:
-        # ``problem_zh``: the problem in Chinese, so that message_zh is wholly Chinese; ``key``
-        # ("reader.itype") and ``file`` (path, or "env NAME") let a program point at the mistake.
-        super().__init__(detail, problem=problem, key=key, file=file)
-        self.problem_zh = problem_zh
-
-    @property
-    def message_zh(self) -> str:
-        return f"配置错误：{self.problem_zh}。" if self.problem_zh else super().message_zh
+    def __init__(self, problem: str, detail: str | None = None) -> None:
+        super().__init__(detail, problem=problem)
 
 
 class Timeout(SscardError):
