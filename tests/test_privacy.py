@@ -114,7 +114,8 @@ def test_get_response_continuations_and_read_binary_are_masked() -> None:
     assert mask.response(bytes.fromhex("00C0000014"), ssn + b"\x90\x00") == "0812" + MASK * 18 + "9000"
     # A split answer: the first piece shows the tag and length, the second nothing.
     assert mask.response(bytes.fromhex("00B2093020"), bytes.fromhex("6120")) == "6120"
-    assert mask.response(bytes.fromhex("00C0000010"), bytes(16) + b"\x61\x10") == "0000" + MASK * 14 + "6110"
+    first = bytes.fromhex("091E") + NAME.encode("gb18030") + bytes(10)
+    assert mask.response(bytes.fromhex("00C0000010"), first + b"\x61\x10") == "091E" + MASK * 14 + "6110"
     assert mask.response(bytes.fromhex("00C0000010"), bytes(16) + b"\x90\x00") == MASK * 16 + "9000"
     # The next plain command is not personal; a READ BINARY (the photo) is masked whole.
     select = bytes.fromhex("6F0284009000")
@@ -227,3 +228,11 @@ def test_id_card_reader_logs_no_text_block(tmp_path: Path, caplog: pytest.LogCap
     for value in ucs2:
         assert value not in masked
         assert value in caplog.text
+
+
+def test_a_record_that_is_not_its_tlv_is_masked_whole() -> None:
+    mask = ResponseMask()
+    raw_ssn = SSN.encode() + b"\x90\x00"  # a broken card: the value without tag and length
+    assert mask.response(bytes.fromhex("00B2083012"), raw_ssn) == MASK * 18 + "9000"
+    assert mask.response(bytes.fromhex("00B2083014"), bytes.fromhex("6C14")) == "6C14"
+    assert mask.response(bytes.fromhex("00C0000001"), bytes.fromhex("0F9000")) == "0F9000"  # nothing pending

@@ -79,29 +79,37 @@ class ResponseMask:
     """
 
     def __init__(self) -> None:
-        #: Header bytes (tag, length) still to show of a personal answer continued by GET RESPONSE;
-        #: None when the last answer was not personal or was complete.
-        self._pending: int | None = None
+        #: Of a personal answer continued by GET RESPONSE: header bytes (tag, length) still to show,
+        #: and the tag they must start with; None when the last answer was not personal or complete.
+        self._pending: tuple[int, int] | None = None
 
     def response(self, command: bytes, response: bytes) -> str:
         """Upper-case hex of ``response`` (data + SW) to ``command``, personal data as ``**``."""
         ins = command[1] if len(command) >= 4 else -1
+        plan: tuple[int, int] | None  # (header bytes to show, the tag the data must start with)
         if ins == INS_GET_RESPONSE:
-            keep = self._pending
+            plan = self._pending
         elif ins == INS_READ_RECORD:
-            keep = None if command[2] in PUBLIC_RECORD_TAGS else 2
+            plan = None if command[2] in PUBLIC_RECORD_TAGS else (2, command[2])
         elif ins == INS_READ_BINARY:
-            keep = 0
+            plan = (0, -1)
         else:
-            keep = None
+            plan = None
         if len(response) < 2:
             self._pending = None
             return response.hex().upper()
         data, sw = response[:-2], response[-2:]
-        self._pending = max(0, keep - len(data)) if keep is not None and sw[0] == 0x61 else None
-        if keep is None or personal_data_shown() or not data:
+        if plan is None or not data:
+            # Nothing personal, or a bare status word (61xx: the data follows in GET RESPONSE).
+            self._pending = plan if sw[0] == 0x61 else None
             return response.hex().upper()
-        return data[:keep].hex().upper() + MASK * max(0, len(data) - keep) + sw.hex().upper()
+        keep, tag = plan
+        self._pending = (max(0, keep - len(data)), tag) if sw[0] == 0x61 else None
+        if personal_data_shown():
+            return response.hex().upper()
+        if keep and data[0] != tag:
+            keep = 0  # not the TLV it should be: its first bytes may be the value itself
+        return data[:keep].hex().upper() + MASK * (len(data) - min(keep, len(data))) + sw.hex().upper()
 
 
 def command_matches(pattern: str, apdu: bytes) -> bool:
