@@ -257,3 +257,41 @@ def test_any_value_for_any_key_is_valid_or_config_error(tmp_path: Path, path: st
         assert "配置错误" in exc.message_zh
         return
     assert section in SECTIONS and isinstance(config, Config)
+
+
+SECTION_NAMES = st.sampled_from([*SECTIONS, "sesion", "readers", "logging.x"])
+KEY_NAMES = st.sampled_from(sorted({key.name for key in SCHEMA} | {"nmae", "slots", "x"}))
+DOCUMENTS = st.dictionaries(SECTION_NAMES, st.dictionaries(KEY_NAMES, VALUES, max_size=4) | VALUES, max_size=4)
+
+
+def toml_document(document: dict[str, Any]) -> str:
+    lines = []
+    for section, body in document.items():
+        if isinstance(body, dict):
+            lines.append(f"[{section}]")
+            lines += [f"{json.dumps(name)} = {toml_value(value)}" for name, value in body.items()]
+        else:
+            lines.insert(0, f"{json.dumps(section)} = {toml_value(body)}")  # top-level keys come first
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=DOCUMENTS)
+def test_any_document_is_valid_or_config_error(tmp_path: Path, document: dict[str, Any]) -> None:
+    file = tmp_path / "doc.toml"
+    file.write_text(toml_document(document), encoding="utf-8")
+    try:
+        load_config(file, env={})
+    except ConfigError as exc:
+        assert exc.fields["file"] == str(file) and "配置错误" in exc.message_zh
+
+
+@settings(max_examples=300, deadline=None)
+@given(variable=st.sampled_from([key.env for key in SCHEMA if key.env]), text=st.text(max_size=20))
+def test_any_environment_value_is_valid_or_config_error(variable: str, text: str) -> None:
+    try:
+        config = load_config(None, env={variable: text, "XDG_CONFIG_HOME": "/nonexistent"})
+    except ConfigError as exc:
+        assert exc.fields["file"] == f"env {variable}" and variable in exc.message
+        return
+    assert isinstance(config, Config)
