@@ -35,7 +35,6 @@ PERSONAL = (
     "19850307",
     CARD_NUMBER,
     CARD_NUMBER.encode().hex().upper(),
-    "110100D15600000500A3C1E52B7D9F40",  # card identification code
 )
 #: What stays: the READ RECORD commands, the tag and length of each answer, the status word.
 KEPT = (
@@ -44,6 +43,7 @@ KEPT = (
     "00B20D3006 -> 0D04" + MASK * 4 + "9000",  # birth date: 4 bytes BCD
     "00B207280B -> 0709" + MASK * 9 + "9000",  # card number: 9 bytes
     "00B2052806 -> 05042015061890",  # issue date: not personal, in clear
+    "00B2012812 -> 0110110100D15600000500A3C1E52B7D9F409000",  # card identification code: the chip's
 )
 
 
@@ -128,8 +128,9 @@ def test_get_response_continuations_and_read_binary_are_masked() -> None:
 
 
 def test_public_record_tags_are_the_issuing_metadata_only() -> None:
-    """Kept in step with the record table: only EF05 tags 02..06 are in clear."""
-    public = {tag for tag, spec in ELEMENTS.items() if spec.key in {"card_type", "spec_version", "issuer_id"}}
+    """Kept in step with the record table: only EF05 tags 01..06 are in clear, never 07 or EF06."""
+    chip = {"identification_code", "card_type", "spec_version", "issuer_id"}
+    public = {tag for tag, spec in ELEMENTS.items() if spec.key in chip}
     public |= {tag for tag, spec in ELEMENTS.items() if spec.key in {"issue_date", "expiry_date"}}
     assert public == PUBLIC_RECORD_TAGS
     assert all(ELEMENTS[tag].ef == 0x05 for tag in PUBLIC_RECORD_TAGS)

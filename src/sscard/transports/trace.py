@@ -61,11 +61,14 @@ def redact_command(apdu: bytes) -> str:
 
 
 #: READ RECORD (``00 B2``, P1 = the element's tag, reference §3) elements that are not personal
-#: data: card type 02, spec version 03, issuer 04, issue date 05, expiry date 06 (EF05).  Every other
-#: record is masked: the card identification code 01 and card number 07 (EF05: they identify the
-#: card, hence its holder), all of EF06 (SSN 08, name 09 and 4E, gender 0A, nation 0B -- ethnic
-#: origin, sensitive under PIPL art. 28 --, birthplace 0C, birth date 0D), and any tag not known.
-PUBLIC_RECORD_TAGS: frozenset[int] = frozenset({0x02, 0x03, 0x04, 0x05, 0x06})
+#: data, all in EF05: the card identification code 01 (卡识别码: the chip's identifier, not an
+#: attribute of its holder; its bytes also reach the PSAM as diversification data and partly
+#: stand in the ATR, and card-authentication debugging needs them), card type 02, spec version
+#: 03, issuer 04, issue date 05, expiry date 06.  Every other record is masked: the card number 07
+#: (卡号: the holder's account number, printed on the card, masked like a PAN), all of EF06 (SSN
+#: 08, name 09 and 4E, gender 0A, nation 0B -- ethnic origin, sensitive under PIPL art. 28 --,
+#: birthplace 0C, birth date 0D), and any tag not known.
+PUBLIC_RECORD_TAGS: frozenset[int] = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06})
 INS_READ_RECORD, INS_READ_BINARY, INS_GET_RESPONSE = 0xB2, 0xB0, 0xC0
 
 
