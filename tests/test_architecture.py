@@ -5,7 +5,7 @@ Layers, bottom to top; a module may import its own layer or lower ones, never a 
     0  sscard, sscard.errors                    one error hierarchy under everything
     1  sscard.transports.*                      bytes to and from a card
     2  sscard.apdu.*                            commands, status words, processors
-    3  sscard.ssc.*, sscard.psam.*              card applications
+    3  sscard.ssc.*, sscard.psam.*, .bank.*    card applications
     4  sscard.terminal, .config, .national,     the facade kiosk software calls
        .events, .session, .readers
     5  sscard.cli*, sscard.service.*            front ends
@@ -50,6 +50,10 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.qr.*", 3),
     ("sscard.idcard", 3),
     ("sscard.idcard.*", 3),
+    ("sscard.bank", 3),
+    ("sscard.bank.*", 3),
+    ("sscard.health", 3),
+    ("sscard.health.*", 3),
     ("sscard.terminal", 4),
     ("sscard.config", 4),
     ("sscard.national", 4),

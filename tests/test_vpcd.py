@@ -305,7 +305,11 @@ def test_remove_after_pulls_the_card_mid_sequence(vpcd_card: pcsc_env.InsertCard
         assert pcsc.exchange(SELECT_SSSE).endswith("9000")
         assert pcsc.exchange(READ_CARD_NUMBER) == TYPICAL_CARD_NUMBER + "9000"
         result, response = pcsc.transmit("00B2093000")
-        assert result != pcsc.scard.SCARD_S_SUCCESS and response == ""
+        # No answer reaches the client.  Whether pcscd reports it as an error depends on a race: once
+        # its presence poll has seen the card go, SCardTransmit fails (removed card); before that,
+        # vpcd's driver finds the socket closed and reports success with an empty answer — the case
+        # PcscTransport.transmit turns into CARD_REMOVED (tests/test_faults.py).
+        assert response == "", (hex(result), response)
         assert pcsc_env.wait_for_reader(vpcd_reader, present=False)
     finally:
         pcsc.close()

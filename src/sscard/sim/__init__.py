@@ -11,7 +11,8 @@ parsers.
 * :class:`SimulatedPsam` is the PSAM of docs/card-auth.md for the SAM slot (:func:`load_psam`), and
   the card answers INTERNAL/EXTERNAL AUTHENTICATE with keys from the published test keys
   (``sim/data/test-keys.toml``, :func:`sscard.sim.keys.load_test_keys`), computed by
-  :mod:`sscard.sim.crypto` independently of :mod:`sscard.psam`.
+  :mod:`sscard.sim.crypto` independently of :mod:`sscard.psam`;
+* :mod:`sscard.sim.health` is the resident health card's DDF1 on personas with a ``[health]`` section.
 """
 
 from sscard.sim.card import CardGone, SecurityState, SimulatedCard

@@ -39,7 +39,9 @@ from sscard.sim.crypto import (
     encrypt,
     pad,
 )
+from sscard.sim.emv import PPSE_NAME, SimulatedEmv
 from sscard.sim.encoding import PBOC_DEBIT_AID, SSSE_AID, pboc_fci, record_files, ssse_fci
+from sscard.sim.health import HealthApplet
 from sscard.sim.keys import KeyUsage, load_test_keys
 from sscard.sim.persona import Persona
 
@@ -75,6 +77,10 @@ class DF(enum.Enum):
     MF = "MF"
     SSSE = "SSSE"
     PBOC = "PBOC"
+    #: The PPSE directory ``2PAY.SYS.DDF01`` of a persona with ``[bank]`` (sscard.sim.emv).
+    PPSE = "PPSE"
+    #: The resident health card's DDF1 (sim/health.py), on a persona with a ``[health]`` section.
+    HEALTH = "DDF1"
 
 
 @dataclass
@@ -165,6 +171,9 @@ class SimulatedCard:
         self._challenge: bytes | None = None
         self._keys: dict[KeyUsage, bytes] = {}
         self.security = SecurityState()
+        #: The bank application of a persona with ``[bank]``; it answers while DF.PBOC is current.
+        self.emv = SimulatedEmv(persona.bank) if persona.bank is not None else None
+        self._health = HealthApplet(persona.health, persona.atr, persona.keyset, rng) if persona.health else None
 
     # -- the CardLike interface -------------------------------------------------------------
 
@@ -265,6 +274,8 @@ class SimulatedCard:
             raise _Refused(SW.WRONG_LENGTH) from None
         if command.cla not in (0x00, 0x80, 0x84):
             raise _Refused(SW.CLA_NOT_SUPPORTED)
+        if self._health is not None and self._health.claims(command, self._df is DF.HEALTH):
+            return self._health_command(command)
         entry = _COMMANDS.get(command.ins)
         if entry is None:
             raise _Refused(SW.INS_NOT_SUPPORTED)
@@ -278,6 +289,24 @@ class SimulatedCard:
             self._pending = (reply.data, reply.sw)
             return _Reply(sw=_more_bytes(len(reply.data)))
         return reply
+
+    def _health_command(self, command: Command) -> _Reply:
+        """DDF1's commands (sim/health.py): the applet answers, the card keeps the volatile state."""
+        assert self._health is not None
+        if self._health.selects_ddf1(command):
+            self._enter(DF.HEALTH)
+        answer = self._health.process(
+            command, ef=self._ef, authenticated=self.security.external_auth_ok, challenge=self._challenge
+        )
+        self._ef = answer.ef
+        if answer.authenticated is not None:
+            self.security.external_auth_ok = answer.authenticated
+        if answer.challenge is not None:
+            self.security.challenge = answer.challenge
+        if answer.data and self.persona.behaviour.get_response:
+            self._pending = (answer.data, answer.sw)
+            return _Reply(sw=_more_bytes(len(answer.data)))
+        return _Reply(answer.data, answer.sw)
 
     # -- SELECT (reference §1, §2) ----------------------------------------------------------
 
@@ -305,9 +334,12 @@ class SimulatedCard:
             raise _Refused(SW.INCORRECT_P1P2)
         if not command.data:
             raise _Refused(SW.WRONG_LENGTH)
+        bank_fci = self.emv.selects(command.data) if self.emv is not None else None
         if command.data == SSSE_AID and self.persona.ssc:
             df, fci = DF.SSSE, ssse_fci(self.persona.behaviour.algorithm)
-        elif command.data == PBOC_DEBIT_AID and not self.persona.ssc:
+        elif bank_fci is not None:
+            df, fci = (DF.PPSE if command.data == PPSE_NAME else DF.PBOC), bank_fci
+        elif command.data == PBOC_DEBIT_AID and not self.persona.ssc and self.emv is None and self._health is None:
             df, fci = DF.PBOC, pboc_fci()
         else:
             raise _Refused(SW.FILE_NOT_FOUND)
@@ -347,6 +379,8 @@ class SimulatedCard:
 
     def _read_record(self, command: Command) -> _Reply:
         """P2 = SFI << 3 | mode; mode 100 = P1 is a record number, 000 = P1 is the tag (first match)."""
+        if self._df is DF.PBOC and self.emv is not None:
+            return self._emv_reply(self.emv.read_record(command), command)
         if command.data:
             raise _Refused(SW.WRONG_LENGTH)
         mode = command.p2 & 0x07
@@ -379,6 +413,18 @@ class SimulatedCard:
             raise _Refused(SW.WRONG_P1P2)
         le = _SHORT_MAX if command.le is None else command.le
         return self._fit_le(ef.data[offset : offset + le], le, available_means_all=False)
+
+    def _gpo(self, command: Command) -> _Reply:
+        """GET PROCESSING OPTIONS (``80 A8``) of the bank application (sscard.sim.emv); 6985 elsewhere."""
+        if self._df is not DF.PBOC or self.emv is None:
+            raise _Refused(SW.CONDITIONS_NOT_SATISFIED)
+        return self._emv_reply(self.emv.gpo(command), command)
+
+    def _emv_reply(self, answer: tuple[bytes, int], command: Command) -> _Reply:
+        data, sw = answer
+        if sw != SW.OK:
+            raise _Refused(sw)
+        return self._fit_le(data, command.le, available_means_all=True)
 
     def _fit_le(self, data: bytes, le: int | None, available_means_all: bool) -> _Reply:
         """Le handling (reference §2): Le absent or 00 takes what there is; too short a Le → 6Cxx.
@@ -548,4 +594,5 @@ _COMMANDS: dict[int, tuple[frozenset[int], Callable[[SimulatedCard, Command], _R
     0x82: (_ISO, SimulatedCard._external_authenticate),
     0x20: (_ISO, SimulatedCard._verify),
     0x5E: (_PROPRIETARY, SimulatedCard._change_pin),
+    0xA8: (_PROPRIETARY, SimulatedCard._gpo),
 }

@@ -53,10 +53,15 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     [raw]                          # tag (hex) -> exact value (hex), bypassing the encoding above;
     "0D" = "19851307"              # for personas about bad data
 
+    [health]                       # a resident health card's DDF1: see sscard.sim.health
+
     [binary]                       # EF07 / EF08; synthetic deterministic bytes unless a file is named
     photo = "photo.jpg"            # relative to the persona file
     photo_size = 2560
     fingerprint_size = 768
+
+    [bank]                         # the bank (UnionPay/EMV) application; keys in sscard.sim.emv
+    pan = "6217000010001234569"
 
 The encoding to bytes is :mod:`sscard.sim.encoding`; this module only validates and types the data.
 """
@@ -74,7 +79,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sscard.errors import ConfigError
+from sscard.sim.emv import BankData, parse_bank
 from sscard.sim.encoding import record_files, split_name, synthetic_bytes
+from sscard.sim.health import HealthData, parse_health
 from sscard.sim.keys import DEFAULT_KEYSET, load_test_keys
 
 if sys.version_info >= (3, 11):
@@ -165,6 +172,10 @@ class Persona:
     source: Path | None = None
     #: The ``[keysets.NAME]`` of ``sim/data/test-keys.toml`` this card's keys derive from.
     keyset: str = DEFAULT_KEYSET
+    #: The bank (UnionPay/EMV) application, when the card carries one (``[bank]``, :mod:`sscard.sim.emv`).
+    bank: BankData | None = None
+    #: The resident health card's DDF1, from a ``[health]`` section (sim/health.py).
+    health: HealthData | None = None
 
     @property
     def spec_version(self) -> str | None:
@@ -281,6 +292,8 @@ def _parse(name: str, text: str, path: Path | None) -> Persona:
         fingerprint=_binary(binary, "fingerprint", DEFAULT_FINGERPRINT_SIZE, name, base),
         source=path,
         keyset=_keyset(top.table("keys")),
+        bank=_bank(top.table("bank")) if "bank" in data else None,
+        health=parse_health(name, data["health"]) if "health" in data else None,
     )
     try:
         record_files(persona)
@@ -346,6 +359,10 @@ def _behaviour(table: _Table) -> Behaviour:
         algorithm=None if algorithm < 0 else algorithm,
         locked=table.get("locked", bool, False),
     )
+
+
+def _bank(table: _Table) -> BankData:
+    return parse_bank(table.data, table.error)
 
 
 def _keyset(table: _Table) -> str:
