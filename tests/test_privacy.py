@@ -237,3 +237,39 @@ def test_a_record_that_is_not_its_tlv_is_masked_whole() -> None:
     assert mask.response(bytes.fromhex("00B2083012"), raw_ssn) == MASK * 18 + "9000"
     assert mask.response(bytes.fromhex("00B2083014"), bytes.fromhex("6C14")) == "6C14"
     assert mask.response(bytes.fromhex("00C0000001"), bytes.fromhex("0F9000")) == "0F9000"  # nothing pending
+
+
+def _apdu_log(caplog: pytest.LogCaptureFixture, read: Any) -> str:
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="sscard.apdu"):
+        read()
+    return "\n".join(record.getMessage() for record in caplog.records if record.name == "sscard.apdu")
+
+
+@pytest.mark.parametrize("persona", ["v3_bank", "bank_only"])
+def test_bank_application_trace_masks_pan_track2_and_name(persona: str, caplog: pytest.LogCaptureFixture) -> None:
+    """EMV records (READ RECORD by record number, template 70) and a format-2 GPO answer (77,
+    track 2) are masked whole but for their template header: the PAN is nowhere in the trace."""
+    from sscard.bank import BankApplication
+
+    loaded = load_persona(persona)
+    transport = SimReader(SimulatedCard(loaded), f"sim:{persona}").connect()
+    card: list[Any] = []
+    text = _apdu_log(caplog, lambda: card.append(BankApplication(standard_stack(transport)).read()))
+    pan = card[0].clear_pan() if hasattr(card[0], "clear_pan") else card[0].pan
+    assert len(pan) >= 16 and "00B2" in text
+    for value in (pan, pan.encode().hex().upper(), pan[:16], pan[4:16]):  # ASCII, BCD (5A, track 2)
+        assert value not in text, f"{value} in clear in:\n{text}"
+    for line in text.splitlines():
+        if line.startswith("00B2") and "9000" in line:
+            assert " -> 70" in line and MASK in line, line
+
+
+def test_health_card_trace_masks_its_id_number_and_ef06(caplog: pytest.LogCaptureFixture) -> None:
+    from sscard.health import HealthApplication
+
+    transport = SimReader(SimulatedCard(load_persona("health")), "sim:health").connect()
+    text = _apdu_log(caplog, lambda: HealthApplication(standard_stack(transport)).read(transport.atr))
+    for value in ("11010519491231002X", "11010519491231002X".encode().hex().upper(), "李四".encode("gb18030").hex()):
+        assert value.upper() not in text, f"{value} in clear in:\n{text}"
+    assert "00B2" in text
