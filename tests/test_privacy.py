@@ -270,6 +270,6 @@ def test_health_card_trace_masks_its_id_number_and_ef06(caplog: pytest.LogCaptur
 
     transport = SimReader(SimulatedCard(load_persona("health")), "sim:health").connect()
     text = _apdu_log(caplog, lambda: HealthApplication(standard_stack(transport)).read(transport.atr))
-    for value in ("11010519491231002X", "11010519491231002X".encode().hex().upper(), "李四".encode("gb18030").hex()):
+    for value in ("11010519491231002X", b"11010519491231002X".hex().upper(), "李四".encode("gb18030").hex()):
         assert value.upper() not in text, f"{value} in clear in:\n{text}"
     assert "00B2" in text
