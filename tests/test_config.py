@@ -104,6 +104,15 @@ def test_every_documented_key_is_accepted(tmp_path: Path) -> None:
     load_config(path, env={})
 
 
+def test_every_config_field_has_one_schema_key() -> None:
+    """A new Config field needs its line in SCHEMA (and nothing else reads the file)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(Config)} - {"source", "origins"}
+    assert sorted(key.field for key in SCHEMA) == sorted(fields)
+    assert len({key.path for key in SCHEMA}) == len(SCHEMA)
+
+
 BAD = [
     ("[sesion]\nrequire_pin = true\n", "sesion", "session"),
     ('[reader]\nnmae = "ACR"\n', "reader.nmae", "name"),
