@@ -304,3 +304,18 @@ def test_any_environment_value_is_valid_or_config_error(variable: str, text: str
         assert exc.fields["file"] == f"env {variable}" and variable in exc.message
         return
     assert isinstance(config, Config)
+
+
+def test_config_benchmark_runs_and_prints_its_table() -> None:
+    """Smoke test of benchmarks/config.py (its structure, never a figure)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "config.py"
+    result = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Configuration loading in a fresh process")
+    assert re.search(r"no file +\d+\.\d\d +\d+\.\d\d$", result.stdout, flags=re.M)
+    assert re.search(r"every key set +\d+\.\d\d +\d+\.\d\d$", result.stdout, flags=re.M)
+    assert any(line.startswith("msgspec: import") for line in lines)
