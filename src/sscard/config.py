@@ -224,9 +224,14 @@ class Kind:
         return self.parse(text)
 
     def fail(self, value: object) -> Invalid:
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        shown = _shown(value)
         return Invalid(f"{self.en}, not {shown}", f"{self.zh}，而不是 {shown}")
+
+
+def _shown(value: object) -> str:
+    """A value as an error message quotes it: its repr, at most 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Text(Kind):
@@ -448,8 +453,8 @@ def _check_table(table: Mapping[str, Any], section: str, source: str, values: di
         if path in SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(
-                    f"[{path}] in {source} must be a table (a [{path}] section), not {value!r}",
-                    problem_zh=f"{source} 中的 [{path}] 必须是一个表（[{path}] 配置节），而不是 {value!r}",
+                    f"[{path}] in {source} must be a table (a [{path}] section), not {_shown(value)}",
+                    problem_zh=f"{source} 中的 [{path}] 必须是一个表（[{path}] 配置节），而不是 {_shown(value)}",
                     key=path,
                     file=source,
                 )
