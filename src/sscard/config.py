@@ -251,7 +251,9 @@ class Text(Kind):
             folded = value.upper() if self.upper else value
             if folded not in self.choices:
                 listed = ", ".join(choice.lower() if choice == "NONE" else choice for choice in self.choices)
-                raise Invalid(f"must be one of {listed}, not {value!r}", f"必须是 {listed} 之一，而不是 {value!r}")
+                raise Invalid(
+                    f"must be one of {listed}, not {_shown(value)}", f"必须是 {listed} 之一，而不是 {_shown(value)}"
+                )
             return folded
         return (None if value == "" else value) if self.optional else value
 
@@ -329,8 +331,8 @@ class Strings(Kind):
             raise self.fail(value)
         if self.required and (not value or not all(value)):
             raise Invalid(
-                f"must be a non-empty list of non-empty strings, not {value!r}",
-                f"必须是非空字符串组成的非空列表，而不是 {value!r}",
+                f"must be a non-empty list of non-empty strings, not {_shown(value)}",
+                f"必须是非空字符串组成的非空列表，而不是 {_shown(value)}",
             )
         return tuple(value)
 
