@@ -273,3 +273,20 @@ def test_health_card_trace_masks_its_id_number_and_ef06(caplog: pytest.LogCaptur
     for value in ("11010519491231002X", b"11010519491231002X".hex().upper(), "李四".encode("gb18030").hex()):
         assert value.upper() not in text, f"{value} in clear in:\n{text}"
     assert "00B2" in text
+
+
+def test_reprs_of_reads_sessions_and_id_cards_carry_no_personal_data(tmp_path: Path) -> None:
+    """An object in a log line, an f-string or a traceback's locals shows no personal data."""
+    from sscard.idcard import IdCardReader
+    from sscard.sim.serial_idcard import SimulatedIdCardReader, load_idcard
+    from sscard.transports.serial import SerialPort
+
+    reader = SimReader(SimulatedCard(load_persona("typical")), "sim:typical")
+    with Terminal(reader, config=Config()) as terminal:
+        shown = repr(terminal.read())
+        shown += repr(terminal.sign_in("123456"))
+    with SimulatedIdCardReader(load_idcard("zhangsan"), link=tmp_path / "id") as sim, SerialPort(sim.path) as port:
+        shown += repr(IdCardReader(port, timeout=2.0).read_card())
+    for value in (SSN, NAME, CARD_NUMBER, "1985, 3, 7", "景山前街", "110101"):
+        assert value not in shown, f"{value} in {shown}"
+    assert "CardholderData(gender_code='1')" in shown and "Session(id=" in shown

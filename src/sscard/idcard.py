@@ -330,12 +330,14 @@ class IdCardRecord:
     :data:`LONG_TERM` (the card says 长期).  ``photo_wlt`` is the undecoded WLT photo.
     """
 
-    name: str
+    #: Personal data is out of ``repr`` (PIPL: a record in a log line or traceback shows no name,
+    #: ID number, address or birth date).
+    name: str = dataclasses.field(repr=False)
     gender_code: str
-    nation_code: str
-    birth_date: dt.date
-    address: str
-    id_number: str
+    nation_code: str = dataclasses.field(repr=False)
+    birth_date: dt.date = dataclasses.field(repr=False)
+    address: str = dataclasses.field(repr=False)
+    id_number: str = dataclasses.field(repr=False)
     issuer: str
     valid_from: dt.date
     valid_to: dt.date | Literal["long-term"]
