@@ -71,6 +71,9 @@ baudrate = 115200
 [service]
 allowed_origins = ["http://127.0.0.1:8765"]
 queue_timeout = 10
+header_timeout = 10
+body_timeout = 10
+max_connections = 256
 [logging]
 show_personal_data = false
 """

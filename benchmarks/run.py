@@ -12,6 +12,7 @@ parsers    records parsed per second; memory
 readers    4 readers read concurrently vs one alone, on a private pcscd (root; goal ≤ 1.3)
 events     card in/out to sscard's event vs pcscd's own detection (``events.py``; goal < 10 ms)
 service    ``sscard serve`` under load (``service.py``): only with ``--service`` or ``--only``
+flood      ``sscard serve`` under 2,000 stalled connections (``flood.py``): with ``--service``/``--only``
 ========== =================================================================================
 
 Everything goes through the real pcscd, vpcd and the simulated card, on vpcd slot S (default
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import apdus
+import flood
 import overhead
 import parsers
 import process
@@ -129,8 +131,11 @@ SECTIONS: tuple[tuple[str, str, Callable[[Options], Section]], ...] = (
     (readers.NAME, readers.TITLE, readers.measure),
     ("events", EVENTS_TITLE, measure_events),
     ("service", SERVICE_TITLE, measure_service),
+    (flood.NAME, flood.TITLE, flood.measure),
 )
-DEFAULT = tuple(name for name, _title, _measure in SECTIONS if name != "service")
+#: Sections that start ``sscard serve``: only with ``--service`` (or ``--only``).
+SERVICE_SECTIONS = ("service", flood.NAME)
+DEFAULT = tuple(name for name, _title, _measure in SECTIONS if name not in SERVICE_SECTIONS)
 
 
 def summary_rows(sections: Sequence[Section]) -> list[list[str]]:
@@ -154,7 +159,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every section's figures here")
     parser.add_argument("--only", metavar="NAME,...", help=f"run only these sections, of: {', '.join(names)}")
-    parser.add_argument("--service", action="store_true", help="add the service section (benchmarks/service.py)")
+    parser.add_argument(
+        "--service", action="store_true", help="add the service sections (benchmarks/service.py, benchmarks/flood.py)"
+    )
     parser.add_argument(
         "--slot", type=int, default=suite_default_slot(), help="vpcd slot (default: $SSCARD_VPCD_SLOT, else 1)"
     )
@@ -167,7 +174,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(names)}")
         args.sections = [name for name in names if name in wanted]
     else:
-        args.sections = [name for name in names if name in DEFAULT or (name == "service" and args.service)]
+        args.sections = [name for name in names if name in DEFAULT or (name in SERVICE_SECTIONS and args.service)]
     if args.slot < 0:
         parser.error("--slot must be 0 or more")
     return args

@@ -30,9 +30,12 @@ SSSE_AID = H("7378312E73682EC9E7BBE1B1A3D5CF")
 
 
 def card(*pairs: tuple[str, str]) -> ReplayTransport:
-    """A replayed card that expects exactly these (command, response) hex pairs, in order."""
+    """A replayed card that expects exactly these (command, response) hex pairs, in order.
+
+    Opened for tests (``accept_any_pin``): the processors are tested with PIN commands too.
+    """
     exchanges = [Exchange(command.replace(" ", "").upper(), H(response)) for command, response in pairs]
-    return ReplayTransport(Trace({"atr": "3B00", "protocol": "T=0"}, exchanges))
+    return ReplayTransport(Trace({"atr": "3B00", "protocol": "T=0"}, exchanges), accept_any_pin=True)
 
 
 # --- Command encoding: the four ISO cases, short and extended ------------------------------------

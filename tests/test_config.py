@@ -65,6 +65,9 @@ baudrate = 115200
 allowed_origins = ["http://127.0.0.1:8765"]
 token = "s3cret-token"
 queue_timeout = 10
+header_timeout = 10
+body_timeout = 10
+max_connections = 256
 
 [logging]
 show_personal_data = false
@@ -129,6 +132,8 @@ BAD = [
     ("[idcard]\nbaudrate = -1\n", "idcard.baudrate", "-1"),
     ("[qr]\ndedup_window = inf\n", "qr.dedup_window", "inf"),
     ('[qr]\nterminator = "TAB"\n', "qr.terminator", "TAB"),
+    ("[service]\nheader_timeout = nan\n", "service.header_timeout", "nan"),
+    ("[service]\nmax_connections = 7\n", "service.max_connections", "7"),
     ("[session]\nidle_timeout = 0\n", "session.idle_timeout", "0"),
     ("[session]\ntoken_ttl = 1.5\n", "session.token_ttl", "1.5"),
     ('[keys]\nservice = "vault"\n', "keys.service", "vault"),

@@ -48,6 +48,10 @@ STABLE_CODES = {
     "CONFIG_ERROR",
     "TRACE_MISMATCH",
     "TIMEOUT",
+    # issue 11
+    "TRACE_INVALID",
+    "REPLAY_PIN_REFUSED",
+    "FILE_REFUSED",
 }
 
 
@@ -76,6 +80,8 @@ def _instance(cls: type[SscardError]) -> SscardError:
         errors.ScanRejected: errors.ScanRejected("non-printable"),
         errors.IdCardError: errors.IdCardError(0x33),
         errors.TraceMismatch: errors.TraceMismatch("extra command"),
+        errors.TraceInvalid: errors.TraceInvalid("header atr is not hex"),
+        errors.PrivateFileError: errors.PrivateFileError("/tmp/key", "a FIFO", "命名管道"),
         errors.Timeout: errors.Timeout("card"),
         errors.UsageError: errors.UsageError("no terminal", "没有终端"),
     }

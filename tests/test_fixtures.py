@@ -23,8 +23,9 @@ READS = [p for p in ALL if p.stem.endswith("-read")]
 ERRORS = {"not_ssc": NotSsc, "v3": AuthRequired, "locked": CardLocked}
 
 
-def replay(path: Path) -> Terminal:
-    return Terminal.open(f"replay:{path}")
+def replay(path: Path, *, accept_any_pin: bool = False) -> Terminal:
+    """A replay terminal; PIN traces opt in explicitly, as a test must (REPLAY_PIN_REFUSED otherwise)."""
+    return Terminal.open(f"replay:{path}", accept_any_pin=accept_any_pin)
 
 
 def finish(terminal: Terminal) -> None:
@@ -69,7 +70,7 @@ def test_replay_verify_outcomes() -> None:
         "no_sfi-verify": (PinState.VERIFIED, None),
     }
     for name, (state, left) in cases.items():
-        with replay(FIXTURES / f"{name}.apdu") as terminal:
+        with replay(FIXTURES / f"{name}.apdu", accept_any_pin=True) as terminal:
             outcome = terminal.verify("123456")  # redacted in the trace: any well-formed PIN matches
             assert (outcome.state, outcome.tries_left) == (state, left), name
             finish(terminal)
@@ -89,7 +90,7 @@ def test_fixtures_hold_no_pin() -> None:
 
 
 def test_replay_is_strict_about_the_operation() -> None:
-    with replay(FIXTURES / "typical-read.apdu") as terminal, pytest.raises(TraceMismatch):
+    with replay(FIXTURES / "typical-read.apdu", accept_any_pin=True) as terminal, pytest.raises(TraceMismatch):
         terminal.verify("123456")
 
 
@@ -101,5 +102,5 @@ def test_replay_reports_leftover_exchanges() -> None:
 
 
 def test_replay_rejects_a_different_pin_length() -> None:
-    with replay(FIXTURES / "typical-verify.apdu") as terminal, pytest.raises(TraceMismatch):
+    with replay(FIXTURES / "typical-verify.apdu", accept_any_pin=True) as terminal, pytest.raises(TraceMismatch):
         terminal.verify("1234")

@@ -183,7 +183,8 @@ def test_service_and_session_debug_logs_carry_no_personal_data(caplog: pytest.Lo
     reader = SimReader(SimulatedCard(load_persona("typical")), "sim:typical")
     terminal = Terminal(reader, config=config)
     app = create_app(config, terminal, allowed_hosts=["testserver"])
-    with caplog.at_level(logging.DEBUG), TestClient(app, headers={"Origin": "http://127.0.0.1:8765"}) as client:
+    client = TestClient(app, headers={"Origin": "http://127.0.0.1:8765"}, client=("127.0.0.1", 50000))
+    with caplog.at_level(logging.DEBUG), client:
         assert client.post("/v1/read").status_code == 200
         signed = client.post("/v1/sign-in", json={"pin": "123456"})
         assert signed.status_code == 200 and signed.json()["session"]["name"] == NAME

@@ -510,3 +510,102 @@ def test_codes_never_reach_the_log(
     assert credential.ref in caplog.text  # the short hash stands in for the code
     assert EVOUCHER not in repr(credential)
     assert set(credential.to_json()) == {"kind", "code", "device", "time"}
+
+
+# --- issue 11 item 1: CR, LF and CR LF alike by default; an explicit terminator pins one ------------
+
+
+def test_default_terminator_is_any_everywhere(tmp_path: Path) -> None:
+    from sscard.config import Config, load_config
+    from sscard.credentials import qr_config
+
+    assert QrConfig().terminator == "any"
+    assert qr_config(Config()).terminator == "any"  # the service's [qr] and the Python API share this path
+    path = tmp_path / "sscard.toml"
+    path.write_text('[qr]\nport = "/dev/sscard-qr"\n', encoding="utf-8")
+    assert qr_config(load_config(str(path))).terminator == "any"
+    path.write_text('[qr]\nport = "/dev/sscard-qr"\nterminator = "crlf"\n', encoding="utf-8")
+    assert qr_config(load_config(str(path))).terminator == "CRLF"
+
+
+@pytest.mark.parametrize("terminator", [CR, LF, CRLF], ids=["CR", "LF", "CRLF"])
+def test_default_accepts_every_terminator_once(
+    sim: SimulatedQrScanner, make_scanner: Callable[..., QrScanner], terminator: bytes
+) -> None:
+    scanner = make_scanner(dedup_window=0)
+    sim.send_raw(b"".join(line(code, terminator) for code in (EVOUCHER, ESSC, EVOUCHER_2, EVOUCHER)))
+    assert [read(scanner).code for _ in range(4)] == [EVOUCHER, ESSC, EVOUCHER_2, EVOUCHER]
+    assert scanner.read_scan(timeout=0.3) is None  # no empty or leftover scan after them
+
+
+def test_default_crlf_with_the_lf_late_is_neither_incomplete_nor_leaked(
+    sim: SimulatedQrScanner, make_scanner: Callable[..., QrScanner]
+) -> None:
+    """The LF of a CR LF that arrives in a later read, even after incomplete_timeout, ends nothing."""
+    scanner = make_scanner(incomplete_timeout=0.1)
+    sim.send_raw(EVOUCHER.encode() + CR)
+    assert read(scanner).code == EVOUCHER  # the CR ended it at once
+    time.sleep(0.3)
+    sim.send_raw(LF)
+    assert scanner.read_scan(timeout=0.4) is None  # not an incomplete line, not an empty scan
+    sim.send_raw(line(ESSC, CRLF))
+    assert read(scanner).code == ESSC  # nothing carried into the next code
+
+
+def test_default_mixed_terminators(sim: SimulatedQrScanner, make_scanner: Callable[..., QrScanner]) -> None:
+    scanner = make_scanner()
+    sim.send_raw(line(EVOUCHER, CRLF) + line(ESSC, LF) + line(EVOUCHER_2, CR) + line(UNKNOWN, CRLF))
+    assert [read(scanner).code for _ in range(4)] == [EVOUCHER, ESSC, EVOUCHER_2, UNKNOWN]
+
+
+def test_default_overlong_line_ends_at_the_crlf(
+    sim: SimulatedQrScanner, make_scanner: Callable[..., QrScanner]
+) -> None:
+    scanner = make_scanner(max_length=64)
+    sim.send_raw(line("A" * 100, CRLF) + line(EVOUCHER, CRLF))
+    with pytest.raises(ScanRejected) as rejected:
+        read(scanner)
+    assert rejected.value.fields["reason"] == "too_long"
+    assert read(scanner).code == EVOUCHER
+
+
+def test_explicit_terminator_still_pins_one(sim: SimulatedQrScanner, make_scanner: Callable[..., QrScanner]) -> None:
+    scanner = make_scanner(terminator="LF")
+    sim.send_raw(line(EVOUCHER, CRLF))  # with LF pinned, the CR is part of the line
+    with pytest.raises(ScanRejected) as rejected:
+        read(scanner)
+    assert rejected.value.fields["reason"] == "non_printable"
+
+
+def test_any_refuses_a_prefix_holding_cr_or_lf() -> None:
+    with pytest.raises(ConfigError):
+        QrConfig(prefix=b"\n")
+    with pytest.raises(ConfigError):
+        QrConfig(suffix=b"\r")
+
+
+def test_sscard_scan_accepts_every_code_from_a_crlf_scanner(sim: SimulatedQrScanner) -> None:
+    """The factory CR LF setting, through a real pty and a real ``sscard scan`` process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    codes = [EVOUCHER, ESSC, EVOUCHER_2, UNKNOWN, "4249999999999999999999330000"]
+    command = [sys.executable, "-m", "sscard.cli", "scan", "--port", str(sim.path), "--json"]
+    command += ["--count", str(len(codes)), "--timeout", "30"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    scan = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert sim.wait_for_reader(10), "sscard scan never opened the scanner"
+        for code in codes:
+            sim.scan(code, terminator=CRLF)
+            time.sleep(0.05)
+        out, err = scan.communicate(timeout=30)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+            scan.communicate()
+    assert scan.returncode == 0, err
+    assert [json.loads(row)["code"] for row in out.splitlines()] == codes
+    assert "SCAN_REJECTED" not in err

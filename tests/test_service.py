@@ -25,6 +25,8 @@ from sscard.terminal import Terminal
 from sscard.transports.sim import SimReader
 
 OWN = "http://127.0.0.1:8765"
+#: The client address of in-process requests: a loopback client, as a kiosk page is.
+LOOPBACK = ("127.0.0.1", 50000)
 FOREIGN = "https://evil.example"
 
 
@@ -36,7 +38,7 @@ def make_client(
     terminal = Terminal(reader, config=config)
     kwargs.setdefault("allowed_hosts", ["testserver", "127.0.0.1:8765"])
     app = create_app(config, terminal, **kwargs)  # type: ignore[arg-type]
-    return TestClient(app, headers={"Origin": OWN}), reader, terminal
+    return TestClient(app, headers={"Origin": OWN}, client=LOOPBACK), reader, terminal
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ def test_dns_rebinding_and_cross_site_subresources_are_refused(client: TestClien
     An <img> on another site sends no Origin either, but says Sec-Fetch-Site: cross-site."""
     rebound = client.get("/v1/session", headers={"Host": "attacker.example:8765", "Origin": ""})
     assert rebound.status_code == 403 and rebound.json()["error"]["code"] == "ORIGIN_REFUSED"
-    bare = TestClient(client.app)
+    bare = TestClient(client.app, client=LOOPBACK)
     image = bare.get("/v1/photo", headers={"Sec-Fetch-Site": "cross-site"})
     assert image.status_code == 403
     assert bare.get("/v1/status", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
@@ -158,7 +160,7 @@ def test_bearer_token_for_non_browser_clients() -> None:
     config = Config(reader="sim:typical", service_token="s3cret-token")
     test_client, _, _ = make_client(config=config)
     with test_client:
-        bare = TestClient(test_client.app)  # no Origin: not a browser
+        bare = TestClient(test_client.app, client=LOOPBACK)  # no Origin: not a browser
         assert bare.get("/v1/status").json()["error"]["code"] == "UNAUTHORIZED"
         assert bare.get("/v1/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert bare.get("/v1/status", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200

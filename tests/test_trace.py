@@ -213,7 +213,7 @@ def test_command_matches_masks_one_byte_per_pair() -> None:
 
 
 def test_replay_answers_in_order_with_header_atr_and_protocol() -> None:
-    transport = ReplayTransport(sample_trace(), name="replay:sample")
+    transport = ReplayTransport(sample_trace(), name="replay:sample", accept_any_pin=True)
     assert isinstance(transport, Transport)
     assert (transport.name, transport.atr.hex().upper(), transport.protocol) == (
         "replay:sample",
@@ -232,7 +232,7 @@ def test_replay_answers_in_order_with_header_atr_and_protocol() -> None:
 
 
 def test_replay_rejects_an_unexpected_command_and_redacts_it() -> None:
-    transport = ReplayTransport(sample_trace())
+    transport = ReplayTransport(sample_trace(), accept_any_pin=True)
     transport.transmit(H(SSSE))
     with pytest.raises(TraceMismatch) as info:
         transport.transmit(H("0020000003" + PIN))  # the trace expected the tries-left query here
@@ -245,7 +245,7 @@ def test_replay_rejects_an_unexpected_command_and_redacts_it() -> None:
 
 
 def test_replay_rejects_a_command_after_the_end() -> None:
-    transport = ReplayTransport(Trace({}, [Exchange(SSSE, H(FCI))]))
+    transport = ReplayTransport(Trace({}, [Exchange(SSSE, H(FCI))]), accept_any_pin=True)
     transport.transmit(H(SSSE))
     with pytest.raises(TraceMismatch, match=r"exchange 2: command after the end of the trace \(1 exchanges\)") as info:
         transport.transmit(H("0020000003" + PIN))
@@ -253,7 +253,7 @@ def test_replay_rejects_a_command_after_the_end() -> None:
 
 
 def test_replay_reports_leftover_exchanges_but_close_never_raises() -> None:
-    transport = ReplayTransport(sample_trace())
+    transport = ReplayTransport(sample_trace(), accept_any_pin=True)
     transport.transmit(H(SSSE))
     transport.close()  # cleanup must not mask the error that ended a test
     assert not transport.finished
@@ -305,7 +305,9 @@ def _run_session(transport: Transport) -> None:
 
 def test_recording_over_a_replay_reproduces_the_trace() -> None:
     original = sample_trace()
-    recorder = RecordingTransport(ReplayTransport(original, name="replay:sample"), source="unit test")
+    recorder = RecordingTransport(
+        ReplayTransport(original, name="replay:sample", accept_any_pin=True), source="unit test"
+    )
     assert isinstance(recorder, Transport)
     _run_session(recorder)
     recorded = recorder.trace
@@ -319,7 +321,7 @@ def test_recording_over_a_replay_reproduces_the_trace() -> None:
         "sscard": sscard.__version__,
     }
     # ... and the recording replays strictly in its turn
-    again = ReplayTransport(Trace.parse(recorded.dump()))
+    again = ReplayTransport(Trace.parse(recorded.dump()), accept_any_pin=True)
     _run_session(again)
     again.assert_finished()
 
@@ -335,7 +337,8 @@ def test_recorded_trace_never_contains_the_pin(tmp_path: Path) -> None:
                 Exchange("805E010007" + "**" * 7, H("9000")),
                 Exchange("0082000A10" + "**" * 16, H("9000")),
             ],
-        )
+        ),
+        accept_any_pin=True,
     )
     recorder = RecordingTransport(card, source="pin test")
     recorder.transmit(H("0020000003" + NEW_PIN))

@@ -9,14 +9,14 @@ Exit codes (stable):
 ====  ===========================================================================================
 0     success
 1     internal error (a bug: please report it with ``-vv`` output)
-2     usage error
+2     usage error (USAGE_ERROR, NOT_SIGNED_IN, SESSION_ACTIVE, REPLAY_PIN_REFUSED)
 3     environment: NO_SERVICE, NO_READER, NO_CARD, CARD_REMOVED, CARD_RESET, CARD_CHANGED, READER_BUSY,
       CARD_MUTE, TRANSPORT_ERROR, TIMEOUT
 4     card: NOT_SSC, BAD_RECORD, CARD_ERROR, CARD_LOCKED, AUTH_REQUIRED, CARD_NOT_GENUINE,
       TERMINAL_AUTH_FAILED
 5     PIN: PIN_INCORRECT, PIN_FORMAT, PIN_MISMATCH
 6     PIN_BLOCKED
-7     CONFIG_ERROR, TRACE_MISMATCH, TOKEN_KEY_ERROR
+7     CONFIG_ERROR, TRACE_MISMATCH, TRACE_INVALID, TOKEN_KEY_ERROR, FILE_REFUSED
 8     key service: PSAM_MISSING, PSAM_KEY_MISSING, PSAM_ERROR, ALGORITHM_UNSUPPORTED, HSM_RESPONSE_INVALID
 9     token rejected: TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_NOT_YET_VALID, TOKEN_WRONG_TERMINAL
 10    TOKEN_EXPIRED
@@ -28,18 +28,20 @@ Exit codes (stable):
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sscard import __version__
 from sscard.config import Config, load_config
 from sscard.errors import PinMismatch, SscardError, UsageError
+
+if TYPE_CHECKING:
+    from sscard.ssc.pin import Pin
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 EXIT_CODES: dict[str, int] = {
@@ -91,6 +93,8 @@ EXIT_CODES: dict[str, int] = {
     **dict.fromkeys(("PIN_INCORRECT", "PIN_FORMAT", "PIN_MISMATCH"), 5),
     "PIN_BLOCKED": 6,
     **dict.fromkeys(("CONFIG_ERROR", "TRACE_MISMATCH", "TOKEN_KEY_ERROR"), 7),
+    **dict.fromkeys(("TRACE_INVALID", "FILE_REFUSED"), 7),  # issue 11
+    "REPLAY_PIN_REFUSED": EXIT_USAGE,
     **dict.fromkeys(("TOKEN_MALFORMED", "TOKEN_INVALID", "TOKEN_NOT_YET_VALID", "TOKEN_WRONG_TERMINAL"), 9),
     "TOKEN_EXPIRED": 10,
     "USAGE_ERROR": EXIT_USAGE,
@@ -155,20 +159,24 @@ class Context:
     def emit(self, payload: dict[str, Any], text: str) -> None:
         print(json.dumps(payload, ensure_ascii=False) if self.json else text, file=self.out)
 
-    def read_pin(self, prompt: str, stdin_lines: list[str]) -> str:
-        """One PIN from ``--pin-stdin`` (next line) or a hidden prompt; never from argv."""
+    def read_pin(self, prompt: str) -> Pin:
+        """One PIN from ``--pin-stdin`` (the next line only) or a hidden prompt; never from argv.
+
+        Called as late as possible: by each command once the card is known to be there and to be
+        a social security card (issue 11).  The digits go straight from the file descriptor into
+        one ``bytearray`` (:class:`~sscard.ssc.pin.Pin`), wiped by the terminal after use.
+        """
         if getattr(self.args, "pin_stdin", False):
-            if not stdin_lines:
-                stdin_lines.extend(line.rstrip("\r\n") for line in self.stdin.readlines())
-            if not stdin_lines:
+            pin = _read_pin_line(self.stdin)
+            if pin is None:
                 raise UsageError("--pin-stdin given but standard input is empty", "已指定--pin-stdin但标准输入为空")
-            return stdin_lines.pop(0)
+            return pin
         if not self.stdin.isatty():
             raise UsageError(
                 "no terminal for a hidden PIN prompt; pipe the PIN with --pin-stdin",
                 "没有终端可用于隐藏输入密码，请使用--pin-stdin",
             )
-        return getpass.getpass(prompt)
+        return _prompt_pin(prompt)
 
     def open_terminal(self, **kwargs: Any) -> Any:
         from sscard.terminal import Terminal
@@ -178,6 +186,106 @@ class Context:
         if wait:
             terminal.wait_for_card(wait)
         return terminal
+
+
+#: The longest PIN line read (a PIN is at most 12 digits; longer input is PIN_FORMAT, not kept).
+_PIN_LINE_MAX = 64
+
+
+def _read_pin_line(stream: TextIO) -> Pin | None:
+    """The next line of ``stream`` as a Pin (None at end of input), reading no further.
+
+    From a real file descriptor the bytes are read one at a time into a preallocated buffer
+    (``os.readv``), so no ``bytes`` or ``str`` copy of the digits is made and the next line is
+    left for the next PIN.  A stream without one (``io.StringIO`` in tests) goes through ``str``.
+    """
+    import os
+
+    from sscard.ssc.pin import Pin
+
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = -1
+    if fd < 0 or not hasattr(os, "readv"):
+        line = stream.readline()
+        return Pin.from_text(line.rstrip("\r\n")) if line else None
+    return _read_fd_line(fd)
+
+
+def _read_fd_line(fd: int) -> Pin | None:
+    import os
+
+    from sscard.errors import PinFormat
+    from sscard.ssc.pin import Pin, wipe
+
+    buffer = bytearray(_PIN_LINE_MAX)
+    view = memoryview(buffer)
+    size, ended = 0, False
+    try:
+        while size < len(buffer):
+            if os.readv(fd, [view[size : size + 1]]) == 0:
+                break  # end of input
+            if buffer[size] == 0x0A:
+                ended = True
+                break
+            size += 1
+        else:
+            raise PinFormat("PIN line too long")
+        if size == 0 and not ended:
+            return None
+        if size and buffer[size - 1] == 0x0D:
+            size -= 1
+        return Pin(bytearray(view[:size]))  # the one buffer the terminal wipes
+    finally:
+        view.release()
+        wipe(buffer)
+
+
+def _prompt_pin(prompt: str) -> Pin:
+    """A hidden prompt on the controlling terminal, read into a Pin (``getpass`` would give a ``str``)."""
+    import os
+
+    try:
+        import termios
+
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except (ImportError, OSError):  # no controlling terminal (or not POSIX): getpass's own fallbacks
+        import getpass
+
+        from sscard.ssc.pin import Pin
+
+        return Pin.from_text(getpass.getpass(prompt))
+    try:
+        saved = termios.tcgetattr(fd)
+        quiet = termios.tcgetattr(fd)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+        try:
+            os.write(fd, prompt.encode("utf-8"))
+            pin = _read_fd_line(fd)
+        finally:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+            os.write(fd, b"\n")
+    finally:
+        os.close(fd)
+    if pin is None:
+        raise UsageError("no PIN entered", "未输入密码")
+    return pin
+
+
+def _pin_card_ready(terminal: Any) -> None:
+    """Before asking for a PIN: the reader takes PINs, a card is there, it is an SSC, not blocked.
+
+    One SELECT and the tries-left query (no try spent); NO_CARD, NOT_SSC, PIN_BLOCKED,
+    REPLAY_PIN_REFUSED come out here, before anybody types a PIN that could not be used.
+    """
+    from sscard.errors import PinBlocked
+    from sscard.ssc.application import PinState
+
+    terminal.check_pin_allowed()
+    if terminal.pin_status().state is PinState.BLOCKED:
+        raise PinBlocked("the tries-left query says so; no PIN asked for")
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -236,6 +344,26 @@ def render_card(data: dict[str, Any], reader: str) -> str:
 def cmd_read(ctx: Context) -> int:
     if ctx.args.hsm_step1 and ctx.args.hsm_step2:
         raise UsageError("--hsm-step1 and --hsm-step2 are two separate calls", "两步须分开调用")
+    from sscard.files import check_private_path, create_private_file
+
+    for path in (ctx.args.output, ctx.args.photo):
+        if path:
+            check_private_path(path)  # refused before the card is read for nothing
+    if not ctx.args.output:
+        return _cmd_read(ctx)
+    import io
+
+    out, ctx.out = ctx.out, io.StringIO()
+    try:
+        status = _cmd_read(ctx)
+        text = ctx.out.getvalue()
+    finally:
+        ctx.out = out
+    create_private_file(ctx.args.output, text.encode("utf-8"))  # 0600: card data, the HSM step-1 line
+    return status
+
+
+def _cmd_read(ctx: Context) -> int:
     with ctx.open_terminal() as terminal:
         if ctx.args.hsm_step1:
             print(terminal.hsm_step1().line(), file=ctx.out)
@@ -266,7 +394,7 @@ def _hsm_step2(ctx: Context, terminal: Any) -> int:
 
 def _write_photo(ctx: Context, terminal: Any) -> None:
     """EF08 to a file, with a progress line on standard error (total unknown: bytes so far)."""
-    from pathlib import Path
+    from sscard.files import create_private_file
 
     def progress(done: int, total: int | None) -> None:
         shown = f"{done}/{total}" if total else f"{done}"
@@ -275,7 +403,7 @@ def _write_photo(ctx: Context, terminal: Any) -> None:
 
     photo = terminal.read_photo(progress)
     print(file=ctx.err)
-    Path(ctx.args.photo).write_bytes(photo)
+    create_private_file(ctx.args.photo, photo)  # 0600: the resident's face (issue 11)
     print(f"photo: {len(photo)} bytes written to {ctx.args.photo} / 照片已保存", file=ctx.err)
 
 
@@ -291,10 +419,11 @@ def cmd_sign_in(ctx: Context) -> int:
     from sscard.session import SessionEvent
 
     needs_pin = ctx.config.require_pin and not ctx.args.no_pin
-    pin = ctx.read_pin("PIN 密码: ", []) if needs_pin else None
     with ctx.open_terminal() as terminal:
         ended: list[SessionEvent] = []
         terminal.sessions.subscribe(lambda event: ended.append(event) if event.kind == "ended" else None)
+        # The PIN is asked for by sign_in once the card has been read (issue 11), not before.
+        pin = (lambda: ctx.read_pin("PIN 密码: ")) if needs_pin else None
         session = terminal.sign_in(pin, require_pin=needs_pin)
         data = session.to_json()
         ctx.emit({"session": data}, "\n".join(f"  {k:<16} {v}" for k, v in data.items() if v is not None))
@@ -319,9 +448,9 @@ def _pin_result(ctx: Context, outcome: Any) -> int:
 
 
 def cmd_verify(ctx: Context) -> int:
-    pin = ctx.read_pin("PIN 密码: ", [])
     with ctx.open_terminal() as terminal:
-        return _pin_result(ctx, terminal.verify(pin))
+        _pin_card_ready(terminal)
+        return _pin_result(ctx, terminal.verify(ctx.read_pin("PIN 密码: ")))
 
 
 def cmd_pin_status(ctx: Context) -> int:
@@ -333,13 +462,14 @@ def cmd_pin_status(ctx: Context) -> int:
 
 
 def cmd_change_pin(ctx: Context) -> int:
-    lines: list[str] = []
-    old = ctx.read_pin("Current PIN 原密码: ", lines)
-    new = ctx.read_pin("New PIN 新密码: ", lines)
-    if not ctx.args.pin_stdin and ctx.read_pin("New PIN again 再次输入新密码: ", lines) != new:
-        raise PinMismatch()
     with ctx.open_terminal() as terminal:
-        outcome = terminal.change_pin(old, new)
+        _pin_card_ready(terminal)
+        with ctx.read_pin("Current PIN 原密码: ") as old, ctx.read_pin("New PIN 新密码: ") as new:
+            if not ctx.args.pin_stdin:
+                with ctx.read_pin("New PIN again 再次输入新密码: ") as again:
+                    if not again.matches(new):
+                        raise PinMismatch()
+            outcome = terminal.change_pin(old, new)
     if not outcome.ok:
         outcome.raise_for_error()
     ctx.emit({"pin": {"state": "changed"}}, "PIN changed. 密码修改成功。")
@@ -551,6 +681,8 @@ def _local_time(seconds: int) -> str:
 
 
 _QR_TERMINATORS = ("CR", "LF", "CRLF", "none")
+#: What ``sscard scan`` accepts: ``any`` (the default) takes CR, LF and CR LF alike (issue 11).
+_SCAN_TERMINATORS = ("any", *_QR_TERMINATORS)
 
 
 def cmd_scan(ctx: Context) -> int:
@@ -644,25 +776,35 @@ def cmd_serve(ctx: Context) -> int:
     if ctx.args.systemd_unit:
         ctx.out.write(_systemd_unit())
         return EXIT_OK
-    from sscard.service.app import serve
+    from sscard.readers import REPLAY_PREFIX
+    from sscard.service.app import check_remote, serve
 
-    if ctx.args.host not in ("127.0.0.1", "localhost", "::1") and not ctx.args.allow_remote:
+    # A replay reader answers a recorded VERIFY to any PIN: never behind a kiosk service (issue 11).
+    if ctx.args.reader and ctx.args.reader.startswith(REPLAY_PREFIX):
         raise UsageError(
-            "the service binds to 127.0.0.1; add --allow-remote to listen on another address (mind the Origin list)",
-            "服务默认只监听本机地址；如需监听其他地址请加--allow-remote",
+            "sscard serve does not run on a replay: reader (a trace cannot check a PIN); give a card reader",
+            "本地服务不能使用回放读卡器（回放无法核对密码），请指定实际读卡器",
         )
+    if ctx.config.reader and ctx.config.reader.startswith(REPLAY_PREFIX):
+        from sscard.errors import ConfigError
+
+        raise ConfigError(f"[reader] name {ctx.config.reader!r}: sscard serve does not run on a replay: reader")
+    check_remote(ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
     print(
         f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
         f"/ 本地服务已启动",
         file=ctx.err,
         flush=True,
     )
-    serve(ctx.config, host=ctx.args.host, port=ctx.args.port)
+    serve(ctx.config, host=ctx.args.host, port=ctx.args.port, allow_remote=ctx.args.allow_remote)
     return EXIT_OK
 
 
 def cmd_record(ctx: Context) -> int:
+    from sscard.files import check_private_path
     from sscard.transports.replay import RecordingTransport
+
+    check_private_path(ctx.args.output)  # refused before the card is touched
 
     recorders: list[Any] = []
 
@@ -683,6 +825,10 @@ def cmd_record(ctx: Context) -> int:
             print(f"wrote {len(trace.exchanges)} exchanges to {ctx.args.output}", file=ctx.err)
 
 
+#: The operations ``record`` runs and ``replay`` replays (a trace's ``operation`` header).
+REPLAY_OPERATIONS = ("read", "verify", "pin-status")
+
+
 def cmd_replay(ctx: Context) -> int:
     from sscard.readers import REPLAY_PREFIX
     from sscard.terminal import Terminal
@@ -691,7 +837,14 @@ def cmd_replay(ctx: Context) -> int:
     trace = Trace.load(ctx.args.path)
     if ctx.args.operation is None:
         ctx.args.operation = trace.header.get("operation", "read")
-    with Terminal.open(REPLAY_PREFIX + ctx.args.path, config=ctx.config) as terminal:
+        if ctx.args.operation not in REPLAY_OPERATIONS:  # the file is wrong, not the command line
+            from sscard.errors import TraceInvalid
+
+            raise TraceInvalid(
+                f"{ctx.args.path}: header operation {ctx.args.operation[:20]!r} is not one of {REPLAY_OPERATIONS}"
+            )
+    accept_any_pin = bool(ctx.args.accept_any_pin)  # tests only: a trace cannot check a PIN
+    with Terminal.open(REPLAY_PREFIX + ctx.args.path, config=ctx.config, accept_any_pin=accept_any_pin) as terminal:
         status = _run_operation(ctx, terminal)
         replayed: Any = terminal.reader
         replayed.last.assert_finished()
@@ -707,7 +860,8 @@ def _run_operation(ctx: Context, terminal: Any) -> int:
         ctx.emit({"pin": outcome.to_dict()}, f"PIN state: {outcome.state.value}, tries left: {outcome.tries_left}")
         return EXIT_OK
     if operation == "verify":
-        return _pin_result(ctx, terminal.verify(ctx.read_pin("PIN 密码: ", [])))
+        terminal.check_pin_allowed()  # a replay: reader refuses before the PIN is asked for
+        return _pin_result(ctx, terminal.verify(ctx.read_pin("PIN 密码: ")))
     raise UsageError(f"unknown operation {operation!r}", f"未知操作{operation}")
 
 
@@ -809,7 +963,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("readers", parents=[common], help="list PC/SC readers (* = card present)")
     p.set_defaults(func=cmd_readers)
     p = sub.add_parser("read", parents=[common, read_opts, key_opts], help="read card and cardholder data")
-    p.add_argument("--photo", metavar="FILE", help="also read the photo (EF08) into FILE, with a progress bar")
+    p.add_argument(
+        "--photo", metavar="FILE", help="also read the photo (EF08) into FILE (mode 0600), with a progress bar"
+    )
+    p.add_argument(
+        "--output", metavar="FILE", help="write the output (the card, or the HSM step-1 line) to FILE, mode 0600"
+    )
     p.add_argument("--hsm-step1", action="store_true", help="HSM two-step: print what the HSM needs (step 1)")
     p.add_argument(
         "--hsm-step2", action="store_true", help="HSM two-step: stdin = step-1 line + HSM answer; print the card"
@@ -874,7 +1033,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", required=True, help="the scanner's serial port, e.g. /dev/ttyACM0 or a udev link")
     p.add_argument("--baud", type=int, default=9600, metavar="N", help="baud rate (default 9600)")
     p.add_argument(
-        "--terminator", choices=_QR_TERMINATORS, default="CR", help="what ends a scan (default CR; none: a pause)"
+        "--terminator",
+        choices=_SCAN_TERMINATORS,
+        default="any",
+        help="what ends a scan (default any: CR, LF or CR LF; none: a pause)",
     )
     p.add_argument("--json", action="store_true", help='one JSON object per scan: {"kind", "code", "device", "time"}')
     p.add_argument("--count", type=int, metavar="N", help="stop after N scans")
@@ -884,11 +1046,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common, key_opts], help="the local kiosk service: HTTP + WebSocket")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument("--allow-remote", action="store_true", help="allow listening on a non-loopback address")
+    p.add_argument(
+        "--allow-remote", action="store_true", help="allow listening on a non-loopback address (needs [service] token)"
+    )
     p.add_argument("--systemd-unit", action="store_true", help="print the systemd unit for this installation and exit")
     p.set_defaults(func=cmd_serve)
 
-    op_choices = ("read", "verify", "pin-status")
+    op_choices = REPLAY_OPERATIONS
     p = sub.add_parser("record", parents=[common, read_opts, pin_opts], help="run an operation and write its trace")
     p.add_argument("output", help="trace file to write (docs/trace-format.md)")
     p.add_argument("--operation", choices=op_choices, default="read")
@@ -897,6 +1061,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", parents=[common, read_opts, pin_opts], help="replay a trace strictly")
     p.add_argument("path")
     p.add_argument("--operation", choices=op_choices, help="default: the trace's operation header")
+    p.add_argument(
+        "--accept-any-pin",
+        action="store_true",
+        help="for tests: let a PIN operation replay (the trace holds ** for the PIN, so any PIN matches)",
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("token", help="session tokens: verify one offline, make a terminal key (docs/tokens.md)")

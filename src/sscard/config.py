@@ -43,7 +43,7 @@ Example::
     [qr]                    # QR scanner (docs/serial.md)
     port = "/dev/sscard-qr"
     baudrate = 9600
-    terminator = "CR"       # CR | LF | CRLF | none (inter-character timeout)
+    terminator = "any"      # any (CR, LF or CR LF) | CR | LF | CRLF | none (inter-character timeout)
     dedup_window = 2.0      # the same code again within this many seconds is one scan
 
     [idcard]                # resident ID-card reader (reference §7)
@@ -54,6 +54,9 @@ Example::
     allowed_origins = ["http://127.0.0.1:8765"]   # pages that may call it (default: its own)
     # token = "…"           # bearer token for non-browser clients (or SSCARD_SERVICE_TOKEN)
     queue_timeout = 10      # seconds a request waits while the reader is busy
+    header_timeout = 10     # seconds a connection has to send a request's headers
+    body_timeout = 10       # seconds from a request's headers to the end of its body
+    max_connections = 256   # open connections; at the cap the oldest idle one is closed
 
     [logging]
     show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
@@ -94,7 +97,7 @@ ITYPES = (ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLE
 DEFAULT_SAM_KEYWORDS = ("SAM",)
 DEFAULT_CONTACTLESS_KEYWORDS = ("PICC", "Contactless", "CL")
 KEY_SERVICES = ("none", "psam", "hsm", "software")
-QR_TERMINATORS = ("CR", "LF", "CRLF", "NONE")
+QR_TERMINATORS = ("ANY", "CR", "LF", "CRLF", "NONE")
 #: Where a value came from when neither a file, the environment nor an option set it.
 DEFAULT_SOURCE = "default"
 
@@ -135,7 +138,7 @@ class Config:
     #: Serial devices (docs/serial.md): the QR scanner and the resident ID-card reader.
     qr_port: str | None = None
     qr_baudrate: int = 9600
-    qr_terminator: str = "CR"
+    qr_terminator: str = "ANY"
     qr_dedup_window: float = 2.0
     idcard_port: str | None = None
     idcard_baudrate: int = 115200
@@ -144,6 +147,10 @@ class Config:
     service_origins: tuple[str, ...] = ()
     service_token: str | None = None
     service_queue_timeout: float = 10.0
+    #: Connection limits of the service (docs/service.md, "Connection limits").
+    service_header_timeout: float = 10.0
+    service_body_timeout: float = 10.0
+    service_max_connections: int = 256
     #: PIPL: logs and -vv APDU traces mask personal data unless this is set (docs/cli.md).
     show_personal_data: bool = False
     #: The configuration file read, None when there was none.
@@ -177,8 +184,8 @@ class Config:
             )
         if self.qr_terminator not in QR_TERMINATORS:
             raise ConfigError(
-                f"[qr] terminator must be CR, LF, CRLF or none, not {self.qr_terminator!r}",
-                problem_zh=f"[qr] terminator 必须是 CR、LF、CRLF 或 none，而不是 {self.qr_terminator!r}",
+                f"[qr] terminator must be any, CR, LF, CRLF or none, not {self.qr_terminator!r}",
+                problem_zh=f"[qr] terminator 必须是 any、CR、LF、CRLF 或 none，而不是 {self.qr_terminator!r}",
             )
 
     def with_overrides(self, **values: Any) -> Config:
@@ -250,7 +257,7 @@ class Text(Kind):
         if self.choices:
             folded = value.upper() if self.upper else value
             if folded not in self.choices:
-                listed = ", ".join(choice.lower() if choice == "NONE" else choice for choice in self.choices)
+                listed = ", ".join(choice.lower() if choice in ("ANY", "NONE") else choice for choice in self.choices)
                 raise Invalid(
                     f"must be one of {listed}, not {_shown(value)}", f"必须是 {listed} 之一，而不是 {_shown(value)}"
                 )
@@ -389,6 +396,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "allowed_origins", "service_origins", Strings()),
     Key("service", "token", "service_token", TEXT, "SSCARD_SERVICE_TOKEN"),
     Key("service", "queue_timeout", "service_queue_timeout", SECONDS),
+    Key("service", "header_timeout", "service_header_timeout", Number(0.1, 600)),
+    Key("service", "body_timeout", "service_body_timeout", Number(0.1, 600)),
+    Key("service", "max_connections", "service_max_connections", Number(8, 65_536, whole=True)),
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
 )
 

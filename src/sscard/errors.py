@@ -433,6 +433,38 @@ class TraceMismatch(SscardError):
         super().__init__(detail, problem=problem)
 
 
+class TraceInvalid(TraceMismatch):
+    """A trace file that is not a valid trace (unreadable, bad header, bad exchange line), before
+    any replay: a TRACE_MISMATCH in kind (the test input is at fault), with its own code."""
+
+    code = "TRACE_INVALID"
+    message_en = "The APDU trace is not valid: {problem}."
+    message_zh_text = "APDU记录文件格式无效。"
+
+
+class ReplayPinRefused(SscardError):
+    """A ``replay:`` reader asked to take a PIN: a recording holds ``**`` for it, so any PIN would
+    "verify".  Only tests opt in (``accept_any_pin``), never a kiosk."""
+
+    code = "REPLAY_PIN_REFUSED"
+    message_en = (
+        "A recorded trace cannot check a PIN, so a replay reader refuses PIN operations "
+        "(tests opt in with accept_any_pin / sscard replay --accept-any-pin)."
+    )
+    message_zh_text = "回放的APDU记录无法核对密码，回放读卡器拒绝密码操作（仅测试可显式允许）。"
+
+
+class PrivateFileError(SscardError):
+    """A path for a key or a file of personal data that is not a plain file sscard may use."""
+
+    code = "FILE_REFUSED"
+    message_en = "The file {path} cannot be used: {problem}."
+    message_zh_text = "文件{path}不可使用：{problem_zh}。"
+
+    def __init__(self, path: str, problem: str, problem_zh: str, detail: str | None = None) -> None:
+        super().__init__(detail, path=path, problem=problem, problem_zh=problem_zh)
+
+
 class Timeout(SscardError):
     code = "TIMEOUT"
     message_en = "Timed out waiting for {what}."

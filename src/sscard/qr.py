@@ -3,7 +3,7 @@
     from sscard.transports.serial import SerialPort
     from sscard.qr import QrConfig, QrScanner
 
-    config = QrConfig(terminator="CR", dedup_window=2.0)
+    config = QrConfig(dedup_window=2.0)                 # terminator "any": CR, LF or CR LF
     port = SerialPort("/dev/sscard-qr", config.baudrate)
     scanner = QrScanner(port, config)
     credential = scanner.read_scan(timeout=5.0)        # QrCredential, or None after 5 s of silence
@@ -12,7 +12,9 @@
 
 Kiosk scanners (USB-serial, or USB CDC-ACM in "virtual COM" mode) send what the code holds, then
 a configurable terminator: CR, LF, CRLF, or nothing (the scan then ends with a pause, the
-inter-character timeout), optionally wrapped in a configured prefix and suffix (STX/ETX, a
+inter-character timeout).  By default (``any``) CR, LF and CR LF each end a scan exactly once, so
+a scanner at its factory setting (often CR LF) works without configuration; an explicit
+terminator pins one.  Optionally wrapped in a configured prefix and suffix (STX/ETX, a
 symbology identifier).  :class:`QrScanner` turns that byte stream into :class:`QrCredential`
 values: the code, and its kind — medical insurance e-voucher (医保电子凭证), electronic social
 security card (电子社保卡) or unknown — from the rules in ``qr_formats.toml`` (reference §7).
@@ -67,8 +69,11 @@ else:  # pragma: no cover
 
 log = logging.getLogger("sscard.qr")
 
-#: Terminator names (``QrConfig.terminator``) and their bytes; ``none`` ends a scan with a pause.
-TERMINATORS: dict[str, bytes] = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "none": b""}
+#: Terminator names (``QrConfig.terminator``) and their bytes; ``none`` ends a scan with a pause;
+#: ``any`` (the default) ends it at CR, LF or CR LF alike (``b"\r\n"`` here: either byte ends a line).
+TERMINATORS: dict[str, bytes] = {"any": b"\r\n", "CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "none": b""}
+#: The default terminator: whatever a scanner ends its lines with.
+DEFAULT_TERMINATOR = "any"
 
 #: ``ScanRejected.reason`` values (stable).
 REASON_NOT_ASCII = "not_ascii"
@@ -236,8 +241,9 @@ ScanResult: TypeAlias = QrCredential | ScanRejected | DeviceRemoved | ScannerRes
 class QrConfig:
     """How one scanner is set up; must match the scanner's own configuration (its manual).
 
-    * ``terminator``: ``CR``, ``LF``, ``CRLF`` or ``none`` (case-insensitive); with ``none`` a scan
-      ends when no byte arrives for ``inter_char_timeout`` seconds;
+    * ``terminator``: ``any`` (the default: CR, LF and CR LF each end a scan once), ``CR``, ``LF``,
+      ``CRLF`` or ``none`` (case-insensitive); with ``none`` a scan ends when no byte arrives for
+      ``inter_char_timeout`` seconds;
     * ``prefix`` / ``suffix``: bytes the scanner adds around each code, removed when present;
     * ``dedup_window``: seconds within which the same code again is the same scan (0: off);
     * ``max_length``: the longest line accepted, in bytes, prefix and suffix included;
@@ -246,7 +252,7 @@ class QrConfig:
     """
 
     baudrate: int = 9600
-    terminator: str = "CR"
+    terminator: str = DEFAULT_TERMINATOR
     inter_char_timeout: float = 0.05
     prefix: bytes = b""
     suffix: bytes = b""
@@ -254,12 +260,12 @@ class QrConfig:
     max_length: int = 512
     incomplete_timeout: float = 1.0
 
-    _NAMES: ClassVar[dict[str, str]] = {"CR": "CR", "LF": "LF", "CRLF": "CRLF", "NONE": "none"}
+    _NAMES: ClassVar[dict[str, str]] = {"ANY": "any", "CR": "CR", "LF": "LF", "CRLF": "CRLF", "NONE": "none"}
 
     def __post_init__(self) -> None:
         name = self._NAMES.get(str(self.terminator).upper())
         if name is None:
-            raise ConfigError(f"QR terminator must be CR, LF, CRLF or none, not {self.terminator!r}")
+            raise ConfigError(f"QR terminator must be any, CR, LF, CRLF or none, not {self.terminator!r}")
         object.__setattr__(self, "terminator", name)
         if self.baudrate <= 0:
             raise ConfigError(f"QR baud rate must be positive, not {self.baudrate}")
@@ -270,7 +276,8 @@ class QrConfig:
         if self.dedup_window < 0:
             raise ConfigError(f"QR dedup_window must not be negative, not {self.dedup_window}")
         term = TERMINATORS[name]
-        if term and (term in self.prefix or term in self.suffix):
+        ends = (b"\r", b"\n") if name == "any" else (term,)
+        if term and any(end in self.prefix or end in self.suffix for end in ends):
             raise ConfigError("QR prefix and suffix must not contain the terminator")
 
     @property
@@ -302,7 +309,11 @@ class QrScanner:
         self.formats = formats or _bundled_formats()
         self._clock = clock
         self._term = self.config.terminator_bytes
+        #: ``any``: a CR or an LF ends a line; the empty "line" between the CR and LF of a CR LF
+        #: is not a scan (:meth:`_find_end`), so CR LF ends a scan exactly once.
+        self._any = self.config.terminator == "any"
         self._buf = bytearray()
+        self._after_cr = False  # ``any``: the last line ended with CR, so an LF next is its end too
         self._skipping = False  # inside an overlong line, already rejected: drop up to its end
         self._last_rx = 0.0
         self._seen: dict[bytes, float] = {}  # sha256 of a code -> when it was last seen
@@ -349,6 +360,7 @@ class QrScanner:
         """Forget a partly received line (after a reopen, the device's old bytes mean nothing)."""
         self._buf.clear()
         self._skipping = False
+        self._after_cr = False
 
     @property
     def _gap(self) -> float:
@@ -373,28 +385,48 @@ class QrScanner:
             elif self._skipping:
                 self._buf.clear()
             return None
+        keep = 0 if self._any else len(self._term) - 1  # a CRLF may be split across two reads
         while True:
-            index = self._buf.find(self._term)
+            self._drop_lf_after_cr()
+            index, length = self._find_end()
             if self._skipping:
                 if index < 0:
-                    keep = len(self._term) - 1  # a CRLF may be split across two reads
                     del self._buf[: len(self._buf) - keep]
                     return None
-                del self._buf[: index + len(self._term)]
+                self._consume(index, length)
                 self._skipping = False
                 continue
             if index >= 0:
                 line = bytes(self._buf[:index])
-                del self._buf[: index + len(self._term)]
+                self._consume(index, length)
                 if len(line) > self.config.max_length:
                     self._reject(REASON_TOO_LONG, f"{len(line)} bytes")
                 return line
-            if len(self._buf) - (len(self._term) - 1) > self.config.max_length:
+            if len(self._buf) - keep > self.config.max_length:
                 self._skipping = True
-                keep = len(self._term) - 1
                 del self._buf[: len(self._buf) - keep]
                 self._reject(REASON_TOO_LONG, f"no terminator within {self.config.max_length} bytes")
             return None
+
+    def _find_end(self) -> tuple[int, int]:
+        """Where the first line ends in the buffer and the terminator's length; (-1, 0) if it does not."""
+        if not self._any:
+            return self._buf.find(self._term), len(self._term)
+        ends = [i for i in (self._buf.find(b"\r"), self._buf.find(b"\n")) if i >= 0]
+        return (min(ends), 1) if ends else (-1, 0)
+
+    def _consume(self, index: int, length: int) -> None:
+        """Drop a line and its terminator; with ``any`` remember a CR, whose LF may come later."""
+        if self._any:
+            self._after_cr = self._buf[index] == 0x0D
+        del self._buf[: index + length]
+
+    def _drop_lf_after_cr(self) -> None:
+        """``any``: the LF of a CR LF ends nothing more, even when it arrives in a later read."""
+        if self._after_cr and self._buf:
+            if self._buf[0] == 0x0A:
+                del self._buf[0]
+            self._after_cr = False
 
     def _gap_passed(self) -> bool:
         if not self._buf and not self._skipping:

@@ -116,8 +116,14 @@ def describe(names: Sequence[str], config: Config) -> str:
     return ", ".join(f"{name!r} ({slot_kind(name, config).value})" for name in names) or "none"
 
 
-def open_reader(spec: str | None, busy_wait: float = 0.0, config: Config | None = None) -> Reader:
-    """The reader for ``spec`` (which overrides ``config.reader``); PC/SC readers chosen as above."""
+def open_reader(
+    spec: str | None, busy_wait: float = 0.0, config: Config | None = None, *, accept_any_pin: bool = False
+) -> Reader:
+    """The reader for ``spec`` (which overrides ``config.reader``); PC/SC readers chosen as above.
+
+    ``accept_any_pin`` only matters for ``replay:``: a test's explicit opt-in to PIN operations
+    a trace cannot check (they are refused otherwise, REPLAY_PIN_REFUSED).
+    """
     if spec and spec.startswith(SIM_PREFIX):
         from sscard.sim import SimulatedCard, load_persona
         from sscard.transports.sim import SimReader
@@ -127,7 +133,7 @@ def open_reader(spec: str | None, busy_wait: float = 0.0, config: Config | None 
     if spec and spec.startswith(REPLAY_PREFIX):
         from sscard.transports.replay import ReplayReader
 
-        return ReplayReader(spec[len(REPLAY_PREFIX) :])
+        return ReplayReader(spec[len(REPLAY_PREFIX) :], accept_any_pin=accept_any_pin)
     from sscard.transports.pcsc import PcscReader, PcscReaderSet, list_readers
 
     config = (config or Config(busy_wait=busy_wait)).with_overrides(reader=spec or None)

@@ -41,11 +41,13 @@ from sscard.errors import (
     NoReader,
     NoService,
     PsamMissing,
+    ReplayPinRefused,
     SessionActive,
     TransportFailure,
     UsageError,
 )
-from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo, validate_pin
+from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo
+from sscard.ssc.pin import Pin, PinLike
 from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
 from sscard.transports.base import Reader, Transport
 
@@ -61,6 +63,10 @@ if TYPE_CHECKING:
     from sscard.psam.hsm import HsmStep1
     from sscard.psam.keys import KeyService
     from sscard.session import Session, SessionEvent, SessionManager
+
+#: What :meth:`Terminal.sign_in` takes for the PIN: the PIN, or a callable that asks for it once
+#: the card has been read (so a person is not asked for a PIN a missing or wrong card makes useless).
+PinSource = PinLike | Callable[[], PinLike]
 
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
 #: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
@@ -228,18 +234,21 @@ class Terminal:
         config: Config | None = None,
         trace_sink: TraceSink | None = None,
         transport_wrapper: Callable[[Transport], Transport] | None = None,
+        accept_any_pin: bool = False,
     ) -> Terminal:
         """Open a terminal on ``reader``: a PC/SC reader-name substring, ``sim:PERSONA`` or ``replay:PATH``.
 
         ``None`` takes the reader from configuration (``SSCARD_READER``, the config file), else the
-        first PC/SC reader with a card.
+        first PC/SC reader with a card.  ``accept_any_pin`` is for tests that replay PIN traces: a
+        ``replay:`` reader refuses PIN operations without it (REPLAY_PIN_REFUSED), because the
+        trace holds ``**`` for the PIN and would accept any.
         """
         from sscard.readers import open_reader
 
         config = config or load_config()
         spec = reader if reader is not None else config.reader
         return cls(
-            open_reader(spec, config=config),
+            open_reader(spec, config=config, accept_any_pin=accept_any_pin),
             config=config,
             trace_sink=trace_sink,
             transport_wrapper=transport_wrapper,
@@ -463,26 +472,42 @@ class Terminal:
     def session(self) -> Session | None:
         return self.sessions.active
 
-    def sign_in(self, pin: str | None = None, *, require_pin: bool | None = None) -> Session:
+    def sign_in(self, pin: PinSource | None = None, *, require_pin: bool | None = None) -> Session:
         """Card present → read (authenticating as configured) → PIN → a session.
 
         The PIN is verified once and never retried: a wrong PIN raises
         :class:`~sscard.errors.PinIncorrect` with the tries left and starts nothing; a blocked
         one raises :class:`~sscard.errors.PinBlocked` without sending a VERIFY.  The session ends
         when the card leaves, on :meth:`sign_out`, or after ``[session] idle_timeout`` idle.
+
+        ``pin`` may be a callable: it is called once, after the card has been read, so the PIN is
+        asked for as late as possible.  A :class:`~sscard.ssc.pin.Pin` (or ``bytearray``) is
+        wiped when this returns or raises.
         """
         from sscard.session import EndReason, Method, Session, new_session_id
 
         needs_pin = self.config.require_pin if require_pin is None else require_pin
-        if needs_pin and pin is None:
-            raise UsageError("this terminal requires the PIN to sign in", "本终端登录需要输入密码")
-        if needs_pin:
-            validate_pin(pin or "")
-        if self.sessions.active is not None:
-            raise SessionActive(f"session {self.sessions.active.id} is active")
-        card = self.read()
-        if needs_pin:
-            self.verify(pin or "").raise_for_error()
+        secret: Pin | None = None
+        try:
+            if needs_pin and pin is None:
+                raise UsageError("this terminal requires the PIN to sign in", "本终端登录需要输入密码")
+            if needs_pin:
+                self.check_pin_allowed()
+                if not callable(pin):
+                    secret = Pin.of(pin or "")
+                    secret.validate()  # a malformed PIN costs no card I/O
+            if self.sessions.active is not None:
+                raise SessionActive(f"session {self.sessions.active.id} is active")
+            card = self.read()
+            if needs_pin:
+                if secret is None and callable(pin):
+                    secret = Pin.of(pin())  # asked for now: the card is there and has been read
+                self.verify(secret or "").raise_for_error()
+        finally:
+            if secret is not None:
+                secret.wipe()
+            elif isinstance(pin, (Pin, bytearray)):
+                Pin.of(pin).wipe()  # not needed after all (card-only policy, or an early error)
         now = _now()
         session = Session(
             id=new_session_id(),
@@ -533,7 +558,7 @@ class Terminal:
             on_event=on_event,
         )
 
-    def sign_in_with(self, credential: Credential, pin: str | None = None) -> Session:
+    def sign_in_with(self, credential: Credential, pin: PinSource | None = None) -> Session:
         """Sign in with what :meth:`wait_for_credential` returned.
 
         An SSC card goes through :meth:`sign_in` (authentication, PIN).  A QR code starts a ``qr``
@@ -547,6 +572,8 @@ class Terminal:
 
         if credential.kind is CredentialKind.SSC_CARD:
             return self.sign_in(pin)
+        if isinstance(pin, (Pin, bytearray)):
+            Pin.of(pin).wipe()  # a QR code or an ID card takes no PIN
         if self.sessions.active is not None:
             raise SessionActive(f"session {self.sessions.active.id} is active")
         now = _now()
@@ -664,6 +691,15 @@ class Terminal:
             )
         return self._auth
 
+    def check_pin_allowed(self) -> None:
+        """Raise :class:`~sscard.errors.ReplayPinRefused` when this reader cannot check a PIN.
+
+        A ``replay:`` reader not opened for tests answers a recorded VERIFY to any PIN.  Every PIN
+        operation calls this first, and a front end calls it before it asks for the PIN.
+        """
+        if getattr(self.reader, "accepts_pin", True) is False:
+            raise ReplayPinRefused(f"reader {self.reader.name!r}")
+
     def pin_status(self) -> PinOutcome:
         """Tries left, without spending one, where the card supports the status query."""
         with self._operation() as (transport, app, fresh):
@@ -671,31 +707,40 @@ class Terminal:
             self._check_same_card(transport, app, fresh)
             return app.pin_status()
 
-    def verify(self, pin: str) -> PinOutcome:
+    def verify(self, pin: PinLike) -> PinOutcome:
         """Verify the cardholder's PIN once.  Never retried: a retry could block the card.
 
-        The PIN format is checked before anything reaches the card, and a blocked PIN is reported
-        from the status query without sending a VERIFY that could change the card.
+        The PIN format is checked (once) before anything reaches the card, and a blocked PIN is
+        reported from the status query without sending a VERIFY that could change the card.  A
+        :class:`~sscard.ssc.pin.Pin` or ``bytearray`` is wiped when this returns or raises,
+        whatever happened; a ``str`` cannot be (docs/architecture.md, "PIN handling").
         """
-        validate_pin(pin)
-        with self._operation() as (transport, app, fresh):
-            app.select()
-            self._check_same_card(transport, app, fresh)
-            status = app.pin_status()
-            if status.state is PinState.BLOCKED:
-                return status
-            with _pin_in_flight():
-                return app.verify(pin)
+        with Pin.of(pin) as secret:
+            self.check_pin_allowed()
+            secret.validate()
+            with self._operation() as (transport, app, fresh):
+                app.select()
+                self._check_same_card(transport, app, fresh)
+                status = app.pin_status()
+                if status.state is PinState.BLOCKED:
+                    return status
+                with _pin_in_flight():
+                    return app.verify(secret)
 
-    def change_pin(self, old: str, new: str) -> PinOutcome:
-        """CHANGE PIN; both PINs checked for format first; a blocked PIN is not touched."""
-        validate_pin(old)
-        validate_pin(new)
-        with self._operation() as (transport, app, fresh):
-            app.select()
-            self._check_same_card(transport, app, fresh)
-            status = app.pin_status()
-            if status.state is PinState.BLOCKED:
-                return status
-            with _pin_in_flight():
-                return app.change_pin(old, new)
+    def change_pin(self, old: PinLike, new: PinLike) -> PinOutcome:
+        """CHANGE PIN; both PINs checked for format first; a blocked PIN is not touched.
+
+        Both are wiped afterwards when given as :class:`~sscard.ssc.pin.Pin` or ``bytearray``.
+        """
+        with Pin.of(old) as old_secret, Pin.of(new) as new_secret:
+            self.check_pin_allowed()
+            old_secret.validate()
+            new_secret.validate()
+            with self._operation() as (transport, app, fresh):
+                app.select()
+                self._check_same_card(transport, app, fresh)
+                status = app.pin_status()
+                if status.state is PinState.BLOCKED:
+                    return status
+                with _pin_in_flight():
+                    return app.change_pin(old_secret, new_secret)

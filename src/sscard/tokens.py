@@ -52,7 +52,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sscard.errors import ConfigError, SscardError
+from sscard.errors import ConfigError, PrivateFileError, SscardError
+from sscard.files import create_private_file, read_regular_file
 
 #: The format version, in the payload (``v``) and, as ``sst1``, in the token's first part.
 VERSION: Final = 1
@@ -482,20 +483,20 @@ def write_terminal_key(
 
 
 def _write(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    """Through :func:`sscard.files.create_private_file`: created with ``mode``, never through a
+    symlink (``--force`` included), never into a FIFO or device (issue 11)."""
+    if not overwrite and os.path.lexists(path):
+        raise _exists(path)
     try:
-        fd = os.open(path, flags, mode)
-    except FileExistsError:
-        raise _exists(path) from None
-    except OSError as exc:
-        raise TokenKeyError(f"cannot write {path}: {exc.strerror}", f"无法写入 {path}", str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if os.name == "posix":
-                os.fchmod(fd, mode)  # an overwritten file keeps its old mode otherwise
-            handle.write(data)
-    except OSError as exc:
-        raise TokenKeyError(f"cannot write {path}: {exc.strerror}", f"无法写入 {path}", str(path)) from None
+        create_private_file(path, data, mode=mode, overwrite=overwrite)
+    except PrivateFileError as exc:
+        raise _key_file_error(exc, "cannot write", "无法写入") from None
+
+
+def _key_file_error(exc: PrivateFileError, verb: str, verb_zh: str) -> TokenKeyError:
+    """FILE_REFUSED of a key path as this module's TOKEN_KEY_ERROR (exit 7 either way)."""
+    path, problem, problem_zh = exc.fields["path"], exc.fields["problem"], exc.fields["problem_zh"]
+    return TokenKeyError(f"{verb} {path}: {problem}", f"{verb_zh} {path}：{problem_zh}", str(path))
 
 
 def _exists(path: Path) -> TokenKeyError:
@@ -512,7 +513,9 @@ def load_private_key(path: str | os.PathLike[str], password: bytes | None = None
     """
     where = Path(path)
     try:
-        fd = os.open(where, os.O_RDONLY)
+        # O_NONBLOCK: opening a FIFO for reading would wait for a writer for ever (issue 11); the
+        # descriptor is then refused below as not a regular file.
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise TokenKeyError(
             f"private key file {where} does not exist", f"私钥文件 {where} 不存在", str(where)
@@ -563,7 +566,9 @@ def load_public_key(source: str | os.PathLike[str] | bytes) -> Ed25519PublicKey:
     else:
         where = str(source)
         try:
-            data = Path(source).read_bytes()
+            data = read_regular_file(source)  # a FIFO or a device would hang or never end (issue 11)
+        except PrivateFileError as exc:
+            raise _key_file_error(exc, "cannot read public key file", "无法读取公钥文件") from None
         except FileNotFoundError:
             raise TokenKeyError(f"public key file {where} does not exist", f"公钥文件 {where} 不存在", where) from None
         except OSError as exc:

@@ -9,6 +9,12 @@ The usual stack, outermost first::
 
 Tracing sits nearest the wire so a trace shows the GET RESPONSE and resend exchanges the card
 really saw, which is what a replay must reproduce.
+
+No command that carries a PIN (or a key cryptogram) is ever sent twice or continued: the
+commands whose data :func:`~sscard.transports.trace.redact_command` masks — the one predicate,
+:func:`~sscard.transports.trace.is_redacted` — answered with ``6Cxx`` or ``61xx`` become a
+:class:`~sscard.errors.CardError` carrying that SW.  A resent VERIFY could spend a second try
+(and block the card) without anyone having typed the PIN twice (issue 11).
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from typing import Protocol
 
 from sscard.apdu.command import SHORT_MAX_LE, Command, Response
 from sscard.apdu.sw import ApduError
-from sscard.errors import TransportFailure
+from sscard.errors import CardError, TransportFailure
 from sscard.transports.base import Transport
-from sscard.transports.trace import ResponseMask, redact_command
+from sscard.transports.trace import ResponseMask, is_redacted, redact_command
 
 log = logging.getLogger("sscard.apdu")
 
@@ -71,18 +77,29 @@ class TracingProcessor:
         response = self.inner.send(command)
         elapsed = time.perf_counter() - started
         if self.sink is not None or log.isEnabledFor(logging.DEBUG):
-            raw = command.to_bytes()
-            shown = redact_command(raw)
+            shown = redact_command(command.to_bytes())  # no PIN-bearing copy outlives this line
             if log.isEnabledFor(logging.DEBUG):
-                masked = self.mask.response(raw, response.to_bytes())
+                masked = self.mask.response(command.header, response.to_bytes())
                 log.debug("%s -> %s (%.1f ms)", shown, masked, elapsed * 1000)
             if self.sink is not None:
                 self.sink(shown, response.to_bytes().hex().upper(), elapsed)
         return response
 
 
+def _refuse_secret_follow_up(command: Command, response: Response) -> None:
+    """A PIN-bearing command's ``6Cxx``/``61xx`` is the card's error, never a cue to send again."""
+    if is_redacted(command.header):
+        raise CardError(
+            response.sw,
+            f"INS {command.ins:02X} carries a PIN or key cryptogram: answered {response.sw:04X}, not sent again",
+        )
+
+
 class ResendWithLeProcessor:
-    """On ``6Cxx`` resend the same command once with ``Le = xx`` (apdu4j RetryWithRightLengthWrapper)."""
+    """On ``6Cxx`` resend the same command once with ``Le = xx`` (apdu4j RetryWithRightLengthWrapper).
+
+    Never for a PIN-bearing command (module docstring): that is a CARD_ERROR with the SW.
+    """
 
     def __init__(self, inner: ApduConnection) -> None:
         self.inner = inner
@@ -90,12 +107,16 @@ class ResendWithLeProcessor:
     def send(self, command: Command) -> Response:
         response = self.inner.send(command)
         if response.sw1 == 0x6C:
+            _refuse_secret_follow_up(command, response)
             return self.inner.send(command.with_le(response.sw2 or SHORT_MAX_LE))
         return response
 
 
 class GetResponseProcessor:
-    """On ``61xx`` fetch the rest with GET RESPONSE (``00 C0 00 00 xx``) and join the pieces."""
+    """On ``61xx`` fetch the rest with GET RESPONSE (``00 C0 00 00 xx``) and join the pieces.
+
+    Not after a PIN-bearing command (module docstring): that is a CARD_ERROR with the SW.
+    """
 
     def __init__(self, inner: ApduConnection, cla: int = 0x00) -> None:
         self.inner = inner
@@ -107,6 +128,7 @@ class GetResponseProcessor:
             # Complete already (nearly every answer): hand it on as is rather than copying its data
             # into a new, equal Response (issue 7, docs/performance.md).
             return response
+        _refuse_secret_follow_up(command, response)
         data = bytearray(response.data)
         rounds = 0
         while response.sw1 == 0x61:

@@ -22,7 +22,8 @@ from typing import Protocol
 from sscard.apdu.command import Command
 from sscard.apdu.processors import TraceSink, standard_stack
 from sscard.apdu.sw import SW
-from sscard.errors import AlgorithmUnsupported, ConfigError, PsamError, PsamKeyMissing, PsamMissing
+from sscard.errors import AlgorithmUnsupported, ConfigError, PrivateFileError, PsamError, PsamKeyMissing, PsamMissing
+from sscard.files import read_regular_file
 from sscard.psam.crypto import Algorithm, derive, encrypt, pad
 from sscard.psam.profile import KeyUse, Profile
 from sscard.transports.base import Transport
@@ -121,9 +122,12 @@ class SoftwareKeyService:
                 f"[keys] allow_software = true or {ALLOW_SOFTWARE_ENV}=1"
             )
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            # A regular file only: a FIFO or device at the key path would hang (issue 11).
+            data = tomllib.loads(read_regular_file(path).decode("utf-8"))
             table = data["keysets"][keyset]
-        except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        except PrivateFileError as exc:
+            raise ConfigError(f"cannot load key set {keyset!r} from {path}: {exc.fields['problem']}") from None
+        except (OSError, KeyError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot load key set {keyset!r} from {path}: {exc!r}") from None
         masters: dict[tuple[str, Algorithm], bytes] = {}
         names = {"ia": "ia", "rk": "rkssse"}

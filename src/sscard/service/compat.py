@@ -41,10 +41,11 @@ def _str(message: dict[str, Any], *keys: str) -> str:
 async def call(service: Service, text: str) -> dict[str, Any]:
     try:
         message = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a number past int()'s digit limit, too deep
         return {"function": None, "code": DEFAULT_RETURN_CODE, "output": "", "message": "not JSON"}
     if not isinstance(message, dict) or message.get("function") not in FUNCTIONS:
         name = message.get("function") if isinstance(message, dict) else None
+        name = name[:64] if isinstance(name, str) else None  # echo a name, never an arbitrary value
         return {"function": name, "code": DEFAULT_RETURN_CODE, "output": "", "message": "unknown function"}
     function = str(message["function"])
     terminal, config = service.terminal, service.config

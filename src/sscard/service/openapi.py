@@ -13,12 +13,27 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _body(path: str, *required: str) -> dict[str, Any]:
+    """The request-body schema of ``path``, from the fields the service checks (app.FIELDS)."""
+    from sscard.service.app import FIELDS
+
+    types = {bool: {"type": "boolean"}, str: {"type": "string"}}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {key: types[kind] for key, kind in FIELDS[path].items()},
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
 def _op(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {
             "200": _json(ok, "success"),
-            "4XX": _json(_ERROR, "a typed error: stable code, English and Chinese message"),
+            "4XX": _json(_ERROR, "a typed error: stable code, English and Chinese message (statuses: docs/service.md)"),
             "5XX": _json(_ERROR, "service or PC/SC trouble"),
         },
     }
@@ -88,7 +103,7 @@ def document() -> dict[str, Any]:
                 "post": _op(
                     "read card and cardholder: exactly the `sscard read --json` contract",
                     {"$ref": "#/components/schemas/CardRead"},
-                    _obj(allow_partial={"type": "boolean"}),
+                    _body("/v1/read"),
                 )
             },
             "/v1/photo": {
@@ -104,14 +119,14 @@ def document() -> dict[str, Any]:
                 "post": _op(
                     "verify the PIN once (never retried)",
                     {"$ref": "#/components/schemas/PinOutcome"},
-                    {"type": "object", "required": ["pin"], "properties": {"pin": STRING}},
+                    _body("/v1/verify", "pin"),
                 )
             },
             "/v1/pin-status": {
                 "post": _op("tries left without spending one", {"$ref": "#/components/schemas/PinOutcome"})
             },
             "/v1/sign-in": {
-                "post": _op("sign in: read, authenticate, PIN → session", _obj(session=session), _obj(pin=STRING))
+                "post": _op("sign in: read, authenticate, PIN → session", _obj(session=session), _body("/v1/sign-in"))
             },
             "/v1/sign-out": {"post": _op("end the session (resets the card)", _obj(session=session))},
             "/v1/session": {"get": _op("the current session", _obj(session=session_or_null))},
@@ -119,7 +134,7 @@ def document() -> dict[str, Any]:
                 "post": _op(
                     "verify a session token with the configured public key",
                     _obj(session={"type": "object"}),
-                    {"type": "object", "required": ["token"], "properties": {"token": STRING, "terminal_id": STRING}},
+                    _body("/v1/token/verify", "token"),
                 )
             },
             "/v1/events": {
@@ -137,7 +152,10 @@ def document() -> dict[str, Any]:
         },
         "components": {
             "schemas": {
-                "Error": _obj(error=_obj(code=STRING, message=STRING, message_zh=STRING)),
+                "Error": {
+                    **_obj(error=_obj(code=STRING, message=STRING, message_zh=STRING)),
+                    "x-sscard-http-status": _statuses(),
+                },
                 "CardRead": {
                     "type": "object",
                     "required": ["card", "cardholder", "warnings"],
@@ -162,3 +180,10 @@ def document() -> dict[str, Any]:
             }
         },
     }
+
+
+def _statuses() -> dict[str, Any]:
+    """The HTTP status of each error code (app.HTTP_STATUS), and of every other code."""
+    from sscard.service.app import DEFAULT_STATUS, HTTP_STATUS
+
+    return {"codes": dict(sorted(HTTP_STATUS.items())), "default": DEFAULT_STATUS}

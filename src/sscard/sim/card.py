@@ -531,6 +531,8 @@ class SimulatedCard:
             raise _Refused(SW.WRONG_LENGTH)
         if self._tries == 0:
             raise _Refused(SW.AUTH_METHOD_BLOCKED)
+        if self.persona.behaviour.pin_sw is not None:
+            raise _Refused(self.persona.behaviour.pin_sw)
         pin = _unpack_pin(command.data)
         if pin is None:
             raise _Refused(SW.WRONG_DATA)
@@ -545,6 +547,8 @@ class SimulatedCard:
             raise _Refused(SW.WRONG_LENGTH)
         if self._tries == 0:
             raise _Refused(SW.AUTH_METHOD_BLOCKED)
+        if self.persona.behaviour.pin_sw is not None:
+            raise _Refused(self.persona.behaviour.pin_sw)
         old_raw, separator, new_raw = command.data.partition(b"\xff")
         old, new = _unpack_pin(old_raw), _unpack_pin(new_raw)
         if not separator or old is None or new is None:

@@ -115,6 +115,9 @@ class Behaviour:
     #: FCI tag 9F0C algorithm flag (reference §1); ``None`` leaves the tag out.
     algorithm: int | None = 0x01
     locked: bool = False
+    #: When set, VERIFY with a PIN and CHANGE PIN answer this status word (e.g. ``6C00``, ``6104``)
+    #: without looking at the PIN: a card that invites the middleware to resend a PIN command.
+    pin_sw: int | None = None
 
 
 @dataclass(frozen=True)
@@ -358,11 +361,21 @@ def _behaviour(table: _Table) -> Behaviour:
         external_auth=frozenset(AUTH_FILES[f] for f in files),
         algorithm=None if algorithm < 0 else algorithm,
         locked=table.get("locked", bool, False),
+        pin_sw=_pin_sw(table),
     )
 
 
 def _bank(table: _Table) -> BankData:
     return parse_bank(table.data, table.error)
+
+
+def _pin_sw(table: _Table) -> int | None:
+    text = table.get("pin_sw", str, "")
+    if not text:
+        return None
+    if len(text) != 4 or not all(c in "0123456789abcdefABCDEF" for c in text) or text.upper() == "9000":
+        raise table.error("pin_sw", "must be a status word in four hex digits, not 9000")
+    return int(text, 16)
 
 
 def _keyset(table: _Table) -> str:

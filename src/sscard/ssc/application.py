@@ -22,6 +22,8 @@ from sscard.apdu import SW, ApduConnection, ApduError, Command
 from sscard.apdu.processors import transceive
 from sscard.apdu.sw import tries_left
 from sscard.errors import AuthRequired, CardError, CardLocked, NotSsc, PinBlocked, PinFormat, PinIncorrect
+from sscard.ssc.pin import PIN_MAX, PIN_MIN, Pin, PinLike
+from sscard.ssc.pin import wipe as _wipe
 from sscard.ssc.records import (
     EF05_TAGS,
     EF06_TAGS,
@@ -49,12 +51,22 @@ SFI_REFUSED = frozenset({SW.FUNCTION_NOT_SUPPORTED, SW.INCORRECT_P1P2, SW.FILE_N
 PIN_STATUS_UNSUPPORTED = frozenset(
     {SW.WRONG_LENGTH, SW.INS_NOT_SUPPORTED, SW.INCORRECT_P1P2, SW.WRONG_P1P2, SW.WRONG_DATA, SW.FUNCTION_NOT_SUPPORTED}
 )
+#: Re-exported: the PIN rules and the secret holder live in :mod:`sscard.ssc.pin`.
+__all__ = [
+    "PIN_MAX",
+    "PIN_MIN",
+    "Pin",
+    "PinLike",
+    "PinOutcome",
+    "PinState",
+    "Progress",
+    "SscApplication",
+    "SsseInfo",
+    "encode_pin",
+    "validate_pin",
+]
 #: Algorithm flags of the FCI tag 9F0C (reference §1).
 ALGORITHMS = {0x01: "3DES", 0x02: "SSF33", 0x03: "SM4"}
-
-PIN_MIN, PIN_MAX = 4, 12
-#: Padding nibble for odd-length PINs in packed BCD.  (Unconfirmed across vendors; kept as data.)
-PIN_PAD_NIBBLE = "F"
 
 
 @dataclass(frozen=True)
@@ -104,25 +116,23 @@ class PinOutcome:
         return {"state": self.state.value, "tries_left": self.tries_left}
 
 
-def encode_pin(pin: str) -> bytearray:
+def encode_pin(pin: PinLike) -> bytearray:
     """Validate a PIN (4–12 digits, before anything is sent) and pack it as BCD.
 
     Returns a ``bytearray`` so the caller can wipe it after use.  The error never quotes the PIN.
+    A :class:`~sscard.ssc.pin.Pin` (or ``bytearray`` of ASCII digits) is packed without a ``str``.
     """
-    if not isinstance(pin, str) or not pin.isascii() or not pin.isdigit() or not PIN_MIN <= len(pin) <= PIN_MAX:
+    if not isinstance(pin, (str, bytearray, Pin)):
         raise PinFormat()
-    digits = pin + PIN_PAD_NIBBLE * (len(pin) % 2)
-    return bytearray.fromhex(digits)
+    return Pin.of(pin).packed()
 
 
-def validate_pin(pin: str) -> None:
+def validate_pin(pin: PinLike) -> None:
     """Raise :class:`PinFormat` unless ``pin`` is 4–12 digits; sends nothing."""
-    _wipe(encode_pin(pin))
-
-
-def _wipe(buffer: bytearray) -> None:
-    for i in range(len(buffer)):
-        buffer[i] = 0
+    if isinstance(pin, Pin):
+        pin.validate()
+    else:
+        _wipe(encode_pin(pin))
 
 
 class SscApplication:
@@ -246,8 +256,11 @@ class SscApplication:
             return PinOutcome(PinState.UNKNOWN)
         raise self._card_error(ApduError(response.sw))
 
-    def verify(self, pin: str) -> PinOutcome:
-        """VERIFY (reference §2).  Sent exactly once: a wrong PIN is reported, never retried."""
+    def verify(self, pin: PinLike) -> PinOutcome:
+        """VERIFY (reference §2).  Sent exactly once: a wrong PIN is reported, never retried.
+
+        The packed BCD is wiped after the exchange; a :class:`Pin` is the caller's to wipe.
+        """
         packed = encode_pin(pin)
         try:
             response = self.connection.send(Command(0x00, 0x20, 0x00, 0x00, bytes(packed)))
@@ -255,10 +268,12 @@ class SscApplication:
             _wipe(packed)
         return self._pin_outcome(response.sw)
 
-    def change_pin(self, old: str, new: str) -> PinOutcome:
+    def change_pin(self, old: PinLike, new: PinLike) -> PinOutcome:
         """CHANGE PIN ``80 5E 01 00 Lc old ‖ FF ‖ new`` (reference §2); both PINs validated first."""
         old_packed, new_packed = encode_pin(old), encode_pin(new)
-        data = bytearray(old_packed + b"\xff" + new_packed)
+        data = bytearray(old_packed)
+        data += b"\xff"
+        data += new_packed
         try:
             response = self.connection.send(Command(0x80, 0x5E, 0x01, 0x00, bytes(data)))
         finally:

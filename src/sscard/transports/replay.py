@@ -5,6 +5,11 @@ GET RESPONSE, resend and card-application code as a real card does.  It is stric
 directions: a command the trace does not expect next fails at once, and so does a trace that still
 has exchanges left when the test says it is done.  Either way the test, not the card, is wrong.
 
+A trace holds ``**`` where a PIN was, so a replay would "verify" any PIN.  Replay transports and
+readers therefore refuse every command that carries a PIN or key cryptogram
+(:func:`~sscard.transports.trace.carries_secret`) with
+:class:`~sscard.errors.ReplayPinRefused`, unless a test opens them with ``accept_any_pin=True``.
+
 Recording wraps any transport.  Commands go through :func:`~sscard.transports.trace.redact_command`
 before they are kept, so a trace file never holds a PIN, only ``**`` in its place.
 """
@@ -16,17 +21,21 @@ import datetime as dt
 from pathlib import Path
 
 from sscard import __version__
-from sscard.errors import TraceMismatch, TransportFailure
+from sscard.errors import ReplayPinRefused, TraceMismatch, TransportFailure
 from sscard.transports.base import Transport, TransportBase
-from sscard.transports.trace import Exchange, Trace, command_matches, redact_command
+from sscard.transports.trace import Exchange, Trace, carries_secret, command_matches, redact_command
 
 
 class ReplayTransport(TransportBase):
-    """Plays the card side of ``trace``: each transmit must be the next recorded command."""
+    """Plays the card side of ``trace``: each transmit must be the next recorded command.
 
-    def __init__(self, trace: Trace, name: str = "replay") -> None:
+    ``accept_any_pin``: for tests only, let PIN-bearing commands through (any PIN matches ``**``).
+    """
+
+    def __init__(self, trace: Trace, name: str = "replay", *, accept_any_pin: bool = False) -> None:
         self._trace = trace
         self._name = name
+        self.accept_any_pin = accept_any_pin
         self._position = 0
         self._closed = False
 
@@ -59,6 +68,8 @@ class ReplayTransport(TransportBase):
     def transmit(self, apdu: bytes) -> bytes:
         if self._closed:
             raise TransportFailure(f"{self._name} is closed")
+        if not self.accept_any_pin and carries_secret(apdu):
+            raise ReplayPinRefused(f"{self._name}: {redact_command(apdu)[:8]} not replayed")
         exchanges = self._trace.exchanges
         number = self._position + 1
         if self._position >= len(exchanges):
@@ -91,11 +102,17 @@ class ReplayTransport(TransportBase):
 
 
 class ReplayReader:
-    """A reader that always holds the recorded card; every connect replays the trace from its start."""
+    """A reader that always holds the recorded card; every connect replays the trace from its start.
 
-    def __init__(self, path: str | Path) -> None:
+    PIN operations are refused (:class:`~sscard.errors.ReplayPinRefused`) unless ``accept_any_pin``
+    — for tests that replay PIN traces, never for a kiosk (module docstring).
+    """
+
+    def __init__(self, path: str | Path, *, accept_any_pin: bool = False) -> None:
         self._path = str(path)
         self._trace = Trace.load(path)
+        #: Read by the terminal facade, which refuses a PIN operation before it starts.
+        self.accepts_pin = accept_any_pin
         #: The transport of the last :meth:`connect`, so a test can call ``assert_finished()`` on it.
         self.last: ReplayTransport | None = None
 
@@ -114,7 +131,7 @@ class ReplayReader:
         return None
 
     def connect(self) -> ReplayTransport:
-        self.last = ReplayTransport(self._trace, name=self.name)
+        self.last = ReplayTransport(self._trace, name=self.name, accept_any_pin=self.accepts_pin)
         return self.last
 
 

@@ -18,11 +18,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sscard.errors import TraceMismatch
+from sscard.errors import PrivateFileError, TraceInvalid
+from sscard.files import create_private_file, read_regular_file
 from sscard.privacy import personal_data_shown
 
 FORMAT_VERSION = "1"
 MASK = "**"
+#: The largest trace file loaded (a whole read with a photo is some 30 KB): more is TRACE_INVALID.
+TRACE_FILE_LIMIT = 16 * 1024 * 1024
+#: The values the ``protocol`` header may take.
+PROTOCOLS = ("T=0", "T=1")
 
 #: INS codes whose command data is never logged or recorded: VERIFY (20), ISO CHANGE REFERENCE DATA
 #: and this card's UNBLOCK PIN (24, reference §2), RESET RETRY COUNTER (2C), this card's CHANGE and
@@ -49,7 +54,24 @@ def _data_span(apdu: bytes) -> tuple[int, int]:
 
 
 def is_redacted(apdu: bytes) -> bool:
+    """Whether ``apdu`` (a whole command, or just its 4-byte header) may carry a PIN or a key cryptogram.
+
+    The one predicate for "PIN-bearing": redaction here, and the APDU processors, which never
+    resend or continue such a command (issue 11).
+    """
     return len(apdu) >= 4 and apdu[1] in REDACTED_INS
+
+
+def carries_secret(apdu: bytes) -> bool:
+    """Whether a whole command APDU carries a PIN or a key cryptogram: a redacted INS with data.
+
+    VERIFY without data (the tries-left query) carries nothing.  A replay cannot check such data
+    (the trace holds ``**``), so replay readers refuse it unless opened for tests.
+    """
+    if not is_redacted(apdu):
+        return False
+    start, end = _data_span(apdu)
+    return end > start
 
 
 def redact_command(apdu: bytes) -> str:
@@ -103,7 +125,8 @@ class ResponseMask:
         self._pending: tuple[int, frozenset[int]] | None = None
 
     def response(self, command: bytes, response: bytes) -> str:
-        """Upper-case hex of ``response`` (data + SW) to ``command``, personal data as ``**``."""
+        """Upper-case hex of ``response`` (data + SW) to ``command`` (the whole APDU or its 4-byte
+        header: only CLA INS P1 P2 are looked at), personal data as ``**``."""
         plan = self._plan(command)
         if len(response) < 2:
             self._pending = None
@@ -177,11 +200,11 @@ class Trace:
 
     @property
     def atr(self) -> bytes:
-        return bytes.fromhex(self.header.get("atr", ""))
+        return _atr(self.header.get("atr", ""), "<trace>")
 
     @property
     def protocol(self) -> str:
-        return self.header.get("protocol", "T=1")
+        return _protocol(self.header.get("protocol", "T=1"), "<trace>")
 
     def dump(self) -> str:
         lines = [f"# sscard-trace: {FORMAT_VERSION}"]
@@ -191,7 +214,8 @@ class Trace:
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.dump(), encoding="utf-8")
+        """Write the trace to a file created 0600: a trace holds a resident's card data (issue 11)."""
+        create_private_file(path, self.dump().encode("utf-8"))
 
     @classmethod
     def parse(cls, text: str, origin: str = "<trace>") -> Trace:
@@ -209,16 +233,45 @@ class Trace:
             in_header = False
             match = _EXCHANGE.match(line)
             if not match:
-                raise TraceMismatch(f"{origin}:{number}: not an exchange line: {line[:60]!r}")
+                raise TraceInvalid(f"{origin}:{number}: not an exchange line: {line[:60]!r}")
             trace.exchanges.append(Exchange(match.group(1).upper(), bytes.fromhex(match.group(2))))
         version = trace.header.get("sscard-trace")
         if version != FORMAT_VERSION:
-            raise TraceMismatch(f"{origin}: not an sscard trace of format {FORMAT_VERSION} (got {version!r})")
+            raise TraceInvalid(f"{origin}: not an sscard trace of format {FORMAT_VERSION} (got {version!r:.40})")
+        # Checked here, once, so a bad header is TRACE_INVALID at load, never a ValueError later.
+        _atr(trace.header.get("atr", ""), origin)
+        _protocol(trace.header.get("protocol", "T=1"), origin)
         return trace
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        return cls.parse(Path(path).read_text(encoding="utf-8"), origin=str(path))
+        """Read and parse a trace file; an unreadable or non-UTF-8 file is TRACE_INVALID too."""
+        try:
+            text = read_regular_file(path, limit=TRACE_FILE_LIMIT).decode("utf-8")
+        except PrivateFileError as exc:
+            raise TraceInvalid(f"{path}: {exc.fields['problem']}") from None
+        except UnicodeDecodeError as exc:
+            raise TraceInvalid(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise TraceInvalid(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+        return cls.parse(text, origin=str(path))
+
+
+def _atr(value: str, origin: str) -> bytes:
+    """The ``atr`` header as bytes: hex digits (blanks allowed), at most 33 bytes (ISO 7816-3)."""
+    try:
+        atr = bytes.fromhex(value)
+    except ValueError:
+        raise TraceInvalid(f"{origin}: header atr is not hex: {value[:40]!r}") from None
+    if len(atr) > 33:
+        raise TraceInvalid(f"{origin}: header atr is {len(atr)} bytes, longer than an ATR can be (33)")
+    return atr
+
+
+def _protocol(value: str, origin: str) -> str:
+    if value not in PROTOCOLS:
+        raise TraceInvalid(f"{origin}: header protocol must be T=0 or T=1, not {value[:20]!r}")
+    return value
 
 
 _HEADER = re.compile(r"^#\s*([A-Za-z][\w-]*)\s*:\s*(.*)$")

@@ -1,0 +1,93 @@
+"""What the service writes to its log about requests: escaped, and refusals rate-limited.
+
+Two rules, kept in one place so that no log call can forget them:
+
+* **Request data is escaped.**  A path, a header value or a WebSocket reason comes from the
+  client; written raw, ``GET /%0A2026-12-01 INFO sscard granted`` forges a log line (log
+  injection) and an ESC sequence repaints the operator's terminal.  :func:`clean` turns every
+  control or otherwise unprintable character into a visible ``\\xNN``/``\\uNNNN`` escape and
+  bounds the length; every log call that prints request data goes through it.
+* **Refusals are rate-limited.**  A page or program that hammers the service with refused
+  requests (a foreign Origin, a wrong token, oversized bodies, stalled connections) would
+  otherwise fill the journal and hide what matters.  :class:`RefusalLog` writes the first
+  refusal of each reason, then at most one line per reason per ``interval`` seconds, saying how
+  many were suppressed in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import unicodedata
+from collections.abc import Callable
+
+#: Longest piece of request data written to the log, in characters, before ``…``.
+MAX_LOGGED = 200
+
+
+def clean(value: object, limit: int = MAX_LOGGED) -> str:
+    """``value`` as text safe for one log line: control and unprintable characters escaped, bounded.
+
+    Chinese and other printable non-ASCII text is kept as it is (it is readable in the journal);
+    only categories C* (controls, format characters such as bidi overrides, unassigned, surrogates)
+    and the line/paragraph separators Zl/Zp are escaped, and the backslash itself so that an escape
+    in the output is always ours.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    out: list[str] = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+            continue
+        category = unicodedata.category(char)
+        if category[0] == "C" or category in ("Zl", "Zp"):
+            point = ord(char)
+            if point < 0x100:
+                out.append(f"\\x{point:02x}")
+            else:
+                out.append(f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+class RefusalLog:
+    """One warning per refusal reason per ``interval`` seconds, with the count of those suppressed.
+
+    Thread-safe (refusals are logged from the event loop, but cheap locking keeps it correct if a
+    worker thread ever logs one).  ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, interval: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        #: reason → (time of the last line written, refusals suppressed since)
+        self._state: dict[str, tuple[float, int]] = {}
+
+    def refused(self, reason: str, detail: str) -> bool:
+        """Log one refusal (``detail`` already :func:`clean`); False when it was suppressed."""
+        now = self.clock()
+        with self._lock:
+            last, suppressed = self._state.get(reason, (None, 0))
+            if last is not None and now - last < self.interval:
+                self._state[reason] = (last, suppressed + 1)
+                return False
+            self._state[reason] = (now, 0)
+        if suppressed:
+            self.logger.warning(
+                "refused (%s): %s (%d more refused for this reason in the last %.0f s, not logged)",
+                reason,
+                detail,
+                suppressed,
+                now - last if last is not None else 0.0,
+            )
+        else:
+            self.logger.warning("refused (%s): %s", reason, detail)
+        return True
