@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard", 0),
     ("sscard.errors", 0),
     ("sscard.files", 0),
+    ("sscard.privacy", 0),
     ("sscard.transports", 1),
     ("sscard.transports.*", 1),
     ("sscard.apdu", 2),

@@ -153,6 +153,10 @@ class Context:
                 terminal_id=getattr(self.args, "terminal_id", None),
                 device_id=getattr(self.args, "device_id", None),
             )
+            if self._config.show_personal_data:
+                from sscard.privacy import show_personal_data
+
+                show_personal_data(True, f"[logging] show_personal_data in {self._config.source}")
         return self._config
 
     def emit(self, payload: dict[str, Any], text: str) -> None:
@@ -991,6 +995,28 @@ def cmd_demo(ctx: Context) -> int:
             return _read(ctx, terminal)
 
 
+def cmd_config_show(ctx: Context) -> int:
+    """The effective configuration, each value with where it came from (a file, env, default)."""
+    from sscard.config import effective
+
+    config = ctx.config
+    rows = effective(config)
+    if ctx.json:
+        values = {key.path: {"value": value, "source": origin} for key, value, origin in rows}
+        print(json.dumps({"file": config.source, "values": values}, ensure_ascii=False), file=ctx.out)
+        return EXIT_OK
+    lines = [f"# configuration file 配置文件: {config.source or 'none 无'}"]
+    section = None
+    for key, value, origin in rows:
+        if key.section != section:
+            section = key.section
+            lines.append(f"\n[{section}]")
+        shown = "(not set)" if value is None else json.dumps(list(value) if isinstance(value, tuple) else value)
+        lines.append(f"{key.name} = {shown}".ljust(48) + f"  # {origin}")
+    print("\n".join(lines), file=ctx.out)
+    return EXIT_OK
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -1015,6 +1041,7 @@ COMMANDS = frozenset(
         "demo",
         "completion",
         "install-rules",
+        "config",
     )
 )
 #: The global options, accepted before the command and after it (``sscard read -v --config x.toml``).
@@ -1085,6 +1112,7 @@ _READ_OPTIONS: dict[str, tuple[str, Callable[[str], object] | None, tuple[object
     "--hsm-step1": ("hsm_step1", None, None),
     "--hsm-step2": ("hsm_step2", None, None),
     "--config": ("config_after", str, None),
+    "--show-personal-data": ("show_personal_data_after", None, None),
 }
 
 
@@ -1106,6 +1134,8 @@ def _fast_read_args(argv: Sequence[str]) -> Any:
         "command": "read",
         "config_after": None,
         "verbose_after": 0,
+        "show_personal_data": False,
+        "show_personal_data_after": False,
         "func": cmd_read,
         "format": "text",
     }
@@ -1214,6 +1244,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             action="count",
             default=0,
             help="-v info, -vv debug (APDUs, redacted)",
+        )
+        p.add_argument(
+            "--show-personal-data",
+            dest="show_personal_data" + suffix,
+            action="store_true",
+            help="logs and -vv traces show names, SSNs, ID numbers in clear (default: masked; warns)",
         )
 
     parser = argparse.ArgumentParser(
@@ -1602,6 +1638,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         build=install_rules_build,
         chosen=chosen("install-rules"),
     )
+
+    def config_commands(p: argparse.ArgumentParser) -> None:
+        config_sub = p.add_subparsers(dest="config_command", required=True, metavar="CONFIG_COMMAND")
+        add(
+            config_sub,
+            "show",
+            "print the effective configuration and where each value came from",
+            "显示生效的配置及每一项的来源",
+            cmd_config_show,
+            lambda: options(json_opt),
+            chosen=True,
+        )
+
+    add(
+        sub,
+        "config",
+        "the configuration: the effective values and their sources",
+        "配置：生效的配置值及其来源",
+        None,
+        build=config_commands,
+        chosen=chosen("config"),
+    )
     return parser
 
 
@@ -1620,8 +1678,14 @@ def main(
     # -v and --config may also come after the command (build_parser): merge the two places.
     args.verbose += getattr(args, "verbose_after", 0)
     args.config = getattr(args, "config_after", None) or args.config
+    args.show_personal_data = args.show_personal_data or getattr(args, "show_personal_data_after", False)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    from sscard.privacy import mask_log_records, show_personal_data
+
+    mask_log_records()  # every log line of this process through the personal-data mask (PIPL)
     logging.basicConfig(level=level, stream=err, format="%(levelname)s %(name)s: %(message)s")
+    if args.show_personal_data:
+        show_personal_data(True, "--show-personal-data")
     ctx = Context(args, out, err, stdin)
     func: Callable[[Context], int] = args.func
     try:

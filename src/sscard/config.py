@@ -58,29 +58,36 @@ Example::
     body_timeout = 10       # seconds from a request's headers to the end of its body
     max_connections = 256   # open connections; at the cap the oldest idle one is closed
 
+    [logging]
+    show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
+
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
 ``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``, ``SSCARD_QR_PORT``,
 ``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``; command-line
 options override both.  No PIN is ever read from configuration or the environment.
+
+Every key is declared once, in :data:`SCHEMA` (one line per key: section, key, the Config field it
+sets, its type and range, its environment variable).  A file is checked against it strictly:
+an unknown section or key, a value of the wrong TOML type, a number out of range, ``inf`` or
+``nan`` are a :class:`~sscard.errors.ConfigError` that names the key and the file.  The checks
+are plain Python rather than a schema library because the command line loads the configuration
+on every start: the candidates' import cost (msgspec ~15 ms, pydantic ~32 ms, jsonschema ~80 ms,
+voluptuous ~10 ms, fastjsonschema ~5 ms precompiled, measured in docs/performance.md) would each
+cost more than reading and parsing the file.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sscard.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 
 #: iType values of the national reader interface (reference §6).
 ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS_FIRST = 1, 2, 3, 4
@@ -90,6 +97,9 @@ ITYPES = (ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLE
 DEFAULT_SAM_KEYWORDS = ("SAM",)
 DEFAULT_CONTACTLESS_KEYWORDS = ("PICC", "Contactless", "CL")
 KEY_SERVICES = ("none", "psam", "hsm", "software")
+QR_TERMINATORS = ("ANY", "CR", "LF", "CRLF", "NONE")
+#: Where a value came from when neither a file, the environment nor an option set it.
+DEFAULT_SOURCE = "default"
 
 
 @dataclass(frozen=True)
@@ -141,33 +151,263 @@ class Config:
     service_header_timeout: float = 10.0
     service_body_timeout: float = 10.0
     service_max_connections: int = 256
+    #: PIPL: logs and -vv APDU traces mask personal data unless this is set (docs/cli.md).
+    show_personal_data: bool = False
+    #: The configuration file read, None when there was none.
     source: str | None = None
+    #: Where each field's value came from: the file, ``env SSCARD_…``, ``option``; absent = default.
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.itype not in ITYPES:
-            raise ConfigError(f"itype must be 1 (contact), 2 (contactless), 3 or 4 (auto), not {self.itype!r}")
-        if self.busy_wait < 0:
-            raise ConfigError(f"busy_wait must not be negative, not {self.busy_wait!r}")
+            raise ConfigError(
+                f"itype must be 1 (contact), 2 (contactless), 3 or 4 (auto), not {self.itype!r}",
+                problem_zh=f"[reader]中的'itype'必须是1（接触）、2（非接触）、3或4（自动），而不是 {self.itype!r}",
+            )
+        for name, key in _FIELD_KEYS.items():
+            value = getattr(self, name)
+            if isinstance(key.kind, Number) and value is not None and not key.kind.accepts(value):
+                raise ConfigError(
+                    f"[{key.section}] {key.name} {key.kind.en}, not {value!r}",
+                    problem_zh=f"[{key.section}] {key.name} {key.kind.zh}，而不是 {value!r}",
+                    key=key.path,
+                )
         if self.key_service not in KEY_SERVICES:
-            raise ConfigError(f"[keys] service must be one of {', '.join(KEY_SERVICES)}, not {self.key_service!r}")
+            raise ConfigError(
+                f"[keys] service must be one of {', '.join(KEY_SERVICES)}, not {self.key_service!r}",
+                problem_zh=f"[keys]中的'service'必须是 {'、'.join(KEY_SERVICES)} 之一，而不是 {self.key_service!r}",
+            )
         if self.token_ttl is not None and not 1 <= self.token_ttl <= 86_400:
-            raise ConfigError(f"[session] token_ttl must be 1 to 86400 seconds, not {self.token_ttl!r}")
-        if not 0 <= self.token_leeway <= 300:
-            raise ConfigError(f"[session] leeway must be 0 to 300 seconds, not {self.token_leeway!r}")
-        if self.qr_terminator not in ("ANY", "CR", "LF", "CRLF", "NONE"):
-            raise ConfigError(f"[qr] terminator must be any, CR, LF, CRLF or none, not {self.qr_terminator!r}")
-        if self.session_idle <= 0:
-            raise ConfigError(f"[session] idle_timeout must be positive, not {self.session_idle!r}")
-        timeouts = (("header_timeout", self.service_header_timeout), ("body_timeout", self.service_body_timeout))
-        for key, value in timeouts:
-            if not 0.1 <= value <= 600:  # also false for nan
-                raise ConfigError(f"[service] {key} must be 0.1 to 600 seconds, not {value!r}")
-        if not 8 <= self.service_max_connections <= 65_536:
-            raise ConfigError(f"[service] max_connections must be 8 to 65536, not {self.service_max_connections!r}")
+            raise ConfigError(
+                f"[session] token_ttl must be 1 to 86400 seconds, not {self.token_ttl!r}",
+                problem_zh=f"[session] token_ttl 必须是1到86400秒，而不是 {self.token_ttl!r}",
+            )
+        if self.qr_terminator not in QR_TERMINATORS:
+            raise ConfigError(
+                f"[qr] terminator must be any, CR, LF, CRLF or none, not {self.qr_terminator!r}",
+                problem_zh=f"[qr]中的'terminator'必须是'any'、CR、LF、CRLF或'none'，而不是 {self.qr_terminator!r}",
+            )
 
     def with_overrides(self, **values: Any) -> Config:
         """Apply command-line values; ``None`` means "not given" and keeps the current value."""
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+        given = {k: v for k, v in values.items() if v is not None}
+        if not given:
+            return self
+        return replace(self, **given, origins={**self.origins, **dict.fromkeys(given, "option")})
+
+    def origin(self, name: str) -> str:
+        """Where field ``name`` got its value: a file path, ``env NAME``, ``option`` or ``default``."""
+        return self.origins.get(name, DEFAULT_SOURCE)
+
+
+# --- the schema -------------------------------------------------------------------------------
+
+
+class Invalid(ValueError):
+    """A value that does not fit its key: the reason in English and in Chinese."""
+
+    def __init__(self, en: str, zh: str) -> None:
+        super().__init__(en)
+        self.en, self.zh = en, zh
+
+
+# The kinds and keys are plain classes, not dataclasses: the CLI builds them on every start, and a
+# dataclass costs ~0.4 ms to define (docs/performance.md "Configuration").
+
+
+class Kind:
+    """A key's type: ``parse`` turns a TOML value into the Config field's value or raises Invalid;
+    ``from_env`` does the same for an environment variable's text.  ``en``/``zh`` say what it must be."""
+
+    __slots__ = ("en", "zh")
+
+    def __init__(self, en: str, zh: str) -> None:
+        self.en, self.zh = en, zh
+
+    def parse(self, value: object) -> Any:
+        raise NotImplementedError
+
+    def from_env(self, text: str) -> Any:
+        return self.parse(text)
+
+    def fail(self, value: object) -> Invalid:
+        shown = _shown(value)
+        return Invalid(f"{self.en}, not {shown}", f"{self.zh}，而不是 {shown}")
+
+
+def _shown(value: object) -> str:
+    """A value as an error message quotes it: its repr, at most 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Text(Kind):
+    """A string; ``""`` means "not set" (None) for optional keys; ``choices`` (upper-cased first
+    when ``upper``) limit it."""
+
+    __slots__ = ("choices", "optional", "upper")
+
+    def __init__(self, *, optional: bool = True, choices: tuple[str, ...] = (), upper: bool = False) -> None:
+        super().__init__("must be a string (in quotes)", "必须是字符串（加引号）")
+        self.optional, self.choices, self.upper = optional, choices, upper
+
+    def parse(self, value: object) -> Any:
+        if not isinstance(value, str):
+            raise self.fail(value)
+        if self.choices:
+            folded = value.upper() if self.upper else value
+            if folded not in self.choices:
+                listed = ", ".join(choice.lower() if choice in ("ANY", "NONE") else choice for choice in self.choices)
+                raise Invalid(
+                    f"must be one of {listed}, not {_shown(value)}", f"必须是 {listed} 之一，而不是 {_shown(value)}"
+                )
+            return folded
+        return (None if value == "" else value) if self.optional else value
+
+
+class Number(Kind):
+    """A finite number from ``low`` to ``high`` (``low`` excluded when ``above``); ints only if ``whole``."""
+
+    __slots__ = ("above", "high", "low", "whole")
+
+    def __init__(self, low: float, high: float, *, above: bool = False, whole: bool = False) -> None:
+        unit_en, unit_zh = ("a whole number", "整数") if whole else ("a number", "数字")
+        if above:
+            super().__init__(
+                f"must be {unit_en} above {low:g} up to {high:g}", f"必须是大于{low:g}且不超过{high:g}的{unit_zh}"
+            )
+        else:
+            super().__init__(f"must be {unit_en} from {low:g} to {high:g}", f"必须是{low:g}到{high:g}的{unit_zh}")
+        self.low, self.high, self.above, self.whole = low, high, above, whole
+
+    def accepts(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.whole and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        return (value > self.low if self.above else value >= self.low) and value <= self.high
+
+    def parse(self, value: object) -> Any:
+        if not self.accepts(value):
+            raise self.fail(value)
+        return value if self.whole else float(value)  # type: ignore[arg-type]
+
+    def from_env(self, text: str) -> Any:
+        try:
+            value: float = int(text) if self.whole else float(text)
+        except ValueError:
+            raise self.fail(text) from None
+        return self.parse(value)
+
+
+class Flag(Kind):
+    """A TOML boolean; the environment may also say 1/0, yes/no, on/off."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("must be true or false", "必须是 true 或 false")
+
+    def parse(self, value: object) -> Any:
+        if not isinstance(value, bool):
+            raise self.fail(value)
+        return value
+
+    def from_env(self, text: str) -> Any:
+        folded = text.strip().lower()
+        if folded in ("1", "true", "yes", "on"):
+            return True
+        if folded in ("0", "false", "no", "off"):
+            return False
+        raise self.fail(text)
+
+
+class Strings(Kind):
+    """A list of strings (``["a", "b"]``), non-empty strings in a non-empty list when ``required``."""
+
+    __slots__ = ("required",)
+
+    def __init__(self, *, required: bool = False) -> None:
+        super().__init__('must be a list of strings, like ["a", "b"]', '必须是字符串列表，例如 ["a", "b"]')
+        self.required = required
+
+    def parse(self, value: object) -> Any:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.fail(value)
+        if self.required and (not value or not all(value)):
+            raise Invalid(
+                f"must be a non-empty list of non-empty strings, not {_shown(value)}",
+                f"必须是非空字符串组成的非空列表，而不是 {_shown(value)}",
+            )
+        return tuple(value)
+
+
+class Key:
+    """One configuration key: ``[section] name`` sets Config ``field``, checked by ``kind``, and may
+    be set by the environment variable ``env``."""
+
+    __slots__ = ("env", "field", "kind", "name", "path", "section")
+
+    def __init__(self, section: str, name: str, field: str, kind: Kind, env: str | None = None) -> None:
+        self.section, self.name, self.field, self.kind, self.env = section, name, field, kind, env
+        self.path = f"{section}.{name}"
+
+    def __repr__(self) -> str:
+        return f"Key({self.path!r} -> {self.field})"
+
+
+TEXT = Text()
+SECONDS = Number(low=0, high=86_400)
+BAUD = Number(low=0, high=4_000_000, above=True, whole=True)
+FLAG = Flag()
+
+#: Every configuration key, one line each (docs/cli.md "Configuration").  Add a key here and a
+#: field to Config; nothing else reads the file.
+SCHEMA: tuple[Key, ...] = (
+    Key("reader", "name", "reader", TEXT, "SSCARD_READER"),
+    Key("reader", "contactless", "contactless_reader", TEXT, "SSCARD_CONTACTLESS_READER"),
+    Key("reader", "sam", "sam_reader", TEXT, "SSCARD_SAM_READER"),
+    Key("reader", "itype", "itype", Number(low=1, high=4, whole=True), "SSCARD_ITYPE"),
+    Key("reader", "busy_wait", "busy_wait", Number(low=0, high=3600), "SSCARD_BUSY_WAIT"),
+    Key("reader.slots", "sam_keywords", "sam_keywords", Strings(required=True)),
+    Key("reader.slots", "contactless_keywords", "contactless_keywords", Strings(required=True)),
+    Key("terminal", "id", "terminal_id", Text(optional=False), "SSCARD_TERMINAL_ID"),
+    Key("terminal", "device_id", "device_id", Text(optional=False), "SSCARD_DEVICE_ID"),
+    Key("keys", "service", "key_service", Text(choices=KEY_SERVICES), "SSCARD_KEY_SERVICE"),
+    Key("keys", "profile", "key_profile", Text(optional=False)),
+    Key("keys", "file", "key_file", TEXT),
+    Key("keys", "keyset", "keyset", Text(optional=False)),
+    Key("keys", "allow_software", "allow_software_keys", FLAG, "SSCARD_ALLOW_SOFTWARE_KEYS"),
+    Key("keys", "authenticate_card", "authenticate_card", FLAG),
+    Key("session", "require_pin", "require_pin", FLAG),
+    Key("session", "idle_timeout", "session_idle", Number(low=0, high=86_400, above=True)),
+    Key("session", "key", "session_key", TEXT, "SSCARD_SESSION_KEY"),
+    Key("session", "token_ttl", "token_ttl", Number(low=1, high=86_400, whole=True)),
+    Key("session", "public_key", "token_public_key", TEXT),
+    Key("session", "leeway", "token_leeway", Number(low=0, high=300)),
+    Key("qr", "port", "qr_port", TEXT, "SSCARD_QR_PORT"),
+    Key("qr", "baudrate", "qr_baudrate", BAUD),
+    Key("qr", "terminator", "qr_terminator", Text(choices=QR_TERMINATORS, upper=True)),
+    Key("qr", "dedup_window", "qr_dedup_window", Number(low=0, high=3600)),
+    Key("idcard", "port", "idcard_port", TEXT, "SSCARD_IDCARD_PORT"),
+    Key("idcard", "baudrate", "idcard_baudrate", BAUD),
+    Key("service", "allowed_origins", "service_origins", Strings()),
+    Key("service", "token", "service_token", TEXT, "SSCARD_SERVICE_TOKEN"),
+    Key("service", "queue_timeout", "service_queue_timeout", SECONDS),
+    Key("service", "header_timeout", "service_header_timeout", Number(0.1, 600)),
+    Key("service", "body_timeout", "service_body_timeout", Number(0.1, 600)),
+    Key("service", "max_connections", "service_max_connections", Number(8, 65_536, whole=True)),
+    Key("logging", "show_personal_data", "show_personal_data", FLAG),
+)
+
+_KEYS: dict[tuple[str, str], Key] = {(key.section, key.name): key for key in SCHEMA}
+_FIELD_KEYS: dict[str, Key] = {key.field: key for key in SCHEMA}
+#: Section names, nested ones included ("reader.slots").
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(key.section for key in SCHEMA))
+#: Keys whose value is a secret: ``sscard config show`` says only whether they are set.
+SECRET_FIELDS = frozenset({"service_token"})
 
 
 def search_path(env: Mapping[str, str] | None = None) -> list[Path]:
@@ -177,7 +417,8 @@ def search_path(env: Mapping[str, str] | None = None) -> list[Path]:
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Load the first configuration file found, then apply environment overrides."""
+    """Load the first configuration file found, check it against :data:`SCHEMA`, then apply the
+    environment.  Any problem is a ConfigError naming the key and the file (or variable)."""
     env = os.environ if env is None else env
     explicit = path or env.get("SSCARD_CONFIG")
     data: dict[str, Any] = {}
@@ -185,111 +426,114 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     if explicit:
         candidate = Path(explicit)
         if not candidate.is_file():
-            raise ConfigError(f"configuration file {candidate} does not exist")
+            raise ConfigError(
+                f"configuration file {candidate} does not exist",
+                problem_zh=f"配置文件 {candidate} 不存在",
+                file=str(candidate),
+            )
         data, source = _read(candidate), str(candidate)
     else:
         for candidate in search_path(env):
             if candidate.is_file():
                 data, source = _read(candidate), str(candidate)
                 break
-    reader = data.get("reader", {})
-    slots = reader.get("slots", {}) if isinstance(reader, dict) else {}
-    terminal = data.get("terminal", {})
-    keys = data.get("keys", {})
-    session = data.get("session", {})
-    qr = data.get("qr", {})
-    idcard = data.get("idcard", {})
-    service = data.get("service", {})
-    try:
-        config = Config(
-            reader=_opt_str(reader.get("name")),
-            contactless_reader=_opt_str(reader.get("contactless")),
-            sam_reader=_opt_str(reader.get("sam")),
-            itype=int(reader.get("itype", ITYPE_CONTACT_FIRST)),
-            busy_wait=float(reader.get("busy_wait", 0.0)),
-            sam_keywords=_keywords(slots.get("sam_keywords", DEFAULT_SAM_KEYWORDS)),
-            contactless_keywords=_keywords(slots.get("contactless_keywords", DEFAULT_CONTACTLESS_KEYWORDS)),
-            terminal_id=str(terminal.get("id", "")),
-            device_id=str(terminal.get("device_id", "")),
-            key_service=str(keys.get("service", "none")),
-            key_profile=str(keys.get("profile", "default")),
-            key_file=_opt_str(keys.get("file")),
-            keyset=str(keys.get("keyset", "test")),
-            allow_software_keys=_bool(keys.get("allow_software", False)),
-            authenticate_card=_bool(keys.get("authenticate_card", False)),
-            require_pin=_bool(session.get("require_pin", True)),
-            session_idle=float(session.get("idle_timeout", 300.0)),
-            session_key=_opt_str(session.get("key")),
-            token_ttl=_opt_seconds(session.get("token_ttl")),
-            token_public_key=_opt_str(session.get("public_key")),
-            token_leeway=float(session.get("leeway", 30.0)),
-            qr_port=_opt_str(qr.get("port")),
-            qr_baudrate=int(qr.get("baudrate", 9600)),
-            qr_terminator=str(qr.get("terminator", "any")).upper(),
-            qr_dedup_window=float(qr.get("dedup_window", 2.0)),
-            idcard_port=_opt_str(idcard.get("port")),
-            idcard_baudrate=int(idcard.get("baudrate", 115200)),
-            service_origins=tuple(str(origin) for origin in service.get("allowed_origins", ())),
-            service_token=_opt_str(service.get("token")),
-            service_queue_timeout=float(service.get("queue_timeout", 10.0)),
-            service_header_timeout=float(service.get("header_timeout", 10.0)),
-            service_body_timeout=float(service.get("body_timeout", 10.0)),
-            service_max_connections=int(service.get("max_connections", 256)),
-            source=source,
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    if source is not None:
+        _check_table(data, "", source, values)
+        origins.update(dict.fromkeys(values, source))
+    for key in SCHEMA:
+        text = env.get(key.env) if key.env else None
+        if text:
+            try:
+                values[key.field] = key.kind.from_env(text)
+            except Invalid as exc:
+                raise ConfigError(
+                    f"environment variable {key.env} ([{key.section}] {key.name}) {exc.en}",
+                    problem_zh=f"环境变量 {key.env}（[{key.section}] {key.name}）{exc.zh}",
+                    key=key.path,
+                    file=f"env {key.env}",
+                ) from None
+            origins[key.field] = f"env {key.env}"
+    return Config(**values, source=source, origins=origins)
+
+
+def _check_table(table: Mapping[str, Any], section: str, source: str, values: dict[str, Any]) -> None:
+    """Check one table of the file against the schema, collecting field values into ``values``."""
+    for name, value in table.items():
+        path = f"{section}.{name}" if section else name
+        if path in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"[{path}] in {source} must be a table (a [{path}] section), not {_shown(value)}",
+                    problem_zh=f"{source} 中的 [{path}] 必须是一个表（[{path}] 配置节），而不是 {_shown(value)}",
+                    key=path,
+                    file=source,
+                )
+            _check_table(value, path, source, values)
+            continue
+        key = _KEYS.get((section, name))
+        if key is None:
+            raise _unknown(section, name, source)
+        try:
+            values[key.field] = key.kind.parse(value)
+        except Invalid as exc:
+            raise ConfigError(
+                f"[{section}] {name} in {source} {exc.en}",
+                problem_zh=f"{source} 中的 [{section}] {name} {exc.zh}",
+                key=path,
+                file=source,
+            ) from None
+
+
+def _unknown(section: str, name: str, source: str) -> ConfigError:
+    import difflib  # only on this error path: start-up never pays for it
+
+    if not section:
+        close = difflib.get_close_matches(name, [s for s in SECTIONS if "." not in s], n=1)
+        hint_en = f"; perhaps you meant [{close[0]}]" if close else f"; sections are {', '.join(SECTIONS)}"
+        hint_zh = f"，可能应为 [{close[0]}]" if close else f"，可用的配置节：{'、'.join(SECTIONS)}"
+        return ConfigError(
+            f"unknown section [{name}] in {source}{hint_en}",
+            problem_zh=f"{source} 中有未知的配置节 [{name}]{hint_zh}",
+            key=name,
+            file=source,
         )
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"invalid value in {source or 'the configuration'}: {exc}") from None
-    try:
-        return config.with_overrides(
-            reader=env.get("SSCARD_READER") or None,
-            contactless_reader=env.get("SSCARD_CONTACTLESS_READER") or None,
-            sam_reader=env.get("SSCARD_SAM_READER") or None,
-            itype=int(env["SSCARD_ITYPE"]) if env.get("SSCARD_ITYPE") else None,
-            busy_wait=float(env["SSCARD_BUSY_WAIT"]) if env.get("SSCARD_BUSY_WAIT") else None,
-            terminal_id=env.get("SSCARD_TERMINAL_ID"),
-            device_id=env.get("SSCARD_DEVICE_ID"),
-            key_service=env.get("SSCARD_KEY_SERVICE") or None,
-            allow_software_keys=_bool(env["SSCARD_ALLOW_SOFTWARE_KEYS"])
-            if env.get("SSCARD_ALLOW_SOFTWARE_KEYS")
-            else None,
-            session_key=env.get("SSCARD_SESSION_KEY") or None,
-            qr_port=env.get("SSCARD_QR_PORT") or None,
-            idcard_port=env.get("SSCARD_IDCARD_PORT") or None,
-            service_token=env.get("SSCARD_SERVICE_TOKEN") or None,
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid value in the environment: {exc}") from None
+    known = [key.name for key in SCHEMA if key.section == section]
+    known += [s.rsplit(".", 1)[1] for s in SECTIONS if s.startswith(section + ".")]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint_en = f"; perhaps you meant {close[0]}" if close else f"; keys of [{section}] are {', '.join(known)}"
+    hint_zh = f"，可能应为 {close[0]}" if close else f"，[{section}] 的配置项有：{'、'.join(known)}"
+    return ConfigError(
+        f"unknown key {name} in [{section}] of {source}{hint_en}",
+        problem_zh=f"{source} 的 [{section}] 中有未知的配置项 {name}{hint_zh}",
+        key=f"{section}.{name}",
+        file=source,
+    )
+
+
+def effective(config: Config) -> list[tuple[Key, Any, str]]:
+    """Every key with its effective value and where it came from, in schema order (``config show``).
+    Secret values are replaced by ``"(set)"``."""
+    rows = []
+    for key in SCHEMA:
+        value = getattr(config, key.field)
+        if key.field in SECRET_FIELDS and value is not None:
+            value = "(set)"
+        rows.append((key, value, config.origin(key.field)))
+    return rows
 
 
 def _read(path: Path) -> dict[str, Any]:
+    # The TOML parser only when there is a file to parse: ~4 ms of start-up otherwise (issue 11).
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+        raise ConfigError(
+            f"cannot read {path}: {exc}", problem_zh=f"无法读取 {path}（文件不可读或不是有效的 TOML）", file=str(path)
+        ) from None
     return data
-
-
-def _keywords(value: object) -> tuple[str, ...]:
-    if isinstance(value, list | tuple) and value and all(isinstance(item, str) and item for item in value):
-        return tuple(str(item) for item in value)
-    raise TypeError(f"slot keywords must be a list of non-empty strings, not {value!r}")
-
-
-def _opt_seconds(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number of seconds, not {value!r}")
-    return value
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    raise ValueError(f"expected true or false, not {value!r}")
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value in (None, "") else str(value)

@@ -433,8 +433,18 @@ class ConfigError(SscardError):
 
     zh_fallbacks: ClassVar[dict[str, str]] = {"problem": "详见英文信息"}
 
-    def __init__(self, problem: str, detail: str | None = None, *, problem_zh: str | None = None) -> None:
-        super().__init__(detail, problem=problem, problem_zh=problem_zh)
+    def __init__(
+        self,
+        problem: str,
+        detail: str | None = None,
+        *,
+        problem_zh: str | None = None,
+        key: str | None = None,
+        file: str | None = None,
+    ) -> None:
+        # ``problem_zh``: the problem in Chinese, so that message_zh is wholly Chinese; ``key``
+        # ("reader.itype") and ``file`` (path, or "env NAME") let a program point at the mistake.
+        super().__init__(detail, problem=problem, problem_zh=problem_zh, key=key, file=file)
 
 
 class TraceMismatch(SscardError):

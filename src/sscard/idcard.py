@@ -47,6 +47,7 @@ from sscard.errors import (
     IdCardReadFailed,
     IdCardSelectFailed,
 )
+from sscard.privacy import personal_data_shown
 from sscard.ssc import checks, codes
 from sscard.ssc.records import RecordWarning
 
@@ -329,12 +330,14 @@ class IdCardRecord:
     :data:`LONG_TERM` (the card says 长期).  ``photo_wlt`` is the undecoded WLT photo.
     """
 
-    name: str
+    #: Personal data is out of ``repr`` (PIPL: a record in a log line or traceback shows no name,
+    #: ID number, address or birth date).
+    name: str = dataclasses.field(repr=False)
     gender_code: str
-    nation_code: str
-    birth_date: dt.date
-    address: str
-    id_number: str
+    nation_code: str = dataclasses.field(repr=False)
+    birth_date: dt.date = dataclasses.field(repr=False)
+    address: str = dataclasses.field(repr=False)
+    id_number: str = dataclasses.field(repr=False)
     issuer: str
     valid_from: dt.date
     valid_to: dt.date | Literal["long-term"]
@@ -517,8 +520,10 @@ class IdCardReader:
             self.stream.write(request)
             frame = read_frame(self.stream, self.timeout, budget=self.resync_budget, what=f"answer to {name}")
             response = parse_response(frame)
-            # Only the header: a read answer holds a resident's personal data.
-            log.debug("%s < %s (%d data bytes)", self.stream.name, frame[:10].hex().upper(), len(response.data))
+            # Only the header: a read answer holds a resident's personal data (the text block: name,
+            # ID number, address...; the photo), unless the process opted in (sscard.privacy).
+            shown = frame if personal_data_shown() else frame[:10]
+            log.debug("%s < %s (%d data bytes)", self.stream.name, shown.hex().upper(), len(response.data))
             return response
 
     def _command(self, cmd: bytes) -> Response:

@@ -19,7 +19,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sscard.errors import NotSignedIn, SessionActive
@@ -56,9 +56,10 @@ class Session:
     """One signed-in resident.  ``expires`` moves with activity (idle timeout)."""
 
     id: str
-    ssn: str
-    name: str
-    card_number: str
+    #: Personal data and secrets are out of ``repr`` (PIPL: a session in a log line or traceback).
+    ssn: str = field(repr=False)
+    name: str = field(repr=False)
+    card_number: str = field(repr=False)
     card_id: str
     method: Method
     terminal_id: str
@@ -66,9 +67,9 @@ class Session:
     started: dt.datetime
     expires: dt.datetime
     authenticated_by: str | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     #: For a QR sign-in, the scanned credential ``{"kind", "code"}``: opaque, for the backend.
-    credential: dict[str, str] | None = None
+    credential: dict[str, str] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -28,7 +28,7 @@ from sscard.apdu.command import SHORT_MAX_LE, Command, Response
 from sscard.apdu.sw import ApduError
 from sscard.errors import CardError, TransportFailure
 from sscard.transports.base import Transport
-from sscard.transports.trace import is_redacted, redact_command
+from sscard.transports.trace import ResponseMask, is_redacted, redact_command
 
 log = logging.getLogger("sscard.apdu")
 
@@ -57,11 +57,16 @@ class TransportConnection:
 
 
 class TracingProcessor:
-    """Logs every exchange at DEBUG level and hands it to ``sink``, command data redacted."""
+    """Logs every exchange at DEBUG level and hands it to ``sink``, command data redacted.
+
+    The log line's response has the resident's personal data masked (:class:`ResponseMask`, PIPL);
+    the sink gets the whole response, as a recording must (``sscard record`` keeps its rules).
+    """
 
     def __init__(self, inner: ApduConnection, sink: TraceSink | None = None) -> None:
         self.inner = inner
         self.sink = sink
+        self.mask = ResponseMask()
 
     def send(self, command: Command) -> Response:
         if self.sink is None and not log.isEnabledFor(logging.DEBUG):
@@ -72,11 +77,12 @@ class TracingProcessor:
         response = self.inner.send(command)
         elapsed = time.perf_counter() - started
         if self.sink is not None or log.isEnabledFor(logging.DEBUG):
-            shown = redact_command(command.to_bytes())
-            answer = response.to_bytes().hex().upper()
-            log.debug("%s -> %s (%.1f ms)", shown, answer, elapsed * 1000)
+            shown = redact_command(command.to_bytes())  # no PIN-bearing copy outlives this line
+            if log.isEnabledFor(logging.DEBUG):
+                masked = self.mask.response(command.header, response.to_bytes())
+                log.debug("%s -> %s (%.1f ms)", shown, masked, elapsed * 1000)
             if self.sink is not None:
-                self.sink(shown, answer, elapsed)
+                self.sink(shown, response.to_bytes().hex().upper(), elapsed)
         return response
 
 

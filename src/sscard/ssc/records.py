@@ -23,7 +23,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sscard.errors import BadRecord
@@ -346,7 +346,9 @@ class IssuerData:
     issuer_id: str | None = None
     issue_date: dt.date | None = None
     expiry_date: dt.date | None = None
-    card_number: str | None = None
+    #: Personal data (the holder's account number): out of ``repr``, so a log line or a traceback
+    #: that shows the object does not show it (PIPL, docs/cli.md "Personal data in logs").
+    card_number: str | None = field(default=None, repr=False)
 
     @property
     def region_code(self) -> str | None:
@@ -355,15 +357,18 @@ class IssuerData:
 
 @dataclass(frozen=True)
 class CardholderData:
-    """EF06, 持卡人基本信息 (reference §3, tags 08, 09, 4E, 0A–0D)."""
+    """EF06, 持卡人基本信息 (reference §3, tags 08, 09, 4E, 0A–0D).
 
-    ssn: str | None = None
-    name: str | None = None
-    name_extension: str | None = None
+    Personal data: every element but the gender code is out of ``repr`` (PIPL; they are in the
+    fields and in ``to_json`` output, which is what a caller asked for)."""
+
+    ssn: str | None = field(default=None, repr=False)
+    name: str | None = field(default=None, repr=False)
+    name_extension: str | None = field(default=None, repr=False)
     gender_code: str | None = None
-    nation_code: str | None = None
-    birthplace_code: str | None = None
-    birth_date: dt.date | None = None
+    nation_code: str | None = field(default=None, repr=False)
+    birthplace_code: str | None = field(default=None, repr=False)
+    birth_date: dt.date | None = field(default=None, repr=False)
 
     @property
     def full_name(self) -> str | None:

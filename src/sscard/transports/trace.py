@@ -7,7 +7,9 @@ committed, attached to a bug report or logged without leaking a resident's PIN. 
 Lc and Le stay visible so a replay still checks that the right command was sent.
 
 Everything that logs or records APDUs goes through :func:`redact_command`; nothing else may format
-a command APDU for output.
+a command APDU for output.  Responses that are logged (not recorded) go through
+:class:`ResponseMask`, which hides the resident's personal data the same way (PIPL, docs/trace-format.md
+"Personal data"), unless the process opted in with :func:`sscard.privacy.show_personal_data`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from sscard.errors import PrivateFileError, TraceInvalid
 from sscard.files import create_private_file, read_regular_file
+from sscard.privacy import personal_data_shown
 
 FORMAT_VERSION = "1"
 MASK = "**"
@@ -77,6 +80,92 @@ def redact_command(apdu: bytes) -> str:
         return apdu.hex().upper()
     start, end = _data_span(apdu)
     return apdu[:start].hex().upper() + MASK * (end - start) + apdu[end:].hex().upper()
+
+
+#: READ RECORD in record-identifier mode (``00 B2 tag (SFI << 3)``, P2's low bits 000: P1 is the
+#: element's tag; the social security card, reference §3, and the health card) for elements that
+#: are not personal data: the SSC's EF05 card identification code 01 (卡识别码: the chip's
+#: identifier, not an attribute of its holder; its bytes also reach the PSAM as diversification
+#: data and partly stand in the ATR, and card-authentication debugging needs them), card type 02,
+#: spec version 03, issuer 04, issue date 05, expiry date 06 (the health card's 01, 02, 03, 06 are
+#: its type, version, issuer and issue date).  Every other record is masked: the card number 07
+#: (卡号: the holder's account number, printed on the card, masked like a PAN), all of EF06 (SSN
+#: 08, name 09 and 4E, gender 0A, nation 0B -- ethnic origin, sensitive under PIPL art. 28 --,
+#: birthplace 0C, birth date 0D), the health card's card number 08 (the resident ID number), and
+#: any tag not known.
+PUBLIC_RECORD_TAGS: frozenset[int] = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06})
+INS_READ_RECORD, INS_READ_BINARY, INS_GET_RESPONSE, INS_GET_PROCESSING_OPTIONS = 0xB2, 0xB0, 0xC0, 0xA8
+#: EMV templates whose contents are masked (their tag and length kept): a READ RECORD answer's
+#: record template 70 (PAN 5A, track 2 57, cardholder name 5F20, transaction logs) and GPO's
+#: format-2 answer 77 (track 2 carries the PAN).  GPO's format 1 (80: AIP and AFL) stays in clear.
+EMV_MASKED_TEMPLATES: frozenset[int] = frozenset({0x70, 0x77})
+
+
+def _ber_header(data: bytes) -> int:
+    """Length of a one-byte-tag BER-TLV header at the start of ``data`` (tag, 1-3 length bytes)."""
+    if len(data) < 2:
+        return len(data)
+    first = data[1]
+    return 2 if first < 0x80 else min(len(data), 2 + (first & 0x7F))
+
+
+class ResponseMask:
+    """Formats logged responses with personal data masked: ``**`` per byte of an element's value,
+    its tag and length bytes and the status word kept, so a trace still shows what was read and how
+    long it was.  READ BINARY data (the photo, EF08) is masked whole; so is anything that does not
+    start with the tag it should.
+
+    Stateful, one per connection: the data of a personal READ RECORD or READ BINARY answered with
+    ``61xx`` arrives in the GET RESPONSE exchanges that follow, which are masked too.
+    """
+
+    def __init__(self) -> None:
+        #: Of a personal answer continued by GET RESPONSE: header bytes (tag, length) still to show,
+        #: and the tags it may start with; None when the last answer was not personal or complete.
+        self._pending: tuple[int, frozenset[int]] | None = None
+
+    def response(self, command: bytes, response: bytes) -> str:
+        """Upper-case hex of ``response`` (data + SW) to ``command`` (the whole APDU or its 4-byte
+        header: only CLA INS P1 P2 are looked at), personal data as ``**``."""
+        plan = self._plan(command)
+        if len(response) < 2:
+            self._pending = None
+            return response.hex().upper()
+        data, sw = response[:-2], response[-2:]
+        if plan is None or not data:
+            # Nothing personal, or a bare status word (61xx: the data follows in GET RESPONSE).
+            self._pending = plan if sw[0] == 0x61 else None
+            return response.hex().upper()
+        keep, tags = plan
+        if keep and data[0] not in tags:
+            keep = 0  # not the TLV it should be: its first bytes may be the value itself
+        elif keep:
+            keep = _ber_header(data)
+            if data[0] == 0x80 and 0x80 in tags:
+                self._pending = None
+                return response.hex().upper()  # GPO format 1 (AIP, AFL): nothing personal
+        self._pending = (max(0, keep - len(data)), tags) if sw[0] == 0x61 else None
+        if personal_data_shown():
+            return response.hex().upper()
+        return data[:keep].hex().upper() + MASK * (len(data) - min(keep, len(data))) + sw.hex().upper()
+
+    def _plan(self, command: bytes) -> tuple[int, frozenset[int]] | None:
+        """None when the answer to ``command`` holds nothing personal; else (header bytes that may
+        be shown, the tags the answer may start with)."""
+        if len(command) < 4:
+            return None
+        ins, p1, p2 = command[1], command[2], command[3]
+        if ins == INS_GET_RESPONSE:
+            return self._pending
+        if ins == INS_READ_RECORD:
+            if p2 & 0x07 == 0:  # record-identifier mode: P1 is the tag
+                return None if p1 in PUBLIC_RECORD_TAGS else (2, frozenset({p1}))
+            return (2, EMV_MASKED_TEMPLATES)  # record-number mode (EMV records): every record
+        if ins == INS_READ_BINARY:
+            return (0, frozenset())
+        if ins == INS_GET_PROCESSING_OPTIONS:
+            return (2, EMV_MASKED_TEMPLATES | {0x80})
+        return None
 
 
 def command_matches(pattern: str, apdu: bytes) -> bool:
