@@ -6,9 +6,9 @@ Layers, bottom to top; a module may import its own layer or lower ones, never a 
     1  sscard.transports.*                      bytes to and from a card
     2  sscard.apdu.*                            commands, status words, processors
     3  sscard.ssc.*, sscard.psam.*, .bank.*    card applications
-    4  sscard.terminal, .config, .national,     the facade kiosk software calls
-       .events, .session, .readers
-    5  sscard.cli*, sscard.service.*            front ends
+    4  sscard.terminal, .config, .events,       the facade kiosk software calls
+       .session, .readers, .tokens, …
+    5  sscard.cli*, .service.*, .national*      front ends
 
 ``sscard.sim`` (the simulated card: the other side of the wire) stands beside the stack: it may
 import only what a card needs to speak APDUs, and only the facade wiring and the front ends may
@@ -57,7 +57,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.health.*", 3),
     ("sscard.terminal", 4),
     ("sscard.config", 4),
-    ("sscard.national", 4),
+    ("sscard.national", 5),
+    ("sscard.national.*", 5),
     ("sscard.events", 4),
     ("sscard.session", 4),
     ("sscard.tokens", 4),
