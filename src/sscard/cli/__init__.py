@@ -6,8 +6,8 @@ table (:data:`sscard.errors.ERROR_TABLE`) and are listed in docs/cli.md and ``ss
 
 The modules, each importing only those above it in this list (no circle):
 
-* :mod:`.util` — :class:`~sscard.cli.util.Context`, output, tables by display width, exit codes,
-  error reports; :mod:`.pin` — reading PINs; :mod:`.options` — option groups and the builder;
+* :mod:`.pin` — reading PINs; :mod:`.util` — :class:`~sscard.cli.util.Context`, output, tables
+  by display width, exit codes, error reports; :mod:`.options` — option groups and the builder;
 * the command families, each with its commands and its ``build`` (its options):
   :mod:`.read` (``read``, its argparse-free fast path, the readable card), :mod:`.cards`
   (``readers``, ``auth-check``, ``sign-in``, ``verify``, ``pin-status``, ``change-pin``, ``demo``),
