@@ -9,6 +9,10 @@ raise these, so nothing above has to translate a pyscard or socket exception.
 
 No error may carry a PIN.  Constructors take only the fields listed on each class, and none of
 them is a PIN; messages are built from those fields alone.
+
+The module is over 400 lines because it is the whole hierarchy — one short class per stable code —
+and the one table of what each front end answers each code with (:data:`ERROR_TABLE`); kept in one
+file, a new code and its row are reviewed together.
 """
 
 from __future__ import annotations
