@@ -6,9 +6,9 @@ Layers, bottom to top; a module may import its own layer or lower ones, never a 
     1  sscard.transports.*                      bytes to and from a card
     2  sscard.apdu.*                            commands, status words, processors
     3  sscard.ssc.*, sscard.psam.*, .bank.*    card applications
-    4  sscard.terminal, .config, .national,     the facade kiosk software calls
-       .events, .session, .readers
-    5  sscard.cli*, sscard.service.*            front ends
+    4  sscard.terminal, .config, .events,       the facade kiosk software calls
+       .session, .readers, .tokens, …
+    5  sscard.cli*, .service.*, .national*      front ends
 
 ``sscard.sim`` (the simulated card: the other side of the wire) stands beside the stack: it may
 import only what a card needs to speak APDUs, and only the facade wiring and the front ends may
@@ -57,7 +57,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.health.*", 3),
     ("sscard.terminal", 4),
     ("sscard.config", 4),
-    ("sscard.national", 4),
+    ("sscard.national", 5),
+    ("sscard.national.*", 5),
     ("sscard.events", 4),
     ("sscard.session", 4),
     ("sscard.tokens", 4),
@@ -274,3 +275,71 @@ def test_relative_imports_resolve_against_the_package() -> None:
     assert [imp.target for imp in found] == ["sscard.apdu.sw", "sscard.errors"]
     found = list(imports_of("sscard.apdu.sw", "from . import command\nfrom .. import errors", False, KNOWN))
     assert [imp.target for imp in found] == ["sscard.apdu.command", "sscard.errors"]
+
+
+# --- the front ends (issue 12): no import circle among them, no module past ~400 lines ---------
+
+FRONT_ENDS = (
+    "sscard.cli",
+    "sscard.cli.*",
+    "sscard.service",
+    "sscard.service.*",
+    "sscard.national",
+    "sscard.national.*",
+)
+
+
+def _front_end_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        if not _matches(module, FRONT_ENDS):
+            continue
+        source = path.read_text(encoding="utf-8")
+        found = imports_of(module, source, path.name == "__init__.py", KNOWN)
+        graph[module] = {imp.target for imp in found if imp.target in KNOWN and _matches(imp.target, FRONT_ENDS)}
+        graph[module].discard(module)
+    return graph
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (every import counts: in functions, under TYPE_CHECKING), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return [*stack[stack.index(target) :], target]
+            if target not in state and (found := visit(target)) is not None:
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)) is not None:
+            return found
+    return None
+
+
+def test_the_front_ends_import_no_circle() -> None:
+    """Before issue 12: service.app → service.compat → service.app (a TYPE_CHECKING import)."""
+    graph = _front_end_graph()
+    assert "sscard.cli.read" in graph and "sscard.service.routes" in graph  # the check sees the tree
+    circle = _circle(graph)
+    assert circle is None, " → ".join(circle or [])
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert _circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _circle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _matches(m, FRONT_ENDS)))
+def test_front_end_modules_stay_small(module: str) -> None:
+    """No front-end module over ~400 lines without a reason written at its top (issue 12)."""
+    text = MODULES[module].read_text(encoding="utf-8")
+    lines = text.count("\n")
+    assert lines <= 420 or "over 400 lines because" in text[:2000], f"{module}: {lines} lines"

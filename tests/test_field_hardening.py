@@ -273,7 +273,7 @@ def test_pin_packs_without_a_str_and_validates_once() -> None:
 
 
 def test_pin_stdin_reads_one_line_from_the_descriptor_into_a_buffer() -> None:
-    from sscard.cli import _read_pin_line
+    from sscard.cli.pin import read_pin_line as _read_pin_line
 
     read_end, write_end = os.pipe()
     os.write(write_end, b"123456\r\n654321\n")

@@ -37,7 +37,7 @@ from sscard.errors import (
 from sscard.health import HealthCard, RecordFlaggedInvalid, load_layout, parse_record, read_health_card
 from sscard.health.application import HealthApplication, load_auth_profile, mask_id_number
 from sscard.health.layout import Element, build_record
-from sscard.health.national import (
+from sscard.national.health import (
     VENDOR_CODES,
     ddf1ef05_info,
     field_names,

@@ -46,7 +46,7 @@ class RecordFlaggedInvalid(BadRecord):
     """A record the card itself marks invalid (flag ``FF``; vendor return code 112).
 
     Still ``BAD_RECORD`` to every caller that branches on the code; the subclass lets the vendor
-    format (:mod:`sscard.health.national`) tell it from a malformed record (103) without reading
+    format (:mod:`sscard.national.health`) tell it from a malformed record (103) without reading
     the message.  It belongs in :mod:`sscard.errors` once the card-application seam lands.
     """
 
