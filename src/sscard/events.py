@@ -36,8 +36,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sscard.backoff import Backoff
 from sscard.errors import UsageError
-from sscard.transports.watch import Backoff, Cancelled, EventSource, ReaderSnapshot, ServiceLost
+from sscard.transports.watch import Cancelled, EventSource, ReaderSnapshot, ServiceLost
 
 log = logging.getLogger("sscard.events")
 

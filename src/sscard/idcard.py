@@ -11,7 +11,7 @@ failed, ``41`` read failed).  :func:`build_request` reproduces every request fra
 byte for byte (the tests hold them as vectors).
 
 :class:`IdCardReader` runs the usual sequence — find, select, read — over any
-:class:`~sscard.transports.serial.ByteStream` (a :class:`~sscard.transports.serial.SerialPort` in
+:class:`~sscard.transports.stream.ByteStream` (a :class:`~sscard.transports.serial.SerialPort` in
 production, a pseudo-terminal in the tests).  Before each command it drops bytes left over from
 an earlier exchange; while waiting for an answer it skips stray bytes until the preamble (within
 a byte budget).  Failures are typed (STYLE.md §10): a silent device is
@@ -52,7 +52,7 @@ from sscard.ssc import checks, codes
 from sscard.ssc.records import RecordWarning
 
 if TYPE_CHECKING:
-    from sscard.transports.serial import ByteStream
+    from sscard.transports.stream import ByteStream
 
 log = logging.getLogger("sscard.idcard")
 

@@ -35,7 +35,7 @@ What goes wrong is a typed error, and the scanner keeps listening (STYLE.md §10
 * an unplugged scanner is :class:`~sscard.errors.DeviceRemoved`; :meth:`QrScanner.scans` with a
   ``reopen`` callable waits for it (backoff 0.1 s doubling to 2 s) and resumes with the same scanner.
 
-This module speaks only to the :class:`~sscard.transports.serial.ByteStream` interface; pyserial
+This module speaks only to the :class:`~sscard.transports.stream.ByteStream` interface; pyserial
 stays in :mod:`sscard.transports.serial` (STYLE.md §1, §8).
 """
 
@@ -56,11 +56,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeAlias
 
+from sscard.backoff import Backoff
 from sscard.errors import ConfigError, DeviceNotFound, DeviceRemoved, ScanRejected
-from sscard.transports.watch import Backoff
 
 if TYPE_CHECKING:
-    from sscard.transports.serial import ByteStream
+    from sscard.transports.stream import ByteStream
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -291,7 +291,7 @@ class QrConfig:
 class QrScanner:
     """Scans from one scanner's byte stream; one consumer at a time (not thread-safe).
 
-    ``stream`` is any :class:`~sscard.transports.serial.ByteStream` (a ``SerialPort``);
+    ``stream`` is any :class:`~sscard.transports.stream.ByteStream` (a ``SerialPort``);
     ``formats`` overrides the bundled classification rules; ``clock`` (monotonic seconds) is for
     tests of the time-based rules.
     """

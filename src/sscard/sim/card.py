@@ -43,7 +43,7 @@ from sscard.sim.emv import PPSE_NAME, SimulatedEmv
 from sscard.sim.encoding import PBOC_DEBIT_AID, SSSE_AID, pboc_fci, record_files, ssse_fci
 from sscard.sim.health import HealthApplet
 from sscard.sim.keys import KeyUsage, load_test_keys
-from sscard.sim.persona import Persona
+from sscard.sim.model import Persona
 
 MF_FID = 0x3F00
 #: Command headers kept in :attr:`SimulatedCard.command_log`.
@@ -130,7 +130,7 @@ class _Refused(Exception):
 
 
 class SimulatedCard:
-    """One card, built from a :class:`~sscard.sim.persona.Persona`.
+    """One card, built from a :class:`~sscard.sim.model.Persona`.
 
     ``remove_after``: after that many APDUs the card is gone and :meth:`process` raises
     :class:`CardGone`, so a test can pull the card at every point of an operation.
