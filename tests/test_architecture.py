@@ -64,6 +64,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.events", 4),
     ("sscard.session", 4),
     ("sscard.tokens", 4),
+    ("sscard.tokens.*", 4),
     ("sscard.credentials", 4),
     ("sscard.readers", 4),
     ("sscard.cli", 5),

@@ -17,13 +17,13 @@ import datetime as dt
 import enum
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sscard.errors import NotSignedIn, SessionActive
 from sscard.events import Event, EventKind, Monitor
+from sscard.tokens import claims as _claims
 from sscard.transports.watch import EventSource
 
 log = logging.getLogger("sscard.session")
@@ -89,8 +89,9 @@ class Session:
         }
 
 
-def new_session_id() -> str:
-    return uuid.uuid4().hex
+#: The one generator of session ids (:func:`sscard.tokens.claims.new_session_id`), named here too
+#: because sessions are made with it.
+new_session_id = _claims.new_session_id
 
 
 @dataclass(frozen=True)
