@@ -12,8 +12,9 @@ Layers, bottom to top; a module may import its own layer or lower ones, never a 
 
 ``sscard.sim`` (the simulated card: the other side of the wire) stands beside the stack: it may
 import only what a card needs to speak APDUs, and only the facade wiring and the front ends may
-import it.  Third-party libraries stay where STYLE.md puts them (pyscard in the PC/SC adapter,
-construct in the record parser, the CLI framework in the CLI).
+import it (in the facade, only the ``sim:`` reader scheme, ``sscard.readers_sim``).  Third-party
+libraries stay where STYLE.md puts them (pyscard in the PC/SC adapter, construct in the record
+parser, the CLI framework in the CLI).
 
 Every import counts, also one inside a function or under ``if TYPE_CHECKING``, and so does
 ``importlib.import_module("literal")``.  A new module that matches no rule fails the test until it
@@ -67,6 +68,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.tokens.*", 4),
     ("sscard.credentials", 4),
     ("sscard.readers", 4),
+    ("sscard.readers_sim", 4),
     ("sscard.cli", 5),
     ("sscard.__main__", 5),  # python -m sscard: calls sscard.cli.main
     ("sscard.cli.*", 5),
@@ -80,10 +82,10 @@ SIM = ("sscard.sim", "sscard.sim.*")
 #: What the simulated card may import from sscard: the APDU value types, the status words, the
 #: trace format, the errors, and itself.
 SIM_MAY_IMPORT = ("sscard.errors", "sscard.apdu.command", "sscard.apdu.sw", "sscard.transports.trace", *SIM)
-#: Who may import the simulator: the facade's reader wiring, the front ends, and the simulator itself.
+#: Who may import the simulator: the ``sim:`` reader scheme (the facade reaches the simulator only
+#: through that entry of sscard.readers' registry), the front ends, and the simulator itself.
 MAY_IMPORT_SIM = (
-    "sscard.terminal",
-    "sscard.readers",
+    "sscard.readers_sim",
     "sscard.cli",
     "sscard.cli.*",
     "sscard.cli_*",
@@ -190,7 +192,7 @@ def violations(module: str, source: str, is_package: bool = False, known: frozen
             continue
         if is_sim(imp.target):
             if not _matches(module, MAY_IMPORT_SIM):
-                found.append(f"{where}: only the facade wiring and front ends may import the simulator")
+                found.append(f"{where}: only readers_sim (the sim: scheme) and front ends may import the simulator")
             continue
         target_layer = layer_of(imp.target)
         if target_layer is None:
@@ -233,6 +235,8 @@ def test_module_respects_the_layers(module: str) -> None:
         ("sscard.terminal", "from sscard.cli import main", "layer 4 (facade) may not import layer 5"),
         ("sscard.apdu.processors", "import importlib\nimportlib.import_module('sscard.readers')", "layer 2"),
         ("sscard.transports.sim", "from sscard.sim import SimulatedCard", "may import the simulator"),
+        ("sscard.readers", "def f():\n    from sscard.sim import load_persona\n", "may import the simulator"),
+        ("sscard.terminal", "from sscard.sim.keys import load_test_keys", "may import the simulator"),
         ("sscard.sim.card", "from sscard.apdu.processors import transceive", "the simulator may import only"),
         ("sscard.sim.card", "from sscard.apdu import Command", "imports sscard.apdu: the simulator"),
         ("sscard.sim.card", "from sscard.ssc.records import Person", "the simulator may import only"),
@@ -261,7 +265,7 @@ def test_rules_catch(module: str, source: str, expected: str) -> None:
         ("sscard.cli", "import argparse\nfrom sscard.sim import load_persona\nfrom sscard.terminal import T"),
         ("sscard.ssc.records", "import construct as cs\nfrom sscard.errors import BadRecord"),
         ("sscard.ssc.formats", "import construct"),
-        ("sscard.readers", "from sscard.sim import SimulatedCard\nfrom sscard.transports.sim import SimReader"),
+        ("sscard.readers_sim", "from sscard.sim import SimulatedCard\nfrom sscard.transports.sim import SimReader"),
         ("sscard.sim.card", "from sscard.apdu.command import Command\nfrom sscard.apdu.sw import SW"),
         ("sscard.sim.card", "from sscard.transports.trace import redact_command\nfrom . import personas"),
         ("sscard.sim", "from .card import SimulatedCard\nfrom sscard.errors import ConfigError"),
