@@ -28,7 +28,7 @@ from sscard.errors import (
     Timeout,
     TransportFailure,
 )
-from sscard.transports.base import TransportBase
+from sscard.transports.base import ReaderBase, TransportBase
 from sscard.transports.pcsc_errors import PCSC_ERRORS, _u32, pcsc_error, scard
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def _parse_protocols(protocols: str) -> int:
     return mask
 
 
-class PcscReader:
+class PcscReader(ReaderBase):
     """One PC/SC reader by name; connects on demand and waits for cards without polling."""
 
     def __init__(self, name: str, busy_wait: float = 0.0) -> None:
@@ -292,7 +292,7 @@ class PcscReader:
             known = known if state is None else state
 
 
-class PcscReaderSet:
+class PcscReaderSet(ReaderBase):
     """Several readers (or slots) as one, in order of preference: the card is in whichever holds one.
 
     This is how the national interface's iType 3/4 ("auto, contact first" / "contactless first",
