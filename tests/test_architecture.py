@@ -80,8 +80,15 @@ LAYER_NAMES = ("errors", "transports", "apdu", "card applications", "facade", "f
 
 SIM = ("sscard.sim", "sscard.sim.*")
 #: What the simulated card may import from sscard: the APDU value types, the status words, the
-#: trace format, the errors, and itself.
-SIM_MAY_IMPORT = ("sscard.errors", "sscard.apdu.command", "sscard.apdu.sw", "sscard.transports.trace", *SIM)
+#: trace format, the errors, the TOML parser import (sscard._toml), and itself.
+SIM_MAY_IMPORT = (
+    "sscard.errors",
+    "sscard.apdu.command",
+    "sscard.apdu.sw",
+    "sscard.transports.trace",
+    "sscard._toml",
+    *SIM,
+)
 #: Who may import the simulator: the ``sim:`` reader scheme (the facade reaches the simulator only
 #: through that entry of sscard.readers' registry), the front ends, and the simulator itself.
 MAY_IMPORT_SIM = (

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard.backoff import Backoff
+from sscard.clock import local_now as _now
 from sscard.errors import UsageError
 from sscard.transports.watch import Cancelled, EventSource, ReaderSnapshot, ServiceLost
 
@@ -64,10 +65,6 @@ class EventKind(enum.Enum):
 READER_KINDS = frozenset(
     {EventKind.CARD_INSERTED, EventKind.CARD_REMOVED, EventKind.READER_ATTACHED, EventKind.READER_DETACHED}
 )
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 @dataclass(frozen=True)

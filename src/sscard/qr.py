@@ -47,7 +47,6 @@ import functools
 import hashlib
 import logging
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,15 +56,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeAlias
 
 from sscard.backoff import Backoff
+from sscard.clock import local_now as _now
 from sscard.errors import ConfigError, DeviceNotFound, DeviceRemoved, ScanRejected
 
 if TYPE_CHECKING:
     from sscard.transports.stream import ByteStream
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from sscard import _toml as tomllib
 
 log = logging.getLogger("sscard.qr")
 
@@ -82,10 +79,6 @@ REASON_TOO_LONG = "too_long"
 REASON_INCOMPLETE = "incomplete"
 
 _CHUNK = 4096
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 def code_ref(code: str) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sscard.clock import local_now as _now
 from sscard.errors import NotSignedIn, SessionActive
 from sscard.events import Event, EventKind, Monitor
 from sscard.tokens import claims as _claims
@@ -45,10 +46,6 @@ class EndReason(str, enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"
     SERVICE_LOST = "service_lost"
     READER_DETACHED = "reader_detached"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 @dataclass(frozen=True)

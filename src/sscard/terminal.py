@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sscard.apdu.atr import historical_bytes
 from sscard.apdu.processors import TraceSink, standard_stack
+from sscard.clock import local_now as _now
 from sscard.config import Config, load_config
 from sscard.errors import (
     AlgorithmUnsupported,
@@ -70,10 +71,6 @@ PinSource = PinLike | Callable[[], PinLike]
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
 #: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
 LOCKED_EF06 = ("ssn", "name", "gender", "nation", "birthplace", "birth_date")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 def _card_keys(transport: Transport, ssse: SsseInfo, issuer: IssuerData) -> tuple[CardFacts, Algorithm]:

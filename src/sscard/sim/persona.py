@@ -87,10 +87,7 @@ from sscard.sim.model import Behaviour, HolderInfo, IssuerInfo, Persona, PinSett
 
 __all__ = ["Behaviour", "HolderInfo", "IssuerInfo", "Persona", "PinSettings", "list_personas", "load_persona"]
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from sscard import _toml as tomllib
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

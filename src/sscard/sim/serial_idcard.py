@@ -42,12 +42,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sscard import _toml as tomllib
 from sscard.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
