@@ -1,5 +1,9 @@
 """Configuration: a TOML file, then environment variables, then command-line options.
 
+Why one module of over 400 lines: the schema (every key with its type, its check and its
+messages) is one table that the loader, ``sscard config show`` and the tests all read; apart from
+the loader, a key would be separated from how it is checked.
+
 Search path (the first file that exists wins; ``SSCARD_CONFIG`` names one explicitly and must exist):
 
 1. ``$SSCARD_CONFIG``

@@ -1,5 +1,9 @@
 """QR scanners on a serial port: each scan becomes a typed, classified, opaque credential.
 
+Why one module of over 400 lines: most of it is :class:`QrScanner`, one line-protocol state
+machine (framing, validation, de-duplication, reopening) that is clearest in one place; the kinds
+and classification rules are apart (:mod:`sscard.qr.formats`).
+
     from sscard.transports.serial import SerialPort
     from sscard.qr import QrConfig, QrScanner
 

@@ -1,5 +1,9 @@
 """A social security card in software: the ISO 7816-4 behaviour of reference §1–§4, per persona.
 
+Why one module of over 400 lines: :class:`SimulatedCard` is one command dispatcher over one
+security state, the card's ISO 7816-4 behaviour; its bank and health applications, crypto, keys
+and encoding are already modules of their own.
+
 This is the card on the other side of the wire, not part of the middleware: it parses command
 APDUs and answers response APDUs exactly as a card would, including the awkward parts real cards
 have (T=0 ``61xx``/GET RESPONSE, ``6Cxx`` on a wrong Le, refused SFI addressing, a PIN counter) so

@@ -1,5 +1,9 @@
 """A simulated resident ID-card reader on a pseudo-terminal (reference §7).
 
+Why one module of over 400 lines: the persona files, the frames and the pty thread are one
+simulated device, with its own copy of the wire constants kept apart from :mod:`sscard.idcard` on
+purpose, so splitting would only spread one device over files.
+
 The other side of the wire for :mod:`sscard.idcard`: it reads request frames from the master end
 of a pty pair and answers them as a reader's security module would, for an ID-card persona
 (``sim/idcards/NAME.toml``).  Clients open the slave end (:attr:`SimulatedIdCardReader.path`) with

@@ -1,5 +1,9 @@
 """PC/SC readers through pyscard's low-level ``smartcard.scard`` API.
 
+Why one module of over 400 lines: the reader, the reader set and the transport share one set of
+context, wait and handle helpers and the same rules for pcscd's codes; the binding and the code
+table are already apart (:mod:`sscard.transports.pcsc_errors`), and so are the events.
+
 This is the only module of sscard that imports pyscard (STYLE.md §1), and nothing imports it at
 ``import sscard`` time: :mod:`sscard.readers` loads it when a PC/SC reader is asked for.
 
