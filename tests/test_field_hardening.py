@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
 from sscard.apdu import Command
 from sscard.apdu.processors import GetResponseProcessor, ResendWithLeProcessor, TransportConnection, standard_stack
 from sscard.cli import main
@@ -32,6 +31,7 @@ from sscard.terminal import Terminal
 from sscard.transports.replay import ReplayTransport
 from sscard.transports.sim import SimReader
 from sscard.transports.trace import Trace
+from support import pcsc_env
 from test_apdu import card
 from test_terminal import Wire
 

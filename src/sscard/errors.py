@@ -710,3 +710,159 @@ def all_error_classes() -> list[type[SscardError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen
+
+
+# --- session tokens (sscard.tokens, docs/tokens.md) --------------------------------------------------
+# Re-exported by sscard.tokens, which raises them; the codes are final.
+
+
+class TokenRejected(SscardError):
+    """Base of the errors that reject a token (not raised itself).
+
+    A backend answers these with "please sign in again" (HTTP 401); :class:`TokenKeyError` is a
+    configuration problem on the verifier's side and is deliberately not one of them.
+    """
+
+
+class TokenMalformed(TokenRejected):
+    """Not a token of this format: empty, truncated, bad base64url, not JSON, an unknown version,
+    or claims of the wrong type.  ``detail`` says which part, never its content."""
+
+    code = "TOKEN_MALFORMED"
+    message_en = "This is not a valid session token."
+    message_zh_text = "会话令牌格式无效。"
+
+
+class TokenInvalid(TokenRejected):
+    """The signature does not verify with any trusted key: the token was altered, or a key the
+    verifier does not trust (another terminal's, an old one) signed it."""
+
+    code = "TOKEN_INVALID"
+    message_en = "The session token's signature is not valid: it was altered or not issued by a trusted terminal."
+    message_zh_text = "会话令牌签名无效：令牌已被篡改，或并非由受信任的终端签发。"
+
+
+class TokenExpired(TokenRejected):
+    code = "TOKEN_EXPIRED"
+    message_en = "The session has expired. Please sign in again."
+    message_zh_text = "会话已过期，请重新登录。"
+
+    def __init__(self, expires_at: int | None = None, detail: str | None = None) -> None:
+        self.expires_at = expires_at
+        super().__init__(detail, expires_at=expires_at)
+
+    @property
+    def message(self) -> str:
+        if self.expires_at is None:
+            return super().message
+        return _token_with_detail(
+            f"The session expired at {_token_utc(self.expires_at)}. Please sign in again.", self.detail
+        )
+
+    @property
+    def message_zh(self) -> str:
+        if self.expires_at is None:
+            return super().message_zh
+        return f"会话已于 {_token_utc(self.expires_at)} 过期，请重新登录。"
+
+
+class TokenNotYetValid(TokenRejected):
+    """``iat`` lies further in the future than the leeway: almost always a clock that is wrong,
+    on the kiosk or on the verifier — which is why it is not reported as tampering."""
+
+    code = "TOKEN_NOT_YET_VALID"
+    message_en = "The session token was issued in the future. Check the clocks of the kiosk and of this computer."
+    message_zh_text = "会话令牌的签发时间晚于当前时间，请检查自助终端和本机的时钟。"
+
+    def __init__(self, issued_at: int | None = None, detail: str | None = None) -> None:
+        self.issued_at = issued_at
+        super().__init__(detail, issued_at=issued_at)
+
+    @property
+    def message(self) -> str:
+        if self.issued_at is None:
+            return super().message
+        return _token_with_detail(
+            f"The session token was issued in the future ({_token_utc(self.issued_at)}). "
+            "Check the clocks of the kiosk and of this computer.",
+            self.detail,
+        )
+
+    @property
+    def message_zh(self) -> str:
+        if self.issued_at is None:
+            return super().message_zh
+        return f"会话令牌的签发时间（{_token_utc(self.issued_at)}）晚于当前时间，请检查自助终端和本机的时钟。"
+
+
+class TokenWrongTerminal(TokenRejected):
+    """The signature verifies, but the token names another terminal than the one expected."""
+
+    code = "TOKEN_WRONG_TERMINAL"
+    message_en = "The session token was issued by another terminal."
+    message_zh_text = "会话令牌由其他终端签发。"
+
+    def __init__(
+        self, terminal_id: str | None = None, expected_terminal_id: str | None = None, detail: str | None = None
+    ) -> None:
+        self.terminal_id = terminal_id
+        self.expected_terminal_id = expected_terminal_id
+        super().__init__(detail, terminal_id=terminal_id, expected_terminal_id=expected_terminal_id)
+
+    @property
+    def message(self) -> str:
+        if self.terminal_id is None or self.expected_terminal_id is None:
+            return super().message
+        return _token_with_detail(
+            f"The session token was issued by terminal {self.terminal_id}, not by {self.expected_terminal_id}.",
+            self.detail,
+        )
+
+    @property
+    def message_zh(self) -> str:
+        if self.terminal_id is None or self.expected_terminal_id is None:
+            return super().message_zh
+        return f"会话令牌由终端 {self.terminal_id} 签发，而非 {self.expected_terminal_id}。"
+
+
+class TokenKeyError(SscardError):
+    """A key cannot be used: file missing or unreadable, not an Ed25519 key, or a private key file
+    that other users can read.  A problem of the verifier's (or issuer's) setup, not of the token."""
+
+    code = "TOKEN_KEY_ERROR"
+    message_en = "Session key problem: {problem}."
+    message_zh_text = "会话密钥错误：{problem_zh}。"
+
+    def __init__(
+        self,
+        problem: str = "the key cannot be used",
+        problem_zh: str = "密钥不可用",
+        path: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.path = path
+        super().__init__(detail, problem=problem, problem_zh=problem_zh, path=path)
+
+
+#: Every error sscard.tokens raises, for documentation and tests.
+TOKEN_ERRORS: tuple[type[SscardError], ...] = (
+    TokenMalformed,
+    TokenInvalid,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenWrongTerminal,
+    TokenKeyError,
+)
+
+
+def _token_with_detail(text: str, detail: str | None) -> str:
+    return f"{text} ({detail})" if detail else text
+
+
+def _token_utc(seconds: int) -> str:
+    from datetime import datetime, timezone  # here: only a token error's message needs it
+
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} (Unix time)"

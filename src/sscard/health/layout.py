@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -28,12 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sscard import _toml as tomllib
 from sscard.errors import BadRecord, ConfigError, SscardError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 #: The encodings an element may declare (the comment at the top of ``data/layout.toml``).
 ENCODINGS = ("an", "cn", "bcd_date", "gbk", "binary")

@@ -22,6 +22,7 @@ from sscard.service.logs import RefusalLog
 from sscard.service.problems import ServiceBusy
 from sscard.session import SessionEvent
 from sscard.terminal import Terminal
+from sscard.transports.base import event_factory
 
 log = logging.getLogger("sscard.service")
 
@@ -59,8 +60,8 @@ class Service:
     def start_events(self) -> None:
         self.hub.loop = asyncio.get_running_loop()
         self.terminal.sessions.subscribe(self._on_session)
-        source = getattr(self.terminal.reader, "event_source", None)
-        if callable(source):
+        source = event_factory(self.terminal.reader)
+        if source is not None:
             pattern = None if self.config.reader and self.config.reader.startswith("sim:") else self.config.reader
             self.monitor = Monitor(pattern, source=source)
             self.monitor.start(self._on_event)
