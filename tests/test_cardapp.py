@@ -370,7 +370,7 @@ def test_health_with_keys_through_pcscd(vpcd_card: pcsc_env.InsertCard, vpcd_rea
 # Recorded through pcscd + vpcd with Terminal.open(...).read() and a RecordingTransport as the
 # terminal's transport wrapper (what `sscard record` does), the header naming the applications the
 # read tried.  Re-record with
-#   SSCARD_RECORD_FIXTURES=1 flock /work/pcscd.lock .venv/bin/pytest -m pcscd tests/test_cardapp.py -k recording
+#   SSCARD_RECORD_FIXTURES=1 .venv/bin/pytest -m pcscd tests/test_cardapp.py -k recording
 # tests/test_fixtures.py replays them strictly through the facade.
 
 HEALTH_FIXTURES = ROOT / "fixtures" / "health"
