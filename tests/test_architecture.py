@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.errors", 0),
     ("sscard.files", 0),
     ("sscard.privacy", 0),
+    ("sscard.card_errors", 0),
     ("sscard.transports", 1),
     ("sscard.transports.*", 1),
     ("sscard.apdu", 2),

@@ -10,7 +10,7 @@ An application is recognised by its :meth:`CardApplication.select`: a SELECT by 
 answer tells), or the ATR alone (``context.atr``, no APDU).  The social security card comes first,
 so reading one costs exactly the APDUs it always cost: its SELECT SSSE is both the recognition
 and the read's first command.  A card no application recognises is NOT_SSC (the existing
-contract), naming the applications tried (:class:`NoApplication`).
+contract), naming the applications tried (:class:`~sscard.card_errors.NoApplication`).
 
 The registry holds rows of data (name, ``module:attribute``, titles, the identifiers it selects);
 an application's module is imported only when the card gets that far, so reading a social
@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sscard.card_errors import NoApplication
 from sscard.errors import NotSsc, UsageError
 
 if TYPE_CHECKING:
@@ -182,22 +183,6 @@ APPLICATIONS = Registry(
 )
 
 
-class NoApplication(NotSsc):
-    """NOT_SSC (the existing contract, code and Chinese message unchanged), naming what was tried.
-
-    ``applications`` (in :meth:`to_dict`) lists the registry names tried, in order; the English
-    message says why each one did not recognise the card.
-    """
-
-    def __init__(self, tried: Sequence[AppEntry], reasons: Sequence[str | None]) -> None:
-        detail = "tried " + "; ".join(
-            f"{entry.name} ({entry.title_en}): {reason or 'not on this card'}"
-            for entry, reason in zip(tried, reasons, strict=True)
-        )
-        super().__init__(detail, applications=[entry.name for entry in tried])
-        self.tried = tuple(entry.name for entry in tried)
-
-
 def read_card(
     context: ReadContext,
     registry: Registry = APPLICATIONS,
@@ -209,18 +194,16 @@ def read_card(
     Everything happens in the caller's transaction.  An application that answers "not here"
     (NOT_SSC) hands over to the next; any other error ends the read as it is.
     """
-    tried: list[AppEntry] = []
-    reasons: list[str | None] = []
+    tried: list[tuple[str, str, str | None]] = []
     for entry in registry.candidates(app, recorded):
         application = entry.load()(context)
         try:
             application.select()
         except NotSsc as exc:
-            tried.append(entry)
-            reasons.append(exc.detail)
+            tried.append((entry.name, entry.title_en, exc.detail))
             continue
         return application.read()
-    raise NoApplication(tried, reasons)
+    raise NoApplication(tried)
 
 
 def recorded_applications(header: Mapping[str, str]) -> tuple[str, ...]:

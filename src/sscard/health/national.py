@@ -16,9 +16,10 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sscard.card_errors import RecordFlaggedInvalid
 from sscard.errors import AuthRequired, SscardError
 from sscard.health.application import HealthCard
-from sscard.health.layout import Layout, RecordFlaggedInvalid, load_layout
+from sscard.health.layout import Layout, load_layout
 
 #: The vendor return codes (docs/card-reference.md, health card section), by name.
 SUCCESS = 0
@@ -32,7 +33,7 @@ RECORD_INVALID = 112
 
 #: sscard error code → vendor return code.  BAD_RECORD is 103 (the record could not be read as
 #: what it should be) except for a record the card flags invalid (``FF``), which is 112; that one
-#: is told apart by its type (:class:`~sscard.health.layout.RecordFlaggedInvalid`), not its text.
+#: is told apart by its type (:class:`~sscard.card_errors.RecordFlaggedInvalid`), not its text.
 VENDOR_CODES: Mapping[str, int] = {
     "USAGE_ERROR": PARAMETER_ERROR,
     "CONFIG_ERROR": PARAMETER_ERROR,
