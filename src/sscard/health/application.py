@@ -8,8 +8,8 @@ what is read and what is unconfirmed: docs/health-card.md.
 The flow, each step's bytes in ``data/layout.toml``:
 
 1. SELECT DDF1 by its file identifier.  ``6A82`` (no such file) means the card carries no health
-   application: :class:`~sscard.errors.NotSsc`, the "not a card we know" error, until the
-   card-application seam gives that a name per application.
+   application: :class:`~sscard.errors.NotSsc`, the card-application seam's "not here"
+   (:mod:`sscard.cardapp` then tries the next application and, if none is left, names them all).
 2. EF05, one READ RECORD per element in record-identifier mode (P1 = tag; P2 = SFI << 3, the
    social security card's economy: no SELECT EF), Le = max length + 2.  A card that refuses SFI
    addressing is read with SELECT EF + current-EF reads from then on.
