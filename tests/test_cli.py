@@ -52,7 +52,7 @@ def test_read_json_contract(persona: str) -> None:
     run = Run("read", "--reader", f"sim:{persona}", "--json")
     assert run.status == 0, run.err.getvalue()
     data = run.json
-    assert set(data) == {"card", "cardholder", "warnings"}
+    assert set(data) == {"kind", "card", "cardholder", "warnings"} and data["kind"] == "ssc"
     assert set(data["card"]) == CONTRACT_CARD
     assert set(data["cardholder"]) == CONTRACT_HOLDER
     assert isinstance(data["warnings"], list)

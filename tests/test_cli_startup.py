@@ -69,6 +69,10 @@ DENIED = (
     "sscard.cli.tokens",
     "sscard.cli.config",
     "sscard.cli.completion",
+    "sscard.bank",  # the other card applications: an SSC is recognised first (sscard.cardapp)
+    "sscard.health",
+    "sscard.apps.bank",
+    "sscard.apps.health",
     "sscard.transports.pcsc_events",
     "sscard.transports.watch",
     "smartcard.System",  # pyscard's object layer; only its binding smartcard.scard is needed

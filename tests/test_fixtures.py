@@ -104,3 +104,58 @@ def test_replay_reports_leftover_exchanges() -> None:
 def test_replay_rejects_a_different_pin_length() -> None:
     with replay(FIXTURES / "typical-verify.apdu", accept_any_pin=True) as terminal, pytest.raises(TraceMismatch):
         terminal.verify("1234")
+
+
+# -- the resident health card, recorded through the facade (fixtures/health/) -------------------------
+#
+# Recorded by tests/test_cardapp.py through pcscd + vpcd with Terminal.open(...).read(): the header
+# names the applications the read tried (ssc, health, bank), and the replay asks exactly those.
+
+HEALTH = sorted((FIXTURES / "health").glob("*.apdu"))
+
+
+def test_there_are_health_fixtures() -> None:
+    assert {p.stem for p in HEALTH} == {"health-read", "health_locked_ef06-read", "health_bad_record-read"}
+
+
+@pytest.mark.parametrize("path", HEALTH, ids=lambda p: p.stem)
+def test_replay_health_read(path: Path) -> None:
+    from sscard.health import HealthCard, RecordFlaggedInvalid
+
+    persona = path.stem.removesuffix("-read")
+    trace = Trace.load(path)
+    assert trace.header["operation"] == "read" and trace.header["applications"] == "ssc health bank"
+    assert "vpcd" in trace.header["source"]
+    assert trace.exchanges[0].command.startswith("00A404000F7378312E")  # the SSC was asked first
+    with replay(path) as terminal:
+        if persona == "health_bad_record":
+            with pytest.raises(RecordFlaggedInvalid):
+                terminal.read()
+        else:
+            card = terminal.read()
+            assert isinstance(card, HealthCard) and card.kind == "health"
+            ef05 = persona_data(persona)["health"]["ef05"]
+            assert card.card_number == ef05["card_number"] and card.issuer_name == ef05["issuer_name"]
+            if persona == "health":
+                assert (
+                    card.cardholder is not None
+                    and card.cardholder.name == persona_data(persona)["health"]["ef06"]["name"]
+                )
+            else:
+                assert card.cardholder is None and [w.code for w in card.warnings] == ["AUTH_REQUIRED"]
+        finish(terminal)
+
+
+def test_a_health_replay_is_strict_about_the_applications_tried() -> None:
+    """Pinned to the health application, the recorded SELECT SSSE is not sent: a mismatch at once."""
+    with replay(FIXTURES / "health" / "health-read.apdu") as terminal, pytest.raises(TraceMismatch):
+        terminal.read("health")
+
+
+def test_a_trace_from_before_the_seam_replays_the_ssc_alone() -> None:
+    """not_ssc-read.apdu (one SELECT SSSE → 6A82) has no applications header: NOT_SSC, nothing left over."""
+    with replay(FIXTURES / "not_ssc-read.apdu") as terminal:
+        with pytest.raises(NotSsc) as caught:
+            terminal.read()
+        assert caught.value.to_dict()["applications"] == ["ssc"]
+        finish(terminal)

@@ -54,7 +54,7 @@ def test_read_answers_with_exactly_the_cli_contract(client: TestClient) -> None:
     response = client.post("/v1/read", json={})
     assert response.status_code == 200
     data = response.json()
-    assert set(data) == {"card", "cardholder", "warnings"}
+    assert set(data) == {"kind", "card", "cardholder", "warnings"} and data["kind"] == "ssc"
     import io
 
     out = io.StringIO()

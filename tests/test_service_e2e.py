@@ -77,7 +77,7 @@ def test_read_over_http_and_survive_a_pcscd_restart(
     port, process = service
     vpcd_card("typical", reconnect=True)
     status, first = _post(port, "/v1/read")
-    assert status == 200 and set(first) == {"card", "cardholder", "warnings"}
+    assert status == 200 and set(first) == {"kind", "card", "cardholder", "warnings"}
 
     async def watch_restart() -> list[str]:
         seen: list[str] = []

@@ -188,7 +188,7 @@ def wait_for_credential(
                 raise value
             sources.close()  # stop the others before touching the card
             if kind == "card":
-                card_read = terminal.read()
+                card_read = terminal.read("ssc")  # an SSC credential; another card is NOT_SSC here
                 return Credential(CredentialKind.SSC_CARD, card_read.reader, card=card_read)
             if kind == "qr":
                 return Credential(CredentialKind.QR, value.device, qr=value)

@@ -17,7 +17,7 @@ file, a new code and its row are reviewed together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -699,6 +699,44 @@ class Timeout(SscardError):
 
     def __init__(self, what: str, detail: str | None = None, *, what_zh: str | None = None) -> None:
         super().__init__(detail, what=what, what_zh=what_zh)
+
+
+# --- the card-application seam (sscard.cardapp) ----------------------------------------------
+
+
+class NoApplication(NotSsc):
+    """NOT_SSC (the existing contract: code and Chinese message unchanged), naming what was tried.
+
+    ``tried`` holds ``(name, title_en, reason)`` per application, in the order tried; the names
+    are in :meth:`to_dict` as ``applications`` and the English message says why each one did not
+    recognise the card.
+    """
+
+    def __init__(self, tried: Sequence[tuple[str, str, str | None]] = ()) -> None:
+        detail = (
+            "tried " + "; ".join(f"{name} ({title}): {reason or 'not on this card'}" for name, title, reason in tried)
+            if tried
+            else None
+        )
+        super().__init__(detail, applications=[name for name, _title, _reason in tried])
+        self.tried = tuple(name for name, _title, _reason in tried)
+
+
+class RecordFlaggedInvalid(BadRecord):
+    """A record the card itself marks invalid (flag ``FF``; the health card's vendor return code 112).
+
+    Still ``BAD_RECORD`` to every caller that branches on the code; the subclass lets the vendor
+    format (:mod:`sscard.national.health`) tell it from a malformed record (103) without reading
+    the message.
+    """
+
+    message_en = "The card marks its {element} record as invalid (flag {flag})."
+    message_zh_text = "卡片将{element_zh}记录标记为无效（标志{flag}）。"
+
+    def __init__(self, element: str = "record", element_zh: str = "记录", flag: int = 0xFF) -> None:
+        self.element, self.reason, self.flag = element, f"record flagged invalid ({flag:02X})", flag
+        # BadRecord's constructor has no place for the flag, so the base sets every field at once.
+        SscardError.__init__(self, None, element=element, reason=self.reason, element_zh=element_zh, flag=f"{flag:02X}")
 
 
 #: Every code in the hierarchy, for docs and for the tests that keep codes stable.

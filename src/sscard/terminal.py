@@ -8,6 +8,10 @@
         print(card.cardholder.full_name, card.issuer.card_number)
         outcome = terminal.verify(pin)                  # PinOutcome: verified / incorrect (tries left) / blocked
 
+``read()`` reads whichever card application the card carries, asking the registry of
+:mod:`sscard.cardapp` (the social security card first; ``read(app="bank")`` pins one); the PIN
+operations are the social security card's.
+
 Each public operation runs inside one PC/SC transaction (STYLE.md §4), so another process cannot
 interleave APDUs, and starts with its own SELECT SSSE, so it never depends on what a previous
 operation (or another program) left selected.  A card pulled out mid-operation surfaces as
@@ -22,17 +26,17 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from sscard.apdu.atr import historical_bytes
 from sscard.apdu.processors import TraceSink, standard_stack
+from sscard.apps.ssc import CardRead, card_keys
+from sscard.cardapp import APPLICATIONS, CardResult, ReadContext, ReadOptions, Registry, read_card
 from sscard.clock import local_now as _now
 from sscard.config import Config, load_config
 from sscard.errors import (
     AlgorithmUnsupported,
     AuthRequired,
-    BadRecord,
     CardChanged,
     CardMute,
     CardRemoved,
@@ -46,9 +50,9 @@ from sscard.errors import (
     TransportFailure,
     UsageError,
 )
-from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication, SsseInfo
+from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication
 from sscard.ssc.pin import Pin, PinLike
-from sscard.ssc.records import CardholderData, IssuerData, RecordWarning, validate
+from sscard.ssc.records import validate
 from sscard.transports.base import Reader, Transport
 
 # sscard.session is imported where a session is made: it brings the event monitor and asyncio
@@ -56,10 +60,11 @@ from sscard.transports.base import Reader, Transport
 # sscard.psam (and with it the cryptography library) is imported where a card is authenticated:
 # a plain read needs none of it (issue 7, docs/performance.md).
 if TYPE_CHECKING:
+    from sscard.bank.card import BankCard
     from sscard.credentials import Credential
     from sscard.events import Event
+    from sscard.health.application import HealthCard
     from sscard.psam.auth import Authenticator
-    from sscard.psam.crypto import Algorithm, CardFacts
     from sscard.psam.hsm import HsmStep1
     from sscard.psam.keys import KeyService
     from sscard.session import Session, SessionEvent, SessionManager
@@ -69,20 +74,8 @@ if TYPE_CHECKING:
 PinSource = PinLike | Callable[[], PinLike]
 
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
-#: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
-LOCKED_EF06 = ("ssn", "name", "gender", "nation", "birthplace", "birth_date")
-
-
-def _card_keys(transport: Transport, ssse: SsseInfo, issuer: IssuerData) -> tuple[CardFacts, Algorithm]:
-    """What authentication needs of the card: the data its factors are built from, and its
-    algorithm (docs/card-auth.md).  Only asked for when a card is authenticated, so a plain read
-    neither refuses an unknown algorithm flag nor needs an identification code."""
-    from sscard.psam.crypto import Algorithm, CardFacts
-
-    if issuer.identification_code is None:
-        raise BadRecord("identification_code", "missing; card authentication needs it", "卡识别码")
-    facts = CardFacts(issuer.identification_code.raw, issuer.card_number or "", historical_bytes(transport.atr))
-    return facts, Algorithm.of(ssse.algorithm)
+#: Re-exported: the SSC's result moved to the card-application seam (sscard.apps.ssc).
+__all__ = ["CardIdentity", "CardRead", "PinSource", "Terminal", "open_key_service"]
 
 
 def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> KeyService:
@@ -114,60 +107,6 @@ def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> Key
         "no key service configured ([keys] service = psam, or hsm with the two-step calls)",
         element_zh="卡片认证数据",
     )
-
-
-def _iso(value: dt.date | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-@dataclass(frozen=True)
-class CardRead:
-    """Everything ``read()`` learnt: card (EF05), cardholder (EF06), and warnings.
-
-    ``locked_elements`` lists the EF06 elements a 3rd-generation card refused without terminal
-    authentication; it is empty on a complete read.
-    """
-
-    reader: str
-    atr: bytes
-    ssse: SsseInfo
-    issuer: IssuerData
-    cardholder: CardholderData
-    warnings: tuple[RecordWarning, ...] = ()
-    locked_elements: tuple[str, ...] = field(default=())
-    #: The key service that proved the card genuine (internal authentication), if one did.
-    authenticated_by: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON contract of ``sscard read --json`` (docs/cli.md); keys never change meaning."""
-        issuer, holder = self.issuer, self.cardholder
-        out: dict[str, Any] = {
-            "card": {
-                "identification_code": issuer.identification_code.hex if issuer.identification_code else None,
-                "type": issuer.card_type,
-                "spec_version": issuer.spec_version,
-                "issuer_id": issuer.issuer_id,
-                "issue_date": _iso(issuer.issue_date),
-                "expiry_date": _iso(issuer.expiry_date),
-                "card_number": issuer.card_number,
-                "region_code": issuer.region_code,
-                "atr": self.atr.hex().upper(),
-            },
-            "cardholder": {
-                "ssn": holder.ssn,
-                "name": holder.full_name,
-                "gender_code": holder.gender_code,
-                "gender": holder.gender,
-                "nation_code": holder.nation_code,
-                "nation": holder.nation,
-                "birthplace_code": holder.birthplace_code,
-                "birth_date": _iso(holder.birth_date),
-            },
-            "warnings": [w.to_dict() for w in self.warnings],
-        }
-        if self.authenticated_by is not None:  # only when asked for: the three keys above stay the contract
-            out["authenticated_by"] = self.authenticated_by
-        return out
 
 
 @dataclass(frozen=True)
@@ -209,8 +148,11 @@ class Terminal:
         config: Config | None = None,
         trace_sink: TraceSink | None = None,
         transport_wrapper: Callable[[Transport], Transport] | None = None,
+        applications: Registry | None = None,
     ) -> None:
         self.reader = reader
+        #: The card applications ``read()`` tries, in order (sscard.cardapp; docs/architecture.md).
+        self.applications = applications or APPLICATIONS
         self.config = config or Config()
         self.trace_sink = trace_sink
         #: Applied to every new connection, e.g. a RecordingTransport for ``sscard record``.
@@ -232,6 +174,7 @@ class Terminal:
         trace_sink: TraceSink | None = None,
         transport_wrapper: Callable[[Transport], Transport] | None = None,
         accept_any_pin: bool = False,
+        applications: Registry | None = None,
     ) -> Terminal:
         """Open a terminal on ``reader``: a PC/SC reader-name substring, ``sim:PERSONA`` or ``replay:PATH``.
 
@@ -249,6 +192,7 @@ class Terminal:
             config=config,
             trace_sink=trace_sink,
             transport_wrapper=transport_wrapper,
+            applications=applications,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -353,61 +297,109 @@ class Terminal:
 
     # -- operations -------------------------------------------------------------------------
 
+    @overload
     def read(
-        self, *, require_cardholder: bool = True, authenticate: bool | None = None, today: dt.date | None = None
-    ) -> CardRead:
-        """Read card (EF05) and cardholder (EF06) data with the fewest APDUs the card allows.
+        self,
+        app: Literal["ssc"],
+        *,
+        require_cardholder: bool = True,
+        authenticate: bool | None = None,
+        today: dt.date | None = None,
+    ) -> CardRead: ...
 
-        A 3rd-generation card refuses EF06 until the terminal authenticates (reference §1, §5).
-        With a key service configured (``[keys] service``) sscard authenticates first, so the read
-        is complete.  Without one, by default that raises :class:`~sscard.errors.AuthRequired`;
-        with ``require_cardholder=False`` the EF05 data comes back with ``locked_elements`` set
-        and an ``AUTH_REQUIRED`` warning, never as if it were complete.
+    @overload
+    def read(
+        self,
+        app: Literal["bank"],
+        *,
+        require_cardholder: bool = True,
+        authenticate: bool | None = None,
+        today: dt.date | None = None,
+    ) -> BankCard: ...
 
-        ``authenticate`` (default ``[keys] authenticate_card``) also proves the card genuine by
-        internal authentication, in the same transaction; a counterfeit is
-        :class:`~sscard.errors.CardNotGenuine` and none of its data is returned.
+    @overload
+    def read(
+        self,
+        app: Literal["health"],
+        *,
+        require_cardholder: bool = True,
+        authenticate: bool | None = None,
+        today: dt.date | None = None,
+    ) -> HealthCard: ...
+
+    @overload
+    def read(
+        self,
+        app: str | None = None,
+        *,
+        require_cardholder: bool = True,
+        authenticate: bool | None = None,
+        today: dt.date | None = None,
+    ) -> CardResult: ...
+
+    def read(
+        self,
+        app: str | None = None,
+        *,
+        require_cardholder: bool = True,
+        authenticate: bool | None = None,
+        today: dt.date | None = None,
+    ) -> CardResult:
+        """Read the card application the card carries, or the one named ``app``.
+
+        ``app=None`` asks the registry (:attr:`applications`) in order: the social security card
+        first — its SELECT SSSE is the read's first APDU anyway, so an SSC costs nothing extra —
+        then the resident health card, then the bank application.  The result is the
+        application's own (:class:`CardRead`, :class:`~sscard.bank.BankCard`,
+        :class:`~sscard.health.HealthCard`), each with ``kind`` and ``to_json()``.  A card none of
+        them recognises is NOT_SSC (:class:`~sscard.cardapp.NoApplication`) naming the ones tried.
+
+        For the social security card, with the fewest APDUs the card allows: a 3rd-generation card
+        refuses EF06 until the terminal authenticates (reference §1, §5).  With a key service
+        configured (``[keys] service``) sscard authenticates first, so the read is complete.
+        Without one, by default that raises :class:`~sscard.errors.AuthRequired`; with
+        ``require_cardholder=False`` the EF05 data comes back with ``locked_elements`` set and an
+        ``AUTH_REQUIRED`` warning, never as if it were complete.  ``authenticate`` (default
+        ``[keys] authenticate_card``) also proves the card genuine by internal authentication, in
+        the same transaction; a counterfeit is :class:`~sscard.errors.CardNotGenuine` and none of
+        its data is returned.
+
+        The health card reads EF06 through the same ``[keys]`` key service when one is configured;
+        without one it returns the EF05 data with ``cardholder`` None and an AUTH_REQUIRED warning
+        (``require_cardholder`` does not apply: its EF05 card number is the ID number a desk needs).
+        The bank read never sends a PIN.
         """
-        check_card = self.config.authenticate_card if authenticate is None else authenticate
-        with self._operation() as (transport, app, _fresh):
-            ssse = app.select()
-            issuer = app.read_issuer()
-            locked: tuple[str, ...] = ()
-            authenticator = self._authenticator() if self.config.key_service != "none" else None
-            keys = _card_keys(transport, ssse, issuer) if authenticator is not None or check_card else None
-            unlocked = False
-            if authenticator is not None and keys is not None and (issuer.spec_version or "").startswith("3"):
-                authenticator.external(app.connection, *keys)  # 3rd gen: unlock first
-                unlocked = True
-            try:
-                holder = app.read_cardholder(issuer.spec_version)
-            except AuthRequired as exc:
-                if authenticator is not None and keys is not None and not unlocked:
-                    authenticator.external(app.connection, *keys)
-                    holder = app.read_cardholder(issuer.spec_version)
-                elif require_cardholder:
-                    raise AuthRequired("cardholder data (EF06)", exc.detail, element_zh="持卡人数据（EF06）") from None
-                else:
-                    holder, locked = CardholderData(), LOCKED_EF06
-            authenticated_by = None
-            if check_card and keys is not None:
-                authenticator = authenticator or self._authenticator()
-                authenticator.internal(app.connection, *keys)
-                authenticated_by = authenticator.service.describe()
-            warnings = validate(issuer, None if locked else holder, today or dt.date.today())
-            if locked:
-                warnings.append(
-                    RecordWarning(
-                        "AUTH_REQUIRED",
-                        "Cardholder data needs terminal authentication (PSAM or HSM): " + ", ".join(locked),
-                        "持卡人信息需要终端认证（PSAM或加密机）后才能读取。",
-                    )
-                )
-            card = CardRead(
-                transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), locked, authenticated_by
+        options = ReadOptions(
+            require_cardholder=require_cardholder,
+            authenticate=self.config.authenticate_card if authenticate is None else authenticate,
+            today=today,
+        )
+        recorded = self._recorded_applications()
+        with self._operation() as (transport, ssc, _fresh):
+            context = ReadContext(
+                reader=transport.name,
+                atr=transport.atr,
+                connection=ssc.connection,
+                authenticator=self._authenticator,
+                keys_configured=self.config.key_service != "none",
+                options=options,
             )
-            self.card_identity = CardIdentity.of(card)
+            card = read_card(context, self.applications, app, recorded)
+            # PIN operations check against the SSC last read; another application's read is not one.
+            self.card_identity = CardIdentity.of(card) if isinstance(card, CardRead) else None
             return card
+
+    def _recorded_applications(self) -> tuple[str, ...] | None:
+        """For a ``replay:`` reader, the applications the recorded read tried (its trace header,
+        :func:`sscard.cardapp.recorded_applications`), so a strict replay asks what the recording
+        asked; ``None`` (all of :attr:`applications`) for a real card."""
+        from sscard.transports.replay import ReplayReader
+
+        if isinstance(self.reader, ReplayReader):
+            from sscard.cardapp import recorded_applications
+
+            return recorded_applications(self.reader.trace.header)
+        return None
 
     def auth_check(self) -> str:
         """Is the card in the reader genuine?  Internal authentication only; returns who vouched.
@@ -420,7 +412,7 @@ class Terminal:
         with self._operation() as (transport, app, _fresh):
             ssse = app.select()
             issuer = app.read_issuer()
-            authenticator.internal(app.connection, *_card_keys(transport, ssse, issuer))
+            authenticator.internal(app.connection, *card_keys(transport.atr, ssse, issuer))
             self.card_identity = None  # what was read here is not a full read
             return authenticator.service.describe()
 
@@ -440,7 +432,7 @@ class Terminal:
                     raise AuthRequired("photo (EF08)", element_zh="照片（EF08）") from None
             app.select()
             issuer = app.read_issuer()
-            self._authenticator().external(app.connection, *_card_keys(transport, ssse, issuer))
+            self._authenticator().external(app.connection, *card_keys(transport.atr, ssse, issuer))
             return app.read_binary_file(0x08, progress)
 
     # -- sign-in ----------------------------------------------------------------------------
@@ -494,7 +486,7 @@ class Terminal:
                     secret.validate()  # a malformed PIN costs no card I/O
             if self.sessions.active is not None:
                 raise SessionActive(f"session {self.sessions.active.id} is active")
-            card = self.read()
+            card = self.read("ssc")  # signing in is the social security card's (card + PIN)
             if needs_pin:
                 if secret is None and callable(pin):
                     secret = Pin.of(pin())  # asked for now: the card is there and has been read
@@ -633,7 +625,7 @@ class Terminal:
         with self._operation() as (transport, app, _fresh):
             ssse = app.select()
             issuer = app.read_issuer()
-            facts, algorithm = _card_keys(transport, ssse, issuer)
+            facts, algorithm = card_keys(transport.atr, ssse, issuer)
             if algorithm is Algorithm.SSF33:
                 raise AlgorithmUnsupported("SSF33", "no HSM layout is defined for SSF33 here")
             challenge = get_challenge(app.connection, profile)

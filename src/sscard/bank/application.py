@@ -108,6 +108,7 @@ class BankApplication:
         self.aids = aids
         self._now = now
         self._rng = rng
+        self._ppse_present = False
 
     # -- selection --------------------------------------------------------------------------
 
@@ -122,11 +123,17 @@ class BankApplication:
             raise CardLocked()
         raise CardError(response.sw, f"SELECT {name.hex().upper()}: {SW.describe(response.sw)}")
 
-    def select(self) -> Selected:
-        """The PPSE's entries by priority when there is a PPSE, else :attr:`aids`; the first that answers."""
+    def candidates(self) -> list[tuple[bytes, str]]:
+        """SELECT PPSE: its entries by priority when the card has one, else :attr:`aids` (``"aid"``)."""
         ppse = self._select_by_name(PPSE_NAME)
+        self._ppse_present = ppse is not None
         listed = directory(ppse) if ppse is not None else ()
-        candidates = [(aid, "ppse") for aid in listed] or [(aid, "aid") for aid in self.aids]
+        return [(aid, "ppse") for aid in listed] or [(aid, "aid") for aid in self.aids]
+
+    def select(self, candidates: list[tuple[bytes, str]] | None = None) -> Selected:
+        """The first of ``candidates`` (default :meth:`candidates`) that answers SELECT; NOT_SSC if none."""
+        if candidates is None:
+            candidates = self.candidates()
         for aid, how in candidates:
             fci = self._select_by_name(aid)
             if fci is None:
@@ -143,7 +150,35 @@ class BankApplication:
                 raise bad("fci", f"DF name {name.hex().upper()} is not the application selected")
             return Selected(name, how, values)
         tried = ", ".join(aid.hex().upper() for aid, _how in candidates)
-        raise NotSsc(f"no bank application: PPSE {'present' if ppse is not None else 'absent'}, tried {tried}")
+        ppse = "present" if self._ppse_present else "absent"
+        raise NotSsc(f"no bank application: PPSE {ppse}, tried {tried}")
+
+    def select_usable(self) -> tuple[Selected, ProcessingOptions]:
+        """Selection as a payment terminal does it: an application whose GPO answers ``6985``
+        (conditions of use not satisfied) is taken off the candidate list and the next one is
+        selected (EMV Book 1 12.4, Book 3 10.1).  NOT_SSC when no candidate is left.
+
+        :meth:`read` keeps reporting such a refusal as CARD_ERROR for a caller that chose this
+        application; the facade's recognition (:mod:`sscard.apps.bank`) uses this instead, so a
+        card whose bank application cannot be used is not mistaken for a readable bank card.
+        """
+        candidates = self.candidates()
+        refused: list[str] = []
+        while True:
+            try:
+                selected = self.select(candidates)
+            except NotSsc as exc:
+                if refused:
+                    raise NotSsc(f"{exc.detail}; GPO refused (6985) by {', '.join(refused)}") from None
+                raise
+            try:
+                return selected, self.get_processing_options(selected)
+            except CardError as exc:
+                if exc.sw != SW.CONDITIONS_NOT_SATISFIED:
+                    raise
+            refused.append(selected.aid.hex().upper())
+            index = next(i for i, (aid, _how) in enumerate(candidates) if selected.aid.startswith(aid))
+            candidates = candidates[index + 1 :]
 
     # -- GPO and records --------------------------------------------------------------------
 
@@ -177,7 +212,10 @@ class BankApplication:
     def read(self) -> BankCard:
         """SELECT, GPO, READ RECORD: the card's bank data, whole or an error."""
         selected = self.select()
-        options = self.get_processing_options(selected)
+        return self.read_selected(selected, self.get_processing_options(selected))
+
+    def read_selected(self, selected: Selected, options: ProcessingOptions) -> BankCard:
+        """READ RECORD per the AFL of a GPO already answered: the rest of :meth:`read`."""
         data = dict(options.extra)
         for tag, value in self.read_records(options.afl).items():
             if tag in data and data[tag] != value:

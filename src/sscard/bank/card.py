@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sscard.bank.tlv import bad
 
@@ -143,6 +143,11 @@ class BankCard:
     pan_sequence: str | None = None
     #: Application interchange profile from GPO, hex (what the card supports; no decision made on it).
     aip: str = ""
+    #: The reader and the card's ATR, set by the facade (not part of the JSON).
+    reader: str = ""
+    atr: bytes = b""
+
+    kind: ClassVar[str] = "bank"
 
     @property
     def pan(self) -> str:
@@ -156,7 +161,7 @@ class BankCard:
     def to_json(self) -> dict[str, Any]:
         """The JSON form (``"kind": "bank"``); the PAN in it is masked."""
         return {
-            "kind": "bank",
+            "kind": self.kind,
             "aid": self.aid.hex().upper(),
             "selected_by": self.selected_by,
             "label": self.label,

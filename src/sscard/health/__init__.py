@@ -6,8 +6,9 @@ Layer 3 (docs/architecture.md).  :mod:`.layout` is the data-driven record layout
 read and what is unconfirmed.
 """
 
+from sscard.errors import RecordFlaggedInvalid
 from sscard.health.application import HealthApplication, HealthCard, HealthCardholder, read_health_card
-from sscard.health.layout import Layout, RecordFlaggedInvalid, load_layout, parse_record
+from sscard.health.layout import Layout, load_layout, parse_record
 
 __all__ = [
     "HealthApplication",

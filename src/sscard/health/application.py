@@ -8,8 +8,8 @@ what is read and what is unconfirmed: docs/health-card.md.
 The flow, each step's bytes in ``data/layout.toml``:
 
 1. SELECT DDF1 by its file identifier.  ``6A82`` (no such file) means the card carries no health
-   application: :class:`~sscard.errors.NotSsc`, the "not a card we know" error, until the
-   card-application seam gives that a name per application.
+   application: :class:`~sscard.errors.NotSsc`, the card-application seam's "not here"
+   (:mod:`sscard.cardapp` then tries the next application and, if none is left, names them all).
 2. EF05, one READ RECORD per element in record-identifier mode (P1 = tag; P2 = SFI << 3, the
    social security card's economy: no SELECT EF), Le = max length + 2.  A card that refuses SFI
    addressing is read with SELECT EF + current-EF reads from then on.
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sscard.apdu import SW, ApduConnection, ApduError, Command
 from sscard.apdu.atr import historical_bytes
@@ -123,8 +123,10 @@ class HealthCard:
     #: The key service whose cryptogram unlocked EF06, if one did.
     authenticated_by: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    #: The reader it was read in (set by the facade; not part of the JSON, as for the SSC).
+    reader: str = ""
 
-    kind = "health"
+    kind: ClassVar[str] = "health"
 
     def __repr__(self) -> str:
         return (
@@ -255,7 +257,16 @@ class HealthApplication:
         propagate: a configured key service that fails is a fault to report, not a reason to
         pretend none was configured.
         """
-        ddf1 = self.select()
+        return self.read_selected(self.select(), atr, key_service, profile)
+
+    def read_selected(
+        self,
+        ddf1: Ddf1Info,
+        atr: bytes,
+        key_service: KeyService | None = None,
+        profile: Profile | None = None,
+    ) -> HealthCard:
+        """:meth:`read` after SELECT DDF1 answered ``ddf1`` (the card-application seam selects first)."""
         ef05 = self.read_file("EF05")
         warnings: list[RecordWarning] = []
         card_number = ef05.get("card_number")

@@ -28,30 +28,13 @@ from types import MappingProxyType
 from typing import Any
 
 from sscard import _toml as tomllib
-from sscard.errors import BadRecord, ConfigError, SscardError
+from sscard.errors import BadRecord, ConfigError, RecordFlaggedInvalid
 
 #: The encodings an element may declare (the comment at the top of ``data/layout.toml``).
 ENCODINGS = ("an", "cn", "bcd_date", "gbk", "binary")
 READ_MODES = ("sfi", "select")
 #: Bundled layout, relative to the ``sscard.health`` package.
 LAYOUT_RESOURCE = "data/layout.toml"
-
-
-class RecordFlaggedInvalid(BadRecord):
-    """A record the card itself marks invalid (flag ``FF``; vendor return code 112).
-
-    Still ``BAD_RECORD`` to every caller that branches on the code; the subclass lets the vendor
-    format (:mod:`sscard.national.health`) tell it from a malformed record (103) without reading
-    the message.  It belongs in :mod:`sscard.errors` once the card-application seam lands.
-    """
-
-    message_en = "The card marks its {element} record as invalid (flag {flag})."
-    message_zh_text = "卡片将{element_zh}记录标记为无效（标志{flag}）。"
-
-    def __init__(self, element: str, element_zh: str, flag: int) -> None:
-        self.element, self.reason, self.flag = element, f"record flagged invalid ({flag:02X})", flag
-        # BadRecord's constructor has no place for the flag, so the base sets every field at once.
-        SscardError.__init__(self, None, element=element, reason=self.reason, element_zh=element_zh, flag=f"{flag:02X}")
 
 
 @dataclass(frozen=True)

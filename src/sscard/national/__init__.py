@@ -110,7 +110,7 @@ def call(operation: Callable[[], str]) -> tuple[int, str]:
 def iReadCardBas(terminal: Terminal, device_id: str = "") -> tuple[int, str]:
     """``iReadCardBas``: read and format (reference §6); a 3rd-generation card needs ``[keys]``."""
     return call(
-        lambda: ireadcardbas(terminal.read(), terminal.config.terminal_id, device_id or terminal.config.device_id)
+        lambda: ireadcardbas(terminal.read("ssc"), terminal.config.terminal_id, device_id or terminal.config.device_id)
     )
 
 

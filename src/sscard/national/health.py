@@ -16,9 +16,9 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sscard.errors import DEFAULT_HEALTH_CODE, ERROR_TABLE, AuthRequired, SscardError, health_code
+from sscard.errors import DEFAULT_HEALTH_CODE, ERROR_TABLE, AuthRequired, RecordFlaggedInvalid, SscardError, health_code
 from sscard.health.application import HealthCard
-from sscard.health.layout import Layout, RecordFlaggedInvalid, load_layout
+from sscard.health.layout import Layout, load_layout
 
 #: The vendor return codes (docs/card-reference.md, health card section), by name.
 SUCCESS = 0
@@ -33,7 +33,7 @@ RECORD_INVALID = 112
 #: sscard error code → vendor return code, from the one error table.  BAD_RECORD is 103 (the
 #: record could not be read as what it should be) except for a record the card flags invalid
 #: (``FF``), which is 112; that one is told apart by its type
-#: (:class:`~sscard.health.layout.RecordFlaggedInvalid`), not its text.
+#: (:class:`~sscard.errors.RecordFlaggedInvalid`), not its text.
 VENDOR_CODES: Mapping[str, int] = {
     code: row.health_code for code, row in ERROR_TABLE.items() if row.health_code is not None
 }
