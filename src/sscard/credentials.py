@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sscard.clock import local_now as _now
 from sscard.errors import (
@@ -39,8 +39,21 @@ from sscard.idcard import IdCardReader, IdCardRecord
 from sscard.qr import QrConfig, QrCredential, QrScanner, ScannerRestored
 
 if TYPE_CHECKING:
+    from sscard.apps.ssc import CardRead
     from sscard.config import Config
-    from sscard.terminal import CardRead, Terminal
+    from sscard.transports.base import Reader
+
+
+class CardTerminal(Protocol):
+    """What waiting for a credential needs of a terminal (:class:`sscard.terminal.Terminal` is one):
+    its reader, to wait for a card, and the social security card's read.  A protocol, so that this
+    module, which the terminal uses, does not import the terminal back."""
+
+    @property
+    def reader(self) -> Reader: ...
+
+    def read(self, app: Literal["ssc"]) -> CardRead: ...
+
 
 log = logging.getLogger("sscard.credentials")
 
@@ -149,7 +162,7 @@ def _open_port(sources: _Sources, path: str, baudrate: int) -> Any:
 
 
 def wait_for_credential(
-    terminal: Terminal,
+    terminal: CardTerminal,
     timeout: float | None = None,
     *,
     card: bool = True,
@@ -198,7 +211,7 @@ def wait_for_credential(
         sources.close()
 
 
-def _wait_card(terminal: Terminal, sources: _Sources) -> None:
+def _wait_card(terminal: CardTerminal, sources: _Sources) -> None:
     while not sources.stop.is_set():
         try:
             terminal.reader.wait_for_card(CARD_SLICE_S)

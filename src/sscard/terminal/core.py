@@ -1,41 +1,29 @@
-"""The terminal facade: what kiosk software calls.  ``read``, ``verify``, ``change_pin``.
+"""Connection life and card operations: ``read``, ``auth_check``, ``read_photo``, ``pin_status``,
+``verify``, ``change_pin`` — one PC/SC transaction each (docs/design.md §4).
 
-    from sscard.terminal import Terminal
+The rest of the facade builds on :class:`CardTerminal`: the HSM two-step (:mod:`.hsm`), sign-in
+and sessions (:mod:`.signin`), any credential (:mod:`.facade`).
 
-    with Terminal.open("sim:typical") as terminal:      # or a PC/SC reader name, or "replay:PATH"
-        terminal.wait_for_card(timeout=30)
-        card = terminal.read()
-        print(card.cardholder.full_name, card.issuer.card_number)
-        outcome = terminal.verify(pin)                  # PinOutcome: verified / incorrect (tries left) / blocked
-
-``read()`` reads whichever card application the card carries, asking the registry of
-:mod:`sscard.cardapp` (the social security card first; ``read(app="bank")`` pins one); the PIN
-operations are the social security card's.
-
-Each public operation runs inside one PC/SC transaction (STYLE.md §4), so another process cannot
-interleave APDUs, and starts with its own SELECT SSSE, so it never depends on what a previous
-operation (or another program) left selected.  A card pulled out mid-operation surfaces as
-:class:`~sscard.errors.CardRemoved`; the terminal drops the connection and the next operation
-connects to whatever card is then in the reader.
+This module is over 400 lines because the connection's life (connect, one transaction, drop,
+replace once) and every operation that runs inside it stay together: the typed ``read``
+overloads, the card-identity check before a PIN command and the PIN operations all lean on
+``_operation``, and splitting them would put that one mechanism in two places.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 from sscard.apdu.processors import TraceSink, standard_stack
 from sscard.apps.ssc import CardRead, card_keys
 from sscard.cardapp import APPLICATIONS, CardResult, ReadContext, ReadOptions, Registry, read_card
-from sscard.clock import local_now as _now
 from sscard.config import Config, load_config
 from sscard.errors import (
-    AlgorithmUnsupported,
     AuthRequired,
     CardChanged,
     CardMute,
@@ -44,15 +32,12 @@ from sscard.errors import (
     NoCard,
     NoReader,
     NoService,
-    PsamMissing,
     ReplayPinRefused,
-    SessionActive,
     TransportFailure,
-    UsageError,
 )
 from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication
 from sscard.ssc.pin import Pin, PinLike
-from sscard.ssc.records import validate
+from sscard.terminal.keys import open_key_service
 from sscard.transports.base import Reader, Transport
 
 # sscard.session is imported where a session is made: it brings the event monitor and asyncio
@@ -61,52 +46,17 @@ from sscard.transports.base import Reader, Transport
 # a plain read needs none of it (issue 7, docs/performance.md).
 if TYPE_CHECKING:
     from sscard.bank.card import BankCard
-    from sscard.credentials import Credential
-    from sscard.events import Event
     from sscard.health.application import HealthCard
     from sscard.psam.auth import Authenticator
-    from sscard.psam.hsm import HsmStep1
-    from sscard.psam.keys import KeyService
-    from sscard.session import Session, SessionEvent, SessionManager
+    from sscard.session import SessionManager
+
+from typing import TypeVar
 
 #: What :meth:`Terminal.sign_in` takes for the PIN: the PIN, or a callable that asks for it once
 #: the card has been read (so a person is not asked for a PIN a missing or wrong card makes useless).
 PinSource = PinLike | Callable[[], PinLike]
 
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
-#: Re-exported: the SSC's result moved to the card-application seam (sscard.apps.ssc).
-__all__ = ["CardIdentity", "CardRead", "PinSource", "Terminal", "open_key_service"]
-
-
-def open_key_service(config: Config, trace_sink: TraceSink | None = None) -> KeyService:
-    """The configured key service (``[keys] service``); the PSAM is connected now."""
-    from sscard.psam.keys import PsamKeyService, SoftwareKeyService
-    from sscard.psam.profile import load_profile
-
-    if config.key_service == "software":
-        from sscard.readers import published_test_keys_path
-
-        path = config.key_file or str(published_test_keys_path())
-        return SoftwareKeyService.from_file(path, config.keyset, allowed=config.allow_software_keys)
-    if config.key_service == "psam":
-        from sscard.readers import open_sam_reader
-
-        reader = open_sam_reader(config)
-        try:
-            transport = reader.connect()
-        except NoCard:
-            raise PsamMissing(f"the SAM slot {reader.name!r} is empty") from None
-        return PsamKeyService(transport, load_profile(config.key_profile), trace_sink)
-    if config.key_service == "hsm":
-        raise UsageError(
-            'with [keys] service = "hsm" use the two-step calls (hsm_step1 / hsm_step2)',
-            "加密机模式请使用两步调用（hsm_step1/hsm_step2）",
-        )
-    raise AuthRequired(
-        "card authentication",
-        "no key service configured ([keys] service = psam, or hsm with the two-step calls)",
-        element_zh="卡片认证数据",
-    )
 
 
 @dataclass(frozen=True)
@@ -138,8 +88,11 @@ def _pin_in_flight() -> Iterator[None]:
         raise CardRemoved(exc.detail, pin_sent=True) from None
 
 
-class Terminal:
-    """One card reader seen as a kiosk terminal."""
+_T = TypeVar("_T", bound="CardTerminal")
+
+
+class CardTerminal:
+    """One card reader seen as a kiosk terminal: its connection and the card operations."""
 
     def __init__(
         self,
@@ -167,7 +120,7 @@ class Terminal:
 
     @classmethod
     def open(
-        cls,
+        cls: type[_T],
         reader: str | None = None,
         *,
         config: Config | None = None,
@@ -175,7 +128,7 @@ class Terminal:
         transport_wrapper: Callable[[Transport], Transport] | None = None,
         accept_any_pin: bool = False,
         applications: Registry | None = None,
-    ) -> Terminal:
+    ) -> _T:
         """Open a terminal on ``reader``: a PC/SC reader-name substring, ``sim:PERSONA`` or ``replay:PATH``.
 
         ``None`` takes the reader from configuration (``SSCARD_READER``, the config file), else the
@@ -216,7 +169,7 @@ class Terminal:
         if auth is not None:
             auth.service.close()
 
-    def __enter__(self) -> Terminal:
+    def __enter__(self: _T) -> _T:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -434,242 +387,6 @@ class Terminal:
             issuer = app.read_issuer()
             self._authenticator().external(app.connection, *card_keys(transport.atr, ssse, issuer))
             return app.read_binary_file(0x08, progress)
-
-    # -- sign-in ----------------------------------------------------------------------------
-
-    @property
-    def sessions(self) -> SessionManager:
-        """The terminal's one session slot; subscribe to it for started/ended events."""
-        if self._sessions is None:
-            from sscard.session import SessionManager
-            from sscard.transports.base import event_factory
-
-            self._sessions = SessionManager(self.config.session_idle, event_factory(self.reader))
-            self._sessions.subscribe(self._on_session_event)
-        return self._sessions
-
-    def _on_session_event(self, event: SessionEvent) -> None:
-        """A session that ended with the card still in (sign-out, idle) resets it; otherwise the
-        connection is dead anyway and is dropped."""
-        from sscard.session import EndReason
-
-        if event.kind == "ended":
-            self._drop(reset=event.reason in (EndReason.SIGNED_OUT, EndReason.IDLE_TIMEOUT))
-
-    @property
-    def session(self) -> Session | None:
-        return self.sessions.active
-
-    def sign_in(self, pin: PinSource | None = None, *, require_pin: bool | None = None) -> Session:
-        """Card present → read (authenticating as configured) → PIN → a session.
-
-        The PIN is verified once and never retried: a wrong PIN raises
-        :class:`~sscard.errors.PinIncorrect` with the tries left and starts nothing; a blocked
-        one raises :class:`~sscard.errors.PinBlocked` without sending a VERIFY.  The session ends
-        when the card leaves, on :meth:`sign_out`, or after ``[session] idle_timeout`` idle.
-
-        ``pin`` may be a callable: it is called once, after the card has been read, so the PIN is
-        asked for as late as possible.  A :class:`~sscard.ssc.pin.Pin` (or ``bytearray``) is
-        wiped when this returns or raises.
-        """
-        from sscard.session import EndReason, Method, Session, new_session_id
-
-        needs_pin = self.config.require_pin if require_pin is None else require_pin
-        secret: Pin | None = None
-        try:
-            if needs_pin and pin is None:
-                raise UsageError("this terminal requires the PIN to sign in", "本终端登录需要输入密码")
-            if needs_pin:
-                self.check_pin_allowed()
-                if not callable(pin):
-                    secret = Pin.of(pin or "")
-                    secret.validate()  # a malformed PIN costs no card I/O
-            if self.sessions.active is not None:
-                raise SessionActive(f"session {self.sessions.active.id} is active")
-            card = self.read("ssc")  # signing in is the social security card's (card + PIN)
-            if needs_pin:
-                if secret is None and callable(pin):
-                    secret = Pin.of(pin())  # asked for now: the card is there and has been read
-                self.verify(secret or "").raise_for_error()
-        finally:
-            if secret is not None:
-                secret.wipe()
-            elif isinstance(pin, (Pin, bytearray)):
-                Pin.of(pin).wipe()  # not needed after all (card-only policy, or an early error)
-        now = _now()
-        session = Session(
-            id=new_session_id(),
-            ssn=card.cardholder.ssn or "",
-            name=card.cardholder.full_name or "",
-            card_number=card.issuer.card_number or "",
-            card_id=card.issuer.identification_code.hex if card.issuer.identification_code else "",
-            method=Method.CARD_PIN if needs_pin else Method.CARD,
-            terminal_id=self.config.terminal_id,
-            reader=card.reader,
-            started=now,
-            expires=now + dt.timedelta(seconds=self.config.session_idle),
-            authenticated_by=card.authenticated_by,
-        )
-        session = dataclasses.replace(session, token=self._issue_token(session))
-        self.sessions.start(session)
-        if not self.reader.card_present():  # pulled before the watch began: end it now
-            self.sessions._end_if(session.id, EndReason.CARD_REMOVED)
-        return session
-
-    def wait_for_credential(
-        self,
-        timeout: float | None = None,
-        *,
-        card: bool = True,
-        qr: bool = True,
-        idcard: bool = True,
-        on_event: Callable[[Event], None] | None = None,
-    ) -> Credential:
-        """Whichever comes first: an SSC card in the reader, a QR scan, a resident ID card.
-
-        The QR scanner and the ID-card reader are the configured ones (``[qr] port``,
-        ``[idcard] port``); a source that is not configured is not waited on.  Device events
-        (scans, a device unplugged and back) go to ``on_event``; an unplugged device never stops
-        the other sources.  :class:`~sscard.errors.Timeout` after ``timeout`` seconds.
-        """
-        from sscard.credentials import qr_config, wait_for_credential
-
-        config = self.config
-        return wait_for_credential(
-            self,
-            timeout,
-            card=card,
-            qr_port=config.qr_port if qr else None,
-            qr_config=qr_config(config),
-            idcard_port=config.idcard_port if idcard else None,
-            idcard_baudrate=config.idcard_baudrate,
-            on_event=on_event,
-        )
-
-    def sign_in_with(self, credential: Credential, pin: PinSource | None = None) -> Session:
-        """Sign in with what :meth:`wait_for_credential` returned.
-
-        An SSC card goes through :meth:`sign_in` (authentication, PIN).  A QR code starts a ``qr``
-        session carrying the opaque code for the backend to resolve; an ID card an ``idcard``
-        session with the ID number and name.  Neither proves knowledge of anything: only
-        card+PIN does, and the session's ``method`` says which it was.  They end on sign-out or
-        idle timeout (nothing stays in a reader to be removed).
-        """
-        from sscard.credentials import CredentialKind
-        from sscard.session import Method, Session, new_session_id
-
-        if credential.kind is CredentialKind.SSC_CARD:
-            return self.sign_in(pin)
-        if isinstance(pin, (Pin, bytearray)):
-            Pin.of(pin).wipe()  # a QR code or an ID card takes no PIN
-        if self.sessions.active is not None:
-            raise SessionActive(f"session {self.sessions.active.id} is active")
-        now = _now()
-        if credential.qr is not None:
-            qr = credential.qr
-            fields: dict[str, Any] = {
-                "ssn": "",
-                "name": "",
-                "method": Method.QR,
-                "credential": {"kind": qr.kind.value, "code": qr.code},
-            }
-        elif credential.id_card is not None:
-            record = credential.id_card
-            fields = {"ssn": record.id_number, "name": record.name, "method": Method.IDCARD}
-        else:
-            raise UsageError("the credential carries nothing to sign in with", "该凭证没有可用于登录的内容")
-        session = Session(
-            id=new_session_id(),
-            card_number="",
-            card_id="",
-            terminal_id=self.config.terminal_id,
-            reader=credential.source,
-            started=now,
-            expires=now + dt.timedelta(seconds=self.config.session_idle),
-            **fields,
-        )
-        session = dataclasses.replace(session, token=self._issue_token(session))
-        return self.sessions.start(session, watch=False)
-
-    def sign_out(self) -> Session:
-        """End the active session (NotSignedIn if none) and drop the connection, so the card's
-        PIN-verified state is not left for whoever talks to it next."""
-        return self.sessions.sign_out()  # the end event resets the card and drops the connection
-
-    def _issue_token(self, session: Session) -> str | None:
-        if not self.config.session_key:
-            return None
-        from sscard.session import Method
-        from sscard.tokens import claims_for, issue_token, load_private_key
-
-        if session.method is Method.QR and session.credential:
-            session = dataclasses.replace(session, ssn=session.credential["code"])  # sub: the opaque code
-        return issue_token(claims_for(session, self.config.token_ttl), load_private_key(self.config.session_key))
-
-    # -- the HSM two-step -------------------------------------------------------------------
-
-    def hsm_step1(self, terminal_id: str | None = None) -> HsmStep1:
-        """Step 1 of the HSM two-step (reference §6): what the HSM needs, ending with GET CHALLENGE.
-
-        Nothing may be sent to the card between this and :meth:`hsm_step2`: the challenge is
-        good for the card's next command only.
-        """
-        import secrets  # here: a plain read needs no random numbers (start-up, issue 11 item 14)
-
-        from sscard.psam.auth import get_challenge
-        from sscard.psam.crypto import Algorithm, build_factors
-        from sscard.psam.hsm import HsmStep1
-        from sscard.psam.profile import load_profile
-
-        profile = load_profile(self.config.key_profile)
-        with self._operation() as (transport, app, _fresh):
-            ssse = app.select()
-            issuer = app.read_issuer()
-            facts, algorithm = card_keys(transport.atr, ssse, issuer)
-            if algorithm is Algorithm.SSF33:
-                raise AlgorithmUnsupported("SSF33", "no HSM layout is defined for SSF33 here")
-            challenge = get_challenge(app.connection, profile)
-            return HsmStep1(
-                region_code=issuer.region_code or "",
-                atr=transport.atr,
-                algorithm=algorithm,
-                identification_code=facts.identification_code,
-                ia_factors=b"".join(build_factors(profile.ia.levels, facts)),
-                ia_data=secrets.token_bytes(profile.internal_data_length),
-                rk_factors=b"".join(build_factors(profile.rkssse.levels, facts)),
-                challenge=challenge,
-                terminal_id=self.config.terminal_id if terminal_id is None else terminal_id,
-            )
-
-    def hsm_step2(self, step1: HsmStep1 | str, answer: str, *, today: dt.date | None = None) -> CardRead:
-        """Step 2: EXTERNAL AUTHENTICATE with the HSM's cryptogram as the card's next command, then
-        read everything and check the card's internal-authentication answer against the HSM's.
-
-        ``step1`` may be the line itself, so step 2 can run in another process.  The card must be
-        the one of step 1 (same ATR, same identification code) or this is CARD_CHANGED.
-        """
-        from sscard.psam.auth import ask_internal, check_internal, send_external
-        from sscard.psam.hsm import HsmAnswer, HsmStep1
-        from sscard.psam.profile import load_profile
-
-        state = HsmStep1.parse(step1) if isinstance(step1, str) else step1
-        hsm = HsmAnswer.parse(answer, state.algorithm, len(state.ia_data))
-        profile = load_profile(self.config.key_profile)
-        with self._operation() as (transport, app, _fresh):
-            if transport.atr != state.atr:
-                raise CardChanged("the ATR differs from step 1")
-            send_external(app.connection, profile, hsm.external_cryptogram)
-            ssse = app.select()
-            issuer = app.read_issuer()
-            if issuer.identification_code is None or issuer.identification_code.raw != state.identification_code:
-                raise CardChanged("the card identification code differs from step 1")
-            holder = app.read_cardholder(issuer.spec_version)
-            _data, card_answer = ask_internal(app.connection, profile, state.ia_data)
-            check_internal(card_answer, hsm.internal_result)
-            warnings = validate(issuer, holder, today or dt.date.today())
-            card = CardRead(transport.name, transport.atr, ssse, issuer, holder, tuple(warnings), (), "HSM")
-            self.card_identity = CardIdentity.of(card)
-            return card
 
     def _authenticator(self) -> Authenticator:
         from sscard.psam.auth import Authenticator
