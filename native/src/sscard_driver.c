@@ -379,11 +379,17 @@ static long with_itype(const char* function, int iType, char* out, int pin) {
     return call(function, 1, args, out, pin);
 }
 
+/* Not supported: still asks the service, so a stopped service is -11 for every function (issue
+ * 13) and the service's answer (-13 and its message) is the one place that says so. */
 static long unsupported(const char* function, char* out) {
     if (out == NULL) {
         return SSCARD_E_PARAM;
     }
-    return FAIL(SSCARD_E_NOT_SUPPORTED, out, NOT_SUPPORTED, function);
+    long rc = call(function, 0, NULL, out, 0);
+    if (rc == SSCARD_OK) { /* an older or newer service that knows the name: still not ours */
+        return FAIL(SSCARD_E_NOT_SUPPORTED, out, NOT_SUPPORTED, function);
+    }
+    return rc;
 }
 
 /* -- the national functions -------------------------------------------------------------- */
