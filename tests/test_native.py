@@ -73,7 +73,12 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     build = [
         ("driver", ROOT / "tests/native/driver.c", [], ["-ldl"]),
         ("driver_asan", ROOT / "tests/native/driver.c", asan, ["-ldl"]),
-        ("example", NATIVE / "examples/read_card.c", [], [f"-L{LIB.parent}", "-lSSCardDriver", f"-Wl,-rpath,{LIB.parent}"]),
+        (
+            "example",
+            NATIVE / "examples/read_card.c",
+            [],
+            [f"-L{LIB.parent}", "-lSSCardDriver", f"-Wl,-rpath,{LIB.parent}"],
+        ),
     ]
     for name, src, extra, libs in build:
         subprocess.run(["gcc", *flags, *extra, "-o", str(out / name), str(src), *libs], check=True)
@@ -353,7 +358,9 @@ def test_two_processes_times_20_calls_do_not_interleave(native: dict[str, Path],
     assert len(single) > 0 and log == single * 40
 
 
-def test_the_library_under_asan_and_ubsan(native: dict[str, Path], serve: Callable[..., Served], tmp_path: Path) -> None:
+def test_the_library_under_asan_and_ubsan(
+    native: dict[str, Path], serve: Callable[..., Served], tmp_path: Path
+) -> None:
     served = serve("sim:rare_char")
     env = {**served.env, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     assert run_c(native["driver_asan"], ASAN_LIB, "iReadCardBas", env=env)[0][0] == 0
@@ -362,11 +369,15 @@ def test_the_library_under_asan_and_ubsan(native: dict[str, Path], serve: Callab
     assert run_c(native["driver_asan"], ASAN_LIB, "iVerifyPIN", env=env)[0][0] == -51
     for function in ALL_FUNCTIONS[5:]:
         assert run_c(native["driver_asan"], ASAN_LIB, function, env=env)[0][0] == -13
-        assert run_c(native["driver_asan"], ASAN_LIB, function, env={"SSCARD_SOCKET": str(tmp_path / "no")})[0][0] == -11
+        assert (
+            run_c(native["driver_asan"], ASAN_LIB, function, env={"SSCARD_SOCKET": str(tmp_path / "no")})[0][0] == -11
+        )
         assert run_c(native["driver_asan"], ASAN_LIB, f"{function}:NULL", env=env)[0][0] == -14
 
 
-def test_ctypes_binds_by_name(native: dict[str, Path], serve: Callable[..., Served], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctypes_binds_by_name(
+    native: dict[str, Path], serve: Callable[..., Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Stands in for the managed callers (C#, Java JNA) that bind the symbols by name."""
     served = serve("sim:typical")
     monkeypatch.setenv("SSCARD_SOCKET", served.server.path)
@@ -425,17 +436,19 @@ class FakePinpad:
     def control(self, code: int, data: bytes) -> bytes:
         self.calls.append((code, data))
         if code == CM_IOCTL_GET_FEATURE_REQUEST:
-            return bytes([FEATURE_VERIFY_PIN_DIRECT, 4, 0x42, 0, 0x0D, 0x52, FEATURE_MODIFY_PIN_DIRECT, 4, 0x42, 0, 0x0D, 0x53])
+            return bytes(
+                [FEATURE_VERIFY_PIN_DIRECT, 4, 0x42, 0, 0x0D, 0x52, FEATURE_MODIFY_PIN_DIRECT, 4, 0x42, 0, 0x0D, 0x53]
+            )
         return self.answer
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-@pytest.mark.parametrize(("answer", "rc"), [(b"\x90\x00", 0), (b"\x63\xc2", -51), (b"\x64\x01", -31), (b"\x64\x00", -32)])
-def test_pinpad_source_against_a_fake_reader(
-    native: dict[str, Path], tmp_path: Path, answer: bytes, rc: int
-) -> None:
+@pytest.mark.parametrize(
+    ("answer", "rc"), [(b"\x90\x00", 0), (b"\x63\xc2", -51), (b"\x64\x01", -31), (b"\x64\x00", -32)]
+)
+def test_pinpad_source_against_a_fake_reader(native: dict[str, Path], tmp_path: Path, answer: bytes, rc: int) -> None:
     pads: list[FakePinpad] = []
 
     def wrap(inner: Any) -> Any:
@@ -479,5 +492,7 @@ def test_through_pcscd_vpcd(
     vpcd_card("long_name")
     [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env=socket_process)
     assert rc == 0 and out == cli_line(vpcd_reader).encode("gb18030")
-    [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env={**socket_process, "SSCARD_NATIVE_ENCODING": "utf-8"})
+    [(rc, out)] = run_c(
+        native["driver"], LIB, "iReadCardBas", env={**socket_process, "SSCARD_NATIVE_ENCODING": "utf-8"}
+    )
     assert rc == 0 and out == cli_line(vpcd_reader).encode("utf-8")

@@ -23,7 +23,6 @@ part 10) — and never appear in a log, an event or an error.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -35,7 +34,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from sscard.errors import PinBlocked, PinFormat, PinIncorrect, SscardError
 from sscard.national import (
@@ -49,8 +48,6 @@ from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 PROTOCOL = "SSCARD1"
 DEFAULT_SOCKET = "/run/sscard/sscard.sock"
@@ -463,14 +460,15 @@ def _pin_result(outcome: PinOutcome) -> tuple[int, str]:
     return national_code(error), _message(error)
 
 
-Runner = Callable[[Callable[[], T]], T]
+#: Runs one card operation for the server (the service passes one that takes its own lock).
+Runner = Callable[[Callable[[], tuple[int, str]]], tuple[int, str]]
 
 
-def lock_runner(lock: threading.Lock | threading.RLock | None = None) -> Callable[[Callable[[], Any]], Any]:
+def lock_runner(lock: threading.Lock | threading.RLock | None = None) -> Runner:
     """A runner for standalone use: one operation at a time under ``lock``."""
     held = lock or threading.Lock()
 
-    def run(operation: Callable[[], Any]) -> Any:
+    def run(operation: Callable[[], tuple[int, str]]) -> tuple[int, str]:
         with held:
             return operation()
 
@@ -491,7 +489,7 @@ class NativeSocketServer:
         terminal: Terminal,
         path: str,
         *,
-        runner: Callable[[Callable[[], Any]], Any] | None = None,
+        runner: Runner | None = None,
         pin_source: PinSource | None = None,
         mode: int = 0o660,
         group: str | None = None,
@@ -612,7 +610,9 @@ class NativeSocketServer:
             status = self.terminal.pin_status()
             if status.state is PinState.BLOCKED:
                 return _pin_result(status)
-            outcome = source.verify(self.terminal, timeout) if fn == "iVerifyPIN" else source.change(self.terminal, timeout)
+            outcome = (
+                source.verify(self.terminal, timeout) if fn == "iVerifyPIN" else source.change(self.terminal, timeout)
+            )
         except SscardError as exc:
             return national_code(exc), _message(exc)
         return _pin_result(outcome)
@@ -664,15 +664,24 @@ def _stdio_pin_source() -> PagePinSource:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sscard.native_socket", description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", default=os.environ.get("SSCARD_SOCKET", DEFAULT_SOCKET))
-    parser.add_argument("--reader", help="sim:PERSONA or a PC/SC reader name (default: configuration)")
-    parser.add_argument("--pin-source", choices=("page", "pinpad"), default="page")
-    args = parser.parse_args(argv)
-    source: PinSource = _stdio_pin_source() if args.pin_source == "page" else PinpadPinSource()
-    with Terminal.open(args.reader) as terminal:
-        server = NativeSocketServer(terminal, args.socket, pin_source=source)
-        sys.stdout.write(json.dumps({"kind": "listening", "socket": args.socket}) + "\n")
+    """``--socket PATH --reader R [--pin-source page|pinpad]`` (argparse is the CLI's alone)."""
+    options = {"--socket": os.environ.get("SSCARD_SOCKET", DEFAULT_SOCKET), "--reader": "", "--pin-source": "page"}
+    words = list(sys.argv[1:] if argv is None else argv)
+    while words:
+        name = words.pop(0)
+        if name not in options or not words:
+            sys.stderr.write(
+                "usage: python -m sscard.native_socket --socket PATH --reader R [--pin-source page|pinpad]\n"
+            )
+            return 2
+        options[name] = words.pop(0)
+    if options["--pin-source"] not in ("page", "pinpad"):
+        sys.stderr.write("--pin-source: page or pinpad\n")
+        return 2
+    source: PinSource = _stdio_pin_source() if options["--pin-source"] == "page" else PinpadPinSource()
+    with Terminal.open(options["--reader"] or None) as terminal:
+        server = NativeSocketServer(terminal, options["--socket"], pin_source=source)
+        sys.stdout.write(json.dumps({"kind": "listening", "socket": options["--socket"]}) + "\n")
         sys.stdout.flush()
         try:
             server.serve_forever()
