@@ -1,0 +1,106 @@
+"""libSSCardDriver.so's cost: iReadCardBas through the library vs in process vs as a process.
+
+    .venv/bin/python benchmarks/native.py [--reader R] [--rounds N]
+
+Same card on each side (default reader ``sim:typical``; a PC/SC reader name, e.g. the vpcd
+reader with ``sscard sim vpcd`` inserting the card, under the pcscd lock):
+
+* **library**: ``iReadCardBas(3, buf)`` through ``native/build/libSSCardDriver.so`` (ctypes, so
+  the client side is the C library itself) against ``python -m sscard.native_socket`` running as
+  a process of its own on a temporary socket: connect, request, the server's ``Terminal.read()``,
+  answer;
+* **in process**: ``Terminal.read()`` + ``ireadcardbas()`` on a terminal opened once;
+* **process**: ``sscard read --format ireadcardbas`` started each time.
+
+Printed: medians and the library's addition over the in-process read (goal ≤ 3 ms).  A benchmark:
+exits 0 whatever the figure.  See docs/native.md and docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / "native" / "build" / "libSSCardDriver.so"
+GOAL_MS = 3.0
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    reader, rounds = "sim:typical", 200
+    while args:
+        name, value = args.pop(0), args.pop(0)
+        if name == "--reader":
+            reader = value
+        elif name == "--rounds":
+            rounds = int(value)
+    subprocess.run(["make", "-C", str(ROOT / "native"), "-s"], check=True)
+    from sscard.national import ireadcardbas
+    from sscard.terminal import Terminal
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.sock")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "sscard.native_socket", "--socket", path, "--reader", reader],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None and "listening" in server.stdout.readline()
+            os.environ["SSCARD_SOCKET"] = path
+            lib = ctypes.CDLL(str(LIB))
+            lib.iReadCardBas.argtypes = [ctypes.c_int, ctypes.c_char_p]
+            lib.iReadCardBas.restype = ctypes.c_long
+            buf = ctypes.create_string_buffer(1024)
+            library: list[float] = []
+            inproc: list[float] = []
+            with Terminal.open(reader) as terminal:
+                for i in range(rounds + 10):
+                    order = (0, 1) if i % 2 else (1, 0)  # alternate which side goes first
+                    for side in order:
+                        began = time.perf_counter()
+                        if side == 0:
+                            rc = lib.iReadCardBas(3, buf)
+                            assert rc == 0, (rc, buf.value)
+                        else:
+                            ireadcardbas(terminal.read(), terminal.config.terminal_id, terminal.config.device_id)
+                        took = time.perf_counter() - began
+                        if i >= 10:  # warm-up
+                            (library if side == 0 else inproc).append(took)
+            process: list[float] = []
+            for _ in range(max(5, rounds // 20)):
+                began = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "sscard", "read", "--reader", reader, "--format", "ireadcardbas"],
+                    check=True,
+                    capture_output=True,
+                )
+                process.append(time.perf_counter() - began)
+        finally:
+            server.terminate()
+            server.wait(10)
+    lib_ms, in_ms, proc_ms = _median_ms(library), _median_ms(inproc), _median_ms(process)
+    added = lib_ms - in_ms
+    print(f"reader {reader}, {rounds} rounds (process: {len(process)})")
+    print(f"  iReadCardBas via libSSCardDriver.so   {lib_ms:8.2f} ms median")
+    print(f"  Terminal.read() in process            {in_ms:8.2f} ms median")
+    print(f"  sscard read --format ireadcardbas     {proc_ms:8.2f} ms median (a process each time)")
+    verdict = "met" if added <= GOAL_MS else "MISSED"
+    print(f"  library adds {added:+.2f} ms to an in-process read (goal ≤ {GOAL_MS:g} ms: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
