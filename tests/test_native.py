@@ -9,6 +9,7 @@ the PC/SC control boundary: vpcd has no PIN pad (the one place a mock is right).
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import queue
 import re
@@ -469,7 +470,8 @@ def test_pinpad_source_against_a_fake_reader(native: dict[str, Path], tmp_path: 
 
 
 @pytest.fixture
-def socket_process(tmp_path: Path, vpcd_reader: str) -> Iterator[dict[str, str]]:
+def socket_process(tmp_path: Path, vpcd_reader: str) -> Iterator[tuple[dict[str, str], subprocess.Popen[str]]]:
+    """``python -m sscard.native_socket`` on the vpcd reader: events on its stdout, answers on stdin."""
     path = str(tmp_path / "pcsc.sock")
     proc = subprocess.Popen(
         [sys.executable, "-m", "sscard.native_socket", "--socket", path, "--reader", vpcd_reader],
@@ -478,21 +480,160 @@ def socket_process(tmp_path: Path, vpcd_reader: str) -> Iterator[dict[str, str]]
         text=True,
     )
     assert proc.stdout is not None and '"listening"' in proc.stdout.readline()
-    yield {"SSCARD_SOCKET": path}
+    yield {"SSCARD_SOCKET": path}, proc
     proc.terminate()
     proc.wait(10)
 
 
 @pytest.mark.pcscd
 def test_through_pcscd_vpcd(
-    native: dict[str, Path], socket_process: dict[str, str], vpcd_card: Any, vpcd_reader: str
+    native: dict[str, Path],
+    socket_process: tuple[dict[str, str], subprocess.Popen[str]],
+    vpcd_card: Any,
+    vpcd_reader: str,
 ) -> None:
-    [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env=socket_process)
-    assert rc == -2  # no card: at once
-    vpcd_card("long_name")
-    [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env=socket_process)
-    assert rc == 0 and out == cli_line(vpcd_reader).encode("gb18030")
-    [(rc, out)] = run_c(
-        native["driver"], LIB, "iReadCardBas", env={**socket_process, "SSCARD_NATIVE_ENCODING": "utf-8"}
-    )
-    assert rc == 0 and out == cli_line(vpcd_reader).encode("utf-8")
+    env, proc = socket_process
+    began = time.monotonic()
+    [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env=env)
+    assert rc == -2 and time.monotonic() - began < 1.0  # no card: at once
+    for persona in ("typical", "long_name", "rare_char", "v1_t0"):
+        link = vpcd_card(persona)
+        expected = cli_line(vpcd_reader)
+        [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env=env)
+        assert rc == 0 and out == expected.encode("gb18030"), persona
+        [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env={**env, "SSCARD_NATIVE_ENCODING": "utf-8"})
+        assert rc == 0 and out == expected.encode("utf-8"), persona
+        link.remove()
+        import pcsc_env
+
+        pcsc_env.wait_for_reader(vpcd_reader, present=False)
+    vpcd_card("typical")
+    assert proc.stdin is not None and proc.stdout is not None
+    # A PIN call on a card other than the one last read is CARD_CHANGED (−20, docs/native.md)
+    [(rc, _)] = run_c(native["driver"], LIB, "iVerifyPIN", env=env)
+    assert rc == -20
+    [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env=env)
+    assert rc == 0
+
+    def answer(pin: str) -> None:
+        event = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+        assert event["kind"] == "pin_requested" and event["operation"] == "verify"
+        proc.stdin.write(json.dumps({"request": event["request"], "pin": pin}) + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+
+    for pin, rc_expected in (("000000", -51), ("123456", 0)):
+        thread = threading.Thread(target=answer, args=(pin,))
+        thread.start()
+        [(rc, out)] = run_c(native["driver"], LIB, "iVerifyPIN", env=env)
+        thread.join(10)
+        assert rc == rc_expected, out
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+def _sim_served(tmp_path: Path, card: Any) -> tuple[NativeSocketServer, Terminal, Any]:
+    from sscard.transports.sim import SimReader
+
+    reader = SimReader(card, "sim:test")
+    terminal = Terminal(reader)
+    server = NativeSocketServer(terminal, str(tmp_path / "f.sock"), pin_source=PagePinSource(lambda e: None))
+    return server.start(), terminal, reader
+
+
+@pytest.mark.parametrize("after", [1, 3, 5])
+def test_card_pulled_mid_read_is_an_error_never_a_partial_line(
+    native: dict[str, Path], tmp_path: Path, after: int
+) -> None:
+    from sscard.sim import SimulatedCard, load_persona
+
+    server, terminal, _ = _sim_served(tmp_path, SimulatedCard(load_persona("typical"), remove_after=after))
+    try:
+        [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env={"SSCARD_SOCKET": server.path})
+    finally:
+        server.close()
+        terminal.close()
+    assert rc == -2 and b"|" not in out
+
+
+def test_no_card_is_minus_2_at_once(native: dict[str, Path], tmp_path: Path) -> None:
+    from sscard.sim import SimulatedCard, load_persona
+
+    server, terminal, reader = _sim_served(tmp_path, SimulatedCard(load_persona("typical")))
+    reader.remove()
+    try:
+        for function in ("iReadCardBas", "iVerifyPIN", "iChangePIN", "iReadCardBas_HSM_Step1"):
+            began = time.monotonic()
+            [(rc, out)] = run_c(native["driver"], LIB, function, env={"SSCARD_SOCKET": server.path})
+            assert rc == -2 and time.monotonic() - began < 1.0, function
+            assert "没有卡".encode("gbk") in out
+    finally:
+        server.close()
+        terminal.close()
+
+
+def test_a_service_that_never_answers_times_out(native: dict[str, Path], tmp_path: Path) -> None:
+    import socket
+
+    path = str(tmp_path / "mute.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    began = time.monotonic()
+    [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env={"SSCARD_SOCKET": path, "SSCARD_TIMEOUT": "1"})
+    listener.close()
+    assert rc == -12 and 1.0 <= time.monotonic() - began < 5
+    assert "超时".encode("gbk") in out
+
+
+def test_threads_of_one_process_share_the_library(serve: Callable[..., Served], native: dict[str, Path]) -> None:
+    served = serve("sim:typical")
+    expected = cli_line("sim:typical").encode("gb18030")
+    results: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        lib = ctypes.CDLL(str(LIB))
+        lib.iReadCardBas.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        lib.iReadCardBas.restype = ctypes.c_long
+        for _ in range(10):
+            buf = ctypes.create_string_buffer(1024)
+            rc = lib.iReadCardBas(3, buf)
+            with lock:
+                results.append((rc, buf.value))
+
+    os.environ["SSCARD_SOCKET"] = served.server.path
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        del os.environ["SSCARD_SOCKET"]
+    assert results == [(0, expected)] * 40
+
+
+def test_an_inherited_systemd_socket_is_served(
+    native: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from sscard.native_socket import SYSTEMD_SOCKET_UNIT, systemd_socket
+
+    path = str(tmp_path / "activated.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    fd = os.dup(listener.fileno())  # what systemd would pass (at fd 3; here wherever dup put it)
+    listener.close()
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    monkeypatch.setenv("LISTEN_PID", str(os.getpid()))
+    inherited = systemd_socket(first_fd=fd)
+    assert inherited is not None and "LISTEN_FDS" not in os.environ
+    terminal = Terminal.open("sim:typical")
+    with NativeSocketServer(terminal, path, sock=inherited) as server:
+        [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env={"SSCARD_SOCKET": server.path})
+    terminal.close()
+    assert rc == 0
+    assert os.path.exists(path)  # systemd's socket: left for systemd to remove
+    assert "ListenStream=/run/sscard/sscard.sock" in SYSTEMD_SOCKET_UNIT and "SocketMode=0660" in SYSTEMD_SOCKET_UNIT

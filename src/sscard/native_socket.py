@@ -79,6 +79,27 @@ WantedBy=sockets.target
 """
 
 
+def systemd_socket(first_fd: int = 3) -> socket.socket | None:
+    """The listening socket systemd passed (``sscard.socket``, socket activation), if any.
+
+    ``LISTEN_PID``/``LISTEN_FDS`` as sd_listen_fds(3) reads them; both are removed so a child
+    process does not take the socket for its own.  ``first_fd`` is SD_LISTEN_FDS_START (tests
+    pass another).
+    """
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or not os.environ.get("LISTEN_FDS", "").isdigit():
+        return None
+    count = int(os.environ.pop("LISTEN_FDS"))
+    os.environ.pop("LISTEN_PID", None)
+    os.environ.pop("LISTEN_FDNAMES", None)
+    if count < 1:
+        return None
+    sock = socket.socket(fileno=first_fd)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        return None
+    return sock
+
+
 class PinEntryCancelled(SscardError):
     """The resident cancelled PIN entry (national −31); no PIN reached the card."""
 
@@ -502,6 +523,8 @@ class NativeSocketServer:
         self._hsm_step1: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Whether this server bound the path (and so removes it); an inherited socket is systemd's.
+        self._owns_path = sock is None
         if sock is None:
             with contextlib.suppress(FileNotFoundError):
                 if os.path.exists(path) and not os.path.isdir(path):
@@ -541,8 +564,9 @@ class NativeSocketServer:
         if self._thread is not None:
             self._thread.join(2)
         self._sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if self._owns_path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
     def __enter__(self) -> NativeSocketServer:
         return self.start()
