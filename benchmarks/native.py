@@ -1,9 +1,10 @@
 """libSSCardDriver.so's cost: iReadCardBas through the library vs in process vs as a process.
 
-    .venv/bin/python benchmarks/native.py [--reader R] [--rounds N]
+    .venv/bin/python benchmarks/native.py [--reader R | --slot S] [--rounds N]
 
-Same card on each side (default reader ``sim:typical``; a PC/SC reader name, e.g. the vpcd
-reader with ``sscard sim vpcd`` inserting the card, under the pcscd lock):
+Same card on each side: the in-process simulator (``--reader sim:typical``, the default), or
+``--slot S``: the simulated card served from a process of its own into vpcd slot S, read through
+the real pcscd (run it under the pcscd lock):
 
 * **library**: ``iReadCardBas(3, buf)`` through ``native/build/libSSCardDriver.so`` (ctypes, so
   the client side is the C library itself) against ``python -m sscard.native_socket`` running as
@@ -38,13 +39,44 @@ def _median_ms(samples: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    reader, rounds = "sim:typical", 200
+    reader, rounds, slot = "sim:typical", 200, None
     while args:
         name, value = args.pop(0), args.pop(0)
         if name == "--reader":
             reader = value
         elif name == "--rounds":
             rounds = int(value)
+        elif name == "--slot":
+            slot = int(value)
+    if slot is not None:
+        from common import CardServer, vpcd_reader_name
+
+        from sscard.sim import VpcdLink
+
+        reader = vpcd_reader_name(slot)
+        with CardServer("typical", [VpcdLink.port_for_slot(slot)]):
+            _wait_for_card(reader)
+            return _bench(reader, rounds)
+    return _bench(reader, rounds)
+
+
+def _wait_for_card(reader: str, timeout: float = 20.0) -> None:
+    from sscard.errors import SscardError
+    from sscard.terminal import Terminal
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with Terminal.open(reader) as terminal:
+                terminal.read()
+            return
+        except SscardError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _bench(reader: str, rounds: int) -> int:
     subprocess.run(["make", "-C", str(ROOT / "native"), "-s"], check=True)
     from sscard.national import ireadcardbas
     from sscard.terminal import Terminal
