@@ -637,3 +637,23 @@ def test_an_inherited_systemd_socket_is_served(
     assert rc == 0
     assert os.path.exists(path)  # systemd's socket: left for systemd to remove
     assert "ListenStream=/run/sscard/sscard.sock" in SYSTEMD_SOCKET_UNIT and "SocketMode=0660" in SYSTEMD_SOCKET_UNIT
+
+
+def test_the_doc_shows_the_example_that_is_compiled() -> None:
+    assert (NATIVE / "examples/read_card.c").read_text() in (ROOT / "docs/native.md").read_text()
+
+
+def test_bad_requests_get_minus_14(serve: Callable[..., Served]) -> None:
+    import socket
+
+    served = serve("sim:typical")
+    for line in (
+        b"HELLO\n",
+        b"SSCARD1\tiReadCardBas\tlatin1\t1024\t0\t3\n",
+        b"SSCARD1\tiReadCardBas\tgbk\t1024\t0\t9\n",
+    ):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(served.server.path)
+            conn.sendall(line)
+            answer = conn.makefile("rb").read()
+        assert answer.startswith(b"-14\t"), (line, answer)

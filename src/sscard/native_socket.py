@@ -418,20 +418,22 @@ class Request:
 
 
 def parse_request(line: bytes) -> Request:
-    """One request line (without its LF); arguments are GB18030 text, as a GBK program sends them."""
-    fields = line.decode("gb18030", errors="strict").split("\t")
-    if len(fields) < 5 or fields[0] != PROTOCOL:
+    """One request line (without its LF): an ASCII header, arguments in the request's encoding."""
+    fields = line.split(b"\t")
+    if len(fields) < 5 or fields[0] != PROTOCOL.encode():
         raise BadCall("not an SSCARD1 request")
-    _, function, encoding, outsize, pin_ms, *args = fields
+    try:
+        function, encoding, outsize, pin_ms = (f.decode("ascii") for f in fields[1:5])
+    except UnicodeDecodeError:
+        raise BadCall("bad request header") from None
     if encoding not in ("gbk", "utf-8") or not outsize.isdigit() or not pin_ms.isdigit():
         raise BadCall("bad request header")
-    return Request(
-        function,
-        encoding,
-        max(2, int(outsize)),
-        min(int(pin_ms) / 1000, MAX_PIN_TIMEOUT),
-        tuple(unescape(a) for a in args),
-    )
+    codec = "utf-8" if encoding == "utf-8" else "gb18030"
+    try:
+        args = tuple(unescape(a.decode(codec)) for a in fields[5:])
+    except UnicodeDecodeError:
+        raise BadCall("argument not in the request's encoding") from None
+    return Request(function, encoding, max(2, int(outsize)), min(int(pin_ms) / 1000, MAX_PIN_TIMEOUT), args)
 
 
 def encode_answer(rc: int, text: str, request: Request | None) -> bytes:
@@ -586,7 +588,7 @@ class NativeSocketServer:
                 rc, text = self.dispatch(request)
             except SscardError as exc:
                 rc, text = national_code(exc), _message(exc)
-            except (OSError, UnicodeDecodeError) as exc:
+            except OSError as exc:
                 log.info("native socket: dropped a request: %s", type(exc).__name__)
                 return
             except Exception:
