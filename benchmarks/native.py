@@ -1,6 +1,6 @@
 """libSSCardDriver.so's cost: iReadCardBas through the library vs in process vs as a process.
 
-    .venv/bin/python benchmarks/native.py [--reader R | --slot S] [--rounds N]
+    .venv/bin/python benchmarks/native.py [--reader R | --slot S] [--rounds N] [--json PATH]
 
 Same card on each side: the in-process simulator (``--reader sim:typical``, the default), or
 ``--slot S``: the simulated card served from a process of its own into vpcd slot S, read through
@@ -39,7 +39,7 @@ def _median_ms(samples: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    reader, rounds, slot = "sim:typical", 200, None
+    reader, rounds, slot, json_path = "sim:typical", 200, None, None
     while args:
         name, value = args.pop(0), args.pop(0)
         if name == "--reader":
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds = int(value)
         elif name == "--slot":
             slot = int(value)
+        elif name == "--json":
+            json_path = value
     if slot is not None:
         from common import CardServer, vpcd_reader_name
 
@@ -56,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         reader = vpcd_reader_name(slot)
         with CardServer("typical", [VpcdLink.port_for_slot(slot)]):
             _wait_for_card(reader)
-            return _bench(reader, rounds)
-    return _bench(reader, rounds)
+            return _bench(reader, rounds, json_path)
+    return _bench(reader, rounds, json_path)
 
 
 def _wait_for_card(reader: str, timeout: float = 20.0) -> None:
@@ -76,7 +78,7 @@ def _wait_for_card(reader: str, timeout: float = 20.0) -> None:
             time.sleep(0.2)
 
 
-def _bench(reader: str, rounds: int) -> int:
+def _bench(reader: str, rounds: int, json_path: str | None = None) -> int:
     subprocess.run(["make", "-C", str(ROOT / "native"), "-s"], check=True)
     from sscard.national import ireadcardbas
     from sscard.terminal import Terminal
@@ -131,6 +133,12 @@ def _bench(reader: str, rounds: int) -> int:
     print(f"  sscard read --format ireadcardbas     {proc_ms:8.2f} ms median (a process each time)")
     verdict = "met" if added <= GOAL_MS else "MISSED"
     print(f"  library adds {added:+.2f} ms to an in-process read (goal ≤ {GOAL_MS:g} ms: {verdict})")
+    if json_path is not None:
+        import json
+
+        figures = {"reader": reader, "rounds": rounds, "library_ms": lib_ms, "in_process_ms": in_ms}
+        figures |= {"process_ms": proc_ms, "added_ms": added, "goal_ms": GOAL_MS, "verdict": verdict}
+        Path(json_path).write_text(json.dumps(figures), encoding="utf-8")
     return 0
 
 

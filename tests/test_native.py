@@ -657,3 +657,30 @@ def test_bad_requests_get_minus_14(serve: Callable[..., Served]) -> None:
             conn.sendall(line)
             answer = conn.makefile("rb").read()
         assert answer.startswith(b"-14\t"), (line, answer)
+
+
+def test_a_listener_with_a_full_backlog_is_minus_11_within_a_second(native: dict[str, Path], tmp_path: Path) -> None:
+    """A service that hangs without accepting: the connection cannot complete."""
+    import socket
+
+    path = str(tmp_path / "full.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    queued = []
+    for _ in range(8):  # fill the backlog
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        try:
+            client.connect(path)
+        except BlockingIOError:
+            client.close()
+            break
+        queued.append(client)
+    began = time.monotonic()
+    [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env={"SSCARD_SOCKET": path})
+    took = time.monotonic() - began
+    for client in queued:
+        client.close()
+    listener.close()
+    assert rc == -11 and took < 1.0

@@ -30,7 +30,7 @@
 
 #define DEFAULT_SOCKET "/run/sscard/sscard.sock"
 #define PROTOCOL "SSCARD1"
-#define CONNECT_TIMEOUT_MS 1000
+#define CONNECT_TIMEOUT_MS 900 /* so a full backlog is still -11 within 1 s */
 #define DEFAULT_IO_TIMEOUT_S 30
 #define DEFAULT_PIN_TIMEOUT_S 60
 #define MAX_OUTINFO (1024 * 1024)
@@ -172,28 +172,21 @@ static int connect_service(const char* path, char* out, long* rc) {
         *rc = FAIL(SSCARD_E_READER, out, NO_SERVICE, strerror(errno));
         return -1;
     }
-    if (connect(fd, (struct sockaddr*)&addr, sizeof addr) != 0) {
-        int err = errno;
-        int ok = 0;
-        if (err == EINPROGRESS || err == EAGAIN) {
-            /* A listener with a full backlog: wait at most CONNECT_TIMEOUT_MS. */
-            if (wait_fd(fd, POLLOUT, now_ms() + CONNECT_TIMEOUT_MS) == 1) {
-                socklen_t len = sizeof err;
-                ok = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
-                if (!ok && err == 0) {
-                    err = ETIMEDOUT;
-                }
-            } else {
-                err = ETIMEDOUT;
-            }
-        }
-        if (!ok) {
+    /* A Unix socket connects at once or fails at once (ENOENT, ECONNREFUSED), except when the
+     * listener's backlog is full (EAGAIN): then try again for at most CONNECT_TIMEOUT_MS. */
+    int64_t deadline = now_ms() + CONNECT_TIMEOUT_MS;
+    int err = 0;
+    while (connect(fd, (struct sockaddr*)&addr, sizeof addr) != 0) {
+        err = errno;
+        if ((err != EAGAIN && err != EINTR) || now_ms() >= deadline) {
             char detail[300];
-            snprintf(detail, sizeof detail, "%s (%s)", path, strerror(err));
+            snprintf(detail, sizeof detail, "%s (%s)", path, strerror(err == EAGAIN ? ETIMEDOUT : err));
             *rc = FAIL(SSCARD_E_READER, out, NO_SERVICE, detail);
             close(fd);
             return -1;
         }
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
     return fd;
 }
