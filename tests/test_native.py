@@ -684,3 +684,72 @@ def test_a_listener_with_a_full_backlog_is_minus_11_within_a_second(native: dict
         client.close()
     listener.close()
     assert rc == -11 and took < 1.0
+
+
+def test_async_runner_queues_socket_calls_with_the_services_lock(native: dict[str, Path], tmp_path: Path) -> None:
+    """The service's run(): an asyncio.Lock and worker threads; a socket call waits for an HTTP one."""
+    import asyncio
+
+    from sscard.errors import SscardError
+    from sscard.native_socket import async_runner
+
+    class ServiceBusy(SscardError):  # the service's own (sscard.service), by its stable code
+        code = "SERVICE_BUSY"
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    lock = asyncio.Lock()
+    spans: list[tuple[str, float, float]] = []
+
+    async def run(operation: Callable[[], Any], timeout: float = 10.0) -> Any:
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise ServiceBusy("queued") from None
+        try:
+            return await asyncio.to_thread(operation)
+        finally:
+            lock.release()
+
+    def http_read() -> None:
+        began = time.monotonic()
+        time.sleep(0.5)  # an HTTP operation holding the reader
+        spans.append(("http", began, time.monotonic()))
+
+    terminal = Terminal.open("sim:typical")
+
+    def timed(operation: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+        async def inner() -> tuple[int, str]:
+            def op() -> tuple[int, str]:
+                began = time.monotonic()
+                result = operation()
+                spans.append(("socket", began, time.monotonic()))
+                return result
+
+            result: tuple[int, str] = await run(op)
+            return result
+
+        return asyncio.run_coroutine_threadsafe(inner(), loop).result()
+
+    with NativeSocketServer(terminal, str(tmp_path / "a.sock"), runner=async_runner(loop, run)) as server:
+        asyncio.run_coroutine_threadsafe(run(http_read), loop)
+        time.sleep(0.05)
+        [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env={"SSCARD_SOCKET": server.path})
+        assert rc == 0
+        server.runner = timed
+        [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env={"SSCARD_SOCKET": server.path})
+        assert rc == 0
+        busy = asyncio.run_coroutine_threadsafe(run(lambda: time.sleep(1.5)), loop)
+        time.sleep(0.05)
+
+        async def impatient(operation: Callable[[], Any]) -> Any:
+            return await run(operation, timeout=0.2)
+
+        server.runner = async_runner(loop, impatient)
+        [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env={"SSCARD_SOCKET": server.path})
+        assert rc == -11  # SERVICE_BUSY
+        busy.result(5)
+    terminal.close()
+    loop.call_soon_threadsafe(loop.stop)
+    http = next(span for span in spans if span[0] == "http")
+    assert all(span[1] >= http[2] for span in spans if span[0] == "socket")

@@ -23,6 +23,7 @@ part 10) — and never appear in a log, an event or an error.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -32,7 +33,7 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,7 +60,13 @@ MAX_PIN_TIMEOUT = 600.0
 REQUEST_TIMEOUT = 5.0
 
 #: National codes of this module's own errors (sscard.national.RETURN_CODES has the others).
-EXTRA_RETURN_CODES = {"PIN_CANCELLED": -31, "PIN_ENTRY_TIMEOUT": -32, "PARAMETER": -14, "NOT_SUPPORTED": -13}
+EXTRA_RETURN_CODES = {
+    "PIN_CANCELLED": -31,
+    "PIN_ENTRY_TIMEOUT": -32,
+    "PARAMETER": -14,
+    "NOT_SUPPORTED": -13,
+    "SERVICE_BUSY": -11,  # queued longer than [service] queue_timeout behind other clients: the reader is busy
+}
 
 #: The systemd socket unit (the integrator moves it beside sscard.service as sscard.socket).
 SYSTEMD_SOCKET_UNIT = """\
@@ -125,7 +132,7 @@ class BadCall(SscardError):
     message_en = "Invalid parameter: {problem}."
     message_zh_text = "参数错误。"
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str = "request") -> None:
         super().__init__(None, problem=problem)
 
 
@@ -496,6 +503,26 @@ def lock_runner(lock: threading.Lock | threading.RLock | None = None) -> Runner:
             return operation()
 
     return run
+
+
+def async_runner(loop: asyncio.AbstractEventLoop, run: Callable[[Callable[[], Any]], Awaitable[Any]]) -> Runner:
+    """A runner over the service's ``async run(operation)`` (its lock and worker threads).
+
+    The socket's threads hand each operation to the service's event loop, so a socket call queues
+    with the HTTP calls (one card operation at a time) and SERVICE_BUSY comes back as −11::
+
+        NativeSocketServer(terminal, path, runner=async_runner(loop, service.run), ...)
+    """
+
+    def runner(operation: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+        result: tuple[int, str] = asyncio.run_coroutine_threadsafe(_awaited(run, operation), loop).result()
+        return result
+
+    return runner
+
+
+async def _awaited(run: Callable[[Callable[[], Any]], Awaitable[Any]], operation: Callable[[], Any]) -> Any:
+    return await run(operation)
 
 
 class NativeSocketServer:
