@@ -753,3 +753,36 @@ def test_async_runner_queues_socket_calls_with_the_services_lock(native: dict[st
     loop.call_soon_threadsafe(loop.stop)
     http = next(span for span in spans if span[0] == "http")
     assert all(span[1] >= http[2] for span in spans if span[0] == "socket")
+
+
+def test_part10_structures_byte_for_byte() -> None:
+    """PIN_VERIFY_STRUCTURE / PIN_MODIFY_STRUCTURE as PC/SC part 10 lays them out (little-endian)."""
+    from sscard.native_socket import modify_structure
+
+    assert verify_structure(6, 60).hex().upper() == ("3C0081030006060201040800000000080000000020000003FFFFFF")
+    assert modify_structure(6, 30).hex().upper() == (
+        "1E008103000004060603020304080001020000000C000000805E010007FFFFFFFFFFFFFF"
+    )
+
+
+@pytest.mark.parametrize(("answer", "rc"), [(b"\x90\x00", 0), (b"\x64\x02", -34), (b"\x63\xc0", -52)])
+def test_pinpad_change_against_a_fake_reader(native: dict[str, Path], tmp_path: Path, answer: bytes, rc: int) -> None:
+    pads: list[FakePinpad] = []
+
+    def wrap(inner: Any) -> Any:
+        pads.append(FakePinpad(inner, answer))
+        return pads[-1]
+
+    terminal = Terminal.open("sim:typical", transport_wrapper=wrap)
+    with NativeSocketServer(terminal, str(tmp_path / "c.sock"), pin_source=PinpadPinSource()) as server:
+        [(got, _)] = run_c(native["driver"], LIB, "iChangePIN", env={"SSCARD_SOCKET": server.path})
+    terminal.close()
+    assert got == rc and pads[-1].calls[-1][0] == 0x42000D53
+
+
+def test_pinpad_on_a_reader_without_one_is_minus_14(native: dict[str, Path], tmp_path: Path) -> None:
+    terminal = Terminal.open("sim:typical")  # the simulator's transport has no control channel
+    with NativeSocketServer(terminal, str(tmp_path / "n.sock"), pin_source=PinpadPinSource()) as server:
+        [(got, out)] = run_c(native["driver"], LIB, "iVerifyPIN", env={"SSCARD_SOCKET": server.path})
+    terminal.close()
+    assert got == -14 and "参数错误".encode("gbk") in out

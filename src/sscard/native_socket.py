@@ -360,28 +360,23 @@ class PinpadPinSource:
     def __init__(self, digits: int = 6) -> None:
         self.digits = digits
 
-    def _control(self, terminal: Terminal) -> Control:
-        transport = terminal.transport
-        control = getattr(transport, "control", None)
-        if transport is None or not callable(control):
+    def _run(self, terminal: Terminal, tag: int, structure: bytes) -> PinOutcome:
+        """Find the feature and send the structure, inside one PC/SC transaction."""
+        transport = terminal.transport  # connected by the status query just before
+        if transport is None or not callable(getattr(transport, "control", None)):
             raise BadCall("this reader has no PC/SC control channel (no PIN pad)")
-        return transport  # type: ignore[return-value]
-
-    def _feature(self, channel: Control, tag: int) -> int:
-        code = parse_features(channel.control(CM_IOCTL_GET_FEATURE_REQUEST, b"")).get(tag)
-        if code is None:
-            raise BadCall("the reader has no PIN pad (FEATURE_VERIFY/MODIFY_PIN_DIRECT)")
-        return code
+        channel: Control = transport  # type: ignore[assignment]
+        with transport.transaction():
+            code = parse_features(channel.control(CM_IOCTL_GET_FEATURE_REQUEST, b"")).get(tag)
+            if code is None:
+                raise BadCall("the reader has no PIN pad (FEATURE_VERIFY/MODIFY_PIN_DIRECT)")
+            return pinpad_outcome(channel.control(code, structure))
 
     def verify(self, terminal: Terminal, timeout: float) -> PinOutcome:
-        channel = self._control(terminal)
-        code = self._feature(channel, FEATURE_VERIFY_PIN_DIRECT)
-        return pinpad_outcome(channel.control(code, verify_structure(self.digits, int(timeout))))
+        return self._run(terminal, FEATURE_VERIFY_PIN_DIRECT, verify_structure(self.digits, int(timeout)))
 
     def change(self, terminal: Terminal, timeout: float) -> PinOutcome:
-        channel = self._control(terminal)
-        code = self._feature(channel, FEATURE_MODIFY_PIN_DIRECT)
-        return pinpad_outcome(channel.control(code, modify_structure(self.digits, int(timeout))))
+        return self._run(terminal, FEATURE_MODIFY_PIN_DIRECT, modify_structure(self.digits, int(timeout)))
 
 
 # -- the protocol ---------------------------------------------------------------------------------
