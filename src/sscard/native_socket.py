@@ -70,16 +70,21 @@ EXTRA_RETURN_CODES = {
 
 #: The systemd socket unit (the integrator moves it beside sscard.service as sscard.socket).
 SYSTEMD_SOCKET_UNIT = """\
+# sscard.socket: the national-interface socket libSSCardDriver.so connects to (docs/native.md).
+# systemd creates it and starts sscard.service on the first call (as pcscd.socket does for
+# pcscd); the service takes it over from LISTEN_FDS.  Kiosk programs' users join group sscard.
+#   install -m 0644 sscard.socket /etc/systemd/system/ && systemctl enable --now sscard.socket
+
 [Unit]
 Description=sscard national-interface socket (libSSCardDriver.so)
-Documentation=file:///usr/share/doc/sscard/native.md
 
 [Socket]
 ListenStream=/run/sscard/sscard.sock
-SocketMode=0660
+SocketUser=root
 SocketGroup=sscard
-DirectoryMode=0750
-RemoveOnStop=yes
+SocketMode=0660
+DirectoryMode=0755
+Service=sscard.service
 
 [Install]
 WantedBy=sockets.target
