@@ -407,9 +407,11 @@ def test_library_messages_match_their_source() -> None:
     sys.path.insert(0, str(NATIVE))
     try:
         from messages import MESSAGES  # type: ignore[import-not-found]
+        from messages import header as messages_header
     finally:
         sys.path.pop(0)
     header = (NATIVE / "src/messages.h").read_text()
+    assert header == messages_header()
     for key, text in MESSAGES.items():
         for enc, suffix in (("utf-8", "UTF8"), ("gbk", "GBK")):
             literal = re.search(rf'#define MSG_{key}_{suffix} "(.*)"', header)
