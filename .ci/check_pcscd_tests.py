@@ -1,6 +1,6 @@
 """Fail CI unless the end-to-end tests through pcscd + vpcd really ran and passed.
 
-Reads the report that tests/ci_guard.py writes (default test-output/pcscd-report.json).  Exit 0 only
+Reads the report that tests/support/ci_guard.py writes (default test-output/pcscd-report.json).  Exit 0 only
 when at least one ``pcscd`` test passed and none was skipped, xfailed, failed, errored or left unrun:
 a CI machine where pcscd or the vpcd driver is missing must go red, not green-with-skips.
 

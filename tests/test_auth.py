@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import pcsc_env
 from sscard.cli import main
 from sscard.config import Config
 from sscard.errors import (
@@ -38,6 +37,7 @@ from sscard.psam.hsm import HsmStep1
 from sscard.psam.profile import load_profile
 from sscard.readers import published_test_keys_path
 from sscard.terminal import Terminal
+from support import pcsc_env
 
 PSAM = Config(key_service="psam", sam_reader="sim:psam", authenticate_card=True)
 

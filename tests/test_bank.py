@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from sscard.apdu import standard_stack
 from sscard.bank import UNIONPAY_CREDIT, UNIONPAY_DEBIT, BankApplication, BankCard, emv, mask_pan, tlv
 from sscard.bank.card import card_from_elements, decode_expiry, decode_pan, decode_text, decode_track2, luhn_ok
-from sscard.bank.national import ireadbanknumber, parse_ireadbanknumber
 from sscard.errors import BadRecord, CardError, CardRemoved, NotSsc
+from sscard.national.bank import ireadbanknumber, parse_ireadbanknumber
 from sscard.sim import SimulatedCard, load_persona
 from sscard.transports.sim import SimReader
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import pcsc_env
+from support import pcsc_env
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "events.py"
 ROUNDS = 3

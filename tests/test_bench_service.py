@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
+from support import pcsc_env
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "service.py"
 SUBSCRIBERS, ROUNDS, READS = 10, 1, 5

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
+from support import pcsc_env
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 SECTIONS = ("apdus", "overhead", "process", "parsers", "readers", "events", "native")

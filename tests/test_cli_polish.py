@@ -22,7 +22,10 @@ from typing import Any
 
 import pytest
 
-from sscard.cli import EXIT_CODES, RULES_FILES, build_parser, display_width, label_rows, main
+from sscard.cli import main
+from sscard.cli.parser import build_parser
+from sscard.cli.service import RULES_FILES
+from sscard.cli.util import EXIT_CODES, display_width, label_rows
 from sscard.sim.serial_idcard import SimulatedIdCardReader, load_idcard
 
 

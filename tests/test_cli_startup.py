@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from sscard import cli
+from sscard.cli import parser as cli_parser
+from sscard.cli import read as cli_read
 
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Never loaded by a plain ``sscard read --json`` (module names and their submodules).
 DENIED = (
-    "argparse",  # the fast path parses a plain read (cli._fast_read_args)
+    "argparse",  # the fast path parses a plain read (sscard.cli.read.fast_read_args)
     "gettext",
     "construct",  # well-formed records parse without it (sscard.ssc.records)
     "cryptography",
@@ -56,6 +57,18 @@ DENIED = (
     "sscard.qr",
     "sscard.idcard",
     "sscard.national",
+    # the CLI's other command families, its parser and option builder (issue 12)
+    "sscard.cli.parser",
+    "sscard.cli.options",
+    "sscard.cli.pin",
+    "sscard.cli.cards",
+    "sscard.cli.sim",
+    "sscard.cli.serial",
+    "sscard.cli.service",
+    "sscard.cli.traces",
+    "sscard.cli.tokens",
+    "sscard.cli.config",
+    "sscard.cli.completion",
     "sscard.transports.pcsc_events",
     "sscard.transports.watch",
     "smartcard.System",  # pyscard's object layer; only its binding smartcard.scard is needed
@@ -146,38 +159,38 @@ FALLBACK = [
 
 @pytest.mark.parametrize("argv", EQUIVALENT, ids=" ".join)
 def test_fast_path_parses_as_argparse_does(argv: list[str]) -> None:
-    fast = cli._fast_read_args(argv)
+    fast = cli_read.fast_read_args(argv)
     assert fast is not None
-    assert vars(fast) == vars(cli.build_parser("read").parse_args(argv))
+    assert vars(fast) == vars(cli_parser.build_parser("read").parse_args(argv))
 
 
 @pytest.mark.parametrize("argv", FALLBACK, ids=lambda argv: " ".join(argv) or "nothing")
 def test_fast_path_leaves_anything_else_to_argparse(argv: list[str]) -> None:
-    assert cli._fast_read_args(argv) is None
+    assert cli_read.fast_read_args(argv) is None
 
 
 def test_commands_lists_every_command() -> None:
     """COMMANDS decides which parsers are skipped: a command missing from it would still work, but
     a command in it that does not exist would hide the others' help."""
-    full = cli.build_parser()
+    full = cli_parser.build_parser()
     names = set(full._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    assert names == cli.COMMANDS
+    assert names == cli_parser.COMMANDS
     for name in names:  # building one command lists only that one, with its options
-        one = cli.build_parser(name)
+        one = cli_parser.build_parser(name)
         assert set(one._subparsers._group_actions[0].choices) == {name}  # type: ignore[union-attr]
 
 
 def test_fast_path_knows_every_option_of_read() -> None:
-    parser = cli.build_parser("read")
+    parser = cli_parser.build_parser("read")
     read = parser._subparsers._group_actions[0].choices["read"]  # type: ignore[union-attr]
     options = {}
     for action in read._actions:
         for option in action.option_strings:
             if option not in ("-h", "--help", "-v", "--verbose"):
                 options[option] = action
-    assert set(options) == set(cli._READ_OPTIONS)
+    assert set(options) == set(cli_read.READ_OPTIONS)
     for option, action in options.items():
-        dest, kind, choices = cli._READ_OPTIONS[option]
+        dest, kind, choices = cli_read.READ_OPTIONS[option]
         assert dest == action.dest, option
         if kind is None:
             assert action.nargs == 0 and action.const is True, option

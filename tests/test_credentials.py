@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import pcsc_env
 from sscard.config import Config
 from sscard.credentials import CredentialKind
 from sscard.errors import Timeout
@@ -24,6 +23,7 @@ from sscard.sim.serial_qr import SimulatedQrScanner
 from sscard.terminal import Terminal
 from sscard.tokens import load_public_key, verify_token, write_terminal_key
 from sscard.transports.sim import SimReader
+from support import pcsc_env
 
 EVOUCHER = "4243754826492874240001130000"  # reference §7
 

@@ -105,3 +105,42 @@ def test_fields_reach_the_json_form() -> None:
     assert CardError(0x6A88).to_dict()["sw"] == "6A88"
     bad = BadRecord("birth_date", "not BCD", "出生日期").to_dict()
     assert bad["element"] == "birth_date" and "出生日期" in bad["message_zh"]
+
+
+# --- the one error table (issue 12): exit code, HTTP status, national codes, per code -------------
+
+
+def test_every_code_has_a_row_of_the_one_table() -> None:
+    """Every error there is — sscard.errors', the session tokens', the service's — has a row, so no
+    front end falls back to a default for a code nobody classified."""
+    import sscard.service.problems  # noqa: F401 - its service errors join the hierarchy when imported
+
+    abstract = {"ERROR", "SERVICE_ERROR"}  # bases never raised themselves
+    codes = {cls.code for cls in all_error_classes()} - abstract
+    assert "TOKEN_EXPIRED" in codes and "BAD_REQUEST" in codes  # the check sees the outside classes
+    assert codes - set(errors.ERROR_TABLE) == set()
+    assert set(errors.ERROR_TABLE) - abstract - {"INTERNAL"} <= codes  # and names no code that does not exist
+
+
+def test_the_front_ends_read_the_one_table() -> None:
+    from sscard.cli.util import EXIT_CODES
+    from sscard.national import RETURN_CODES, return_code
+    from sscard.national.health import VENDOR_CODES, vendor_code
+    from sscard.service.problems import HTTP_STATUS, http_status
+
+    for code, row in errors.ERROR_TABLE.items():
+        assert http_status(code) == (errors.DEFAULT_HTTP_STATUS if row.http_status is None else row.http_status)
+        assert (code in HTTP_STATUS) == (row.http_status is not None)
+        assert (code in RETURN_CODES) == (row.national_code is not None)
+        assert (code in VENDOR_CODES) == (row.health_code is not None)
+        if row.category not in (errors.INTERNAL, errors.REQUEST):
+            assert EXIT_CODES[code] == row.category.exit_code
+    assert return_code(CardError(0x6A82)) == -0x6A82 and return_code(None) == 0
+    assert vendor_code(errors.NoReader()) == errors.DEFAULT_HEALTH_CODE
+    assert errors.NoCard().row.category is errors.ENVIRONMENT and errors.exit_code("NO_CARD") == 3
+
+
+def test_a_code_the_table_does_not_know_is_an_internal_error() -> None:
+    assert errors.row_of("NO_SUCH_CODE") is errors.UNLISTED
+    assert errors.exit_code("NO_SUCH_CODE") == 1
+    assert errors.http_status("NO_SUCH_CODE") == errors.DEFAULT_HTTP_STATUS == 409

@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
 from sscard.events import Backoff, Event, EventKind, Monitor, diff
 from sscard.transports.watch import Cancelled, ReaderSnapshot, ServiceLost
+from support import pcsc_env
 
 R1, R2 = "Reader A 00 00", "Reader B 00 00"
 ATR1, ATR2 = bytes.fromhex("3B6D000000814E43238697150100A3C1E5"), bytes.fromhex("3B8080")

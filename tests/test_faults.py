@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
 from sscard.errors import CardChanged, CardRemoved, NoCard, ReaderBusy
 from sscard.sim import Persona, SimulatedCard, load_persona
 from sscard.ssc.application import PinState
 from sscard.terminal import Terminal
 from sscard.transports.sim import SimReader
+from support import pcsc_env
 
 PIN, WRONG, NEW = "123456", "654321", "112233"
 #: No single operation may take longer than this, removal detection included: a hang fails the test.

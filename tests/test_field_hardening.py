@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
 from sscard.apdu import Command
 from sscard.apdu.processors import GetResponseProcessor, ResendWithLeProcessor, TransportConnection, standard_stack
 from sscard.cli import main
@@ -32,6 +31,7 @@ from sscard.terminal import Terminal
 from sscard.transports.replay import ReplayTransport
 from sscard.transports.sim import SimReader
 from sscard.transports.trace import Trace
+from support import pcsc_env
 from test_apdu import card
 from test_terminal import Wire
 
@@ -273,7 +273,7 @@ def test_pin_packs_without_a_str_and_validates_once() -> None:
 
 
 def test_pin_stdin_reads_one_line_from_the_descriptor_into_a_buffer() -> None:
-    from sscard.cli import _read_pin_line
+    from sscard.cli.pin import read_pin_line as _read_pin_line
 
     read_end, write_end = os.pipe()
     os.write(write_end, b"123456\r\n654321\n")

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pcsc_env
 from sscard.apdu.command import Command
 from sscard.apdu.processors import standard_stack
 from sscard.config import Config
@@ -37,7 +36,7 @@ from sscard.errors import (
 from sscard.health import HealthCard, RecordFlaggedInvalid, load_layout, parse_record, read_health_card
 from sscard.health.application import HealthApplication, load_auth_profile, mask_id_number
 from sscard.health.layout import Element, build_record
-from sscard.health.national import (
+from sscard.national.health import (
     VENDOR_CODES,
     ddf1ef05_info,
     field_names,
@@ -50,6 +49,7 @@ from sscard.readers import open_sam_reader, published_test_keys_path
 from sscard.sim import SimulatedCard, load_persona
 from sscard.sim.persona import Persona
 from sscard.transports.sim import SimReader
+from support import pcsc_env
 
 LAYOUT = load_layout()
 ELEMENTS = LAYOUT.elements

@@ -54,7 +54,8 @@ def test_the_test_suite_runs_from_the_sdist(tmp_path: Path) -> None:
         names = archive.getnames()
         archive.extractall(tmp_path / "unpacked", filter="data")
     top = tmp_path / "unpacked" / sdist.name.removesuffix(".tar.gz")
-    for needed in ("LICENSE", "run.sh", "tests/conftest.py", "tests/pcsc_env.py", "tests/ci_guard.py",
+    for needed in ("LICENSE", "run.sh", "tests/conftest.py", "tests/support/pcsc_env.py",
+                   "tests/support/ci_guard.py", "tests/support/fixtures.py",
                    "fixtures/typical-read.apdu", "docs/cli.md", "udev/README.md", "benchmarks/run.py",
                    "src/sscard/rules/60-sscard-ccid.rules", "src/sscard/__main__.py"):  # fmt: skip
         assert f"{top.name}/{needed}" in names, needed

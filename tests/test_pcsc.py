@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from smartcard import scard
 
-import pcsc_env
 from sscard.apdu.command import Command
 from sscard.apdu.processors import standard_stack, transceive
 from sscard.errors import (
@@ -36,6 +35,7 @@ from sscard.sim import VpcdLink
 from sscard.transports import pcsc
 from sscard.transports.base import Reader, Transport
 from sscard.transports.pcsc import PcscReader, PcscTransport, find_reader, list_readers, pcsc_error
+from support import pcsc_env
 
 pytestmark = pytest.mark.pcscd
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import pcsc_env
 from sscard.config import Config, load_config
 from sscard.errors import ConfigError, NoCard, NoReader
 from sscard.readers import SlotKind, card_readers, open_reader, sam_readers, slot_kind
 from sscard.terminal import Terminal
+from support import pcsc_env
 
 ACS_ICC = "ACS ACR1281 1S Dual Reader [ACR1281 1S Dual Reader ICC] 00 00"
 ACS_PICC = "ACS ACR1281 1S Dual Reader [ACR1281 1S Dual Reader PICC] 01 00"

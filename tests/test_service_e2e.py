@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
+from support import pcsc_env
 
 
 def _free_port() -> int:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import pcsc_env
 from sscard.cli import main
 from sscard.config import Config
 from sscard.errors import CardNotGenuine, NotSignedIn, PinBlocked, PinIncorrect, SessionActive, UsageError
@@ -25,6 +24,7 @@ from sscard.sim import SimulatedCard, load_persona
 from sscard.terminal import Terminal
 from sscard.tokens import TokenInvalid, TokenWrongTerminal, load_public_key, verify_token, write_terminal_key
 from sscard.transports.sim import SimReader
+from support import pcsc_env
 
 PIN, WRONG = "123456", "654321"
 TERMINAL_ID = "410100813475"

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-import pcsc_env
 from sscard.errors import Timeout
 from sscard.sim import SimulatedCard, VpcdLink, load_persona
+from support import pcsc_env
 
 SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
 SSSE_FCI = "6F19840F7378312E73682EC9E7BBE1B1A3D5CFA5069F0C03860101"

@@ -1,5 +1,9 @@
 """Configuration: a TOML file, then environment variables, then command-line options.
 
+Why one module of over 400 lines: the schema (every key with its type, its check and its
+messages) is one table that the loader, ``sscard config show`` and the tests all read; apart from
+the loader, a key would be separated from how it is checked.
+
 Search path (the first file that exists wins; ``SSCARD_CONFIG`` names one explicitly and must exist):
 
 1. ``$SSCARD_CONFIG``
@@ -81,7 +85,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -526,10 +529,8 @@ def effective(config: Config) -> list[tuple[Key, Any, str]]:
 
 def _read(path: Path) -> dict[str, Any]:
     # The TOML parser only when there is a file to parse: ~4 ms of start-up otherwise (issue 11).
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from sscard import _toml as tomllib
+
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

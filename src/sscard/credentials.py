@@ -13,7 +13,6 @@ by two threads at once.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import logging
 import queue
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sscard.clock import local_now as _now
 from sscard.errors import (
     DeviceNotFound,
     DeviceRemoved,
@@ -82,10 +82,6 @@ class Credential:
 def qr_config(config: Config) -> QrConfig:
     """The scanner settings of ``[qr]``: one place, so every reader of the scanner agrees."""
     return QrConfig(baudrate=config.qr_baudrate, terminator=config.qr_terminator, dedup_window=config.qr_dedup_window)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 _Item = tuple[str, Any]

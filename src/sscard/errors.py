@@ -9,10 +9,16 @@ raise these, so nothing above has to translate a pyscard or socket exception.
 
 No error may carry a PIN.  Constructors take only the fields listed on each class, and none of
 them is a PIN; messages are built from those fields alone.
+
+The module is over 400 lines because it is the whole hierarchy — one short class per stable code —
+and the one table of what each front end answers each code with (:data:`ERROR_TABLE`); kept in one
+file, a new code and its row are reviewed together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
@@ -62,6 +68,198 @@ class SscardError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message} / {self.message_zh}"
+
+    @property
+    def row(self) -> ErrorRow:
+        """This error's row of :data:`ERROR_TABLE`: its exit code, HTTP status, national codes."""
+        return row_of(self.code)
+
+
+# --- the one error table: exit code, HTTP status, national and health-card return codes -------
+#
+# Each front end answers an error with a number of its own: the CLI an exit status, the service an
+# HTTP status, the national interface (sscard.national) a return code of the vendor DLLs, the
+# health-card libraries (sscard.national.health) theirs.  They are all read from this one table,
+# keyed by the stable ``code``, so no front end maps codes by string on its own.  Rows exist also
+# for codes whose classes live elsewhere (the session tokens' TOKEN_*, the service's refusals).
+
+
+@dataclass(frozen=True)
+class Category:
+    """A kind of failure, which decides the CLI's exit status (docs/cli.md, "Exit codes").
+
+    ``exit_code`` None: the CLI never raises it (the service's own refusals); it would be 1.
+    ``summary``: the English / Chinese name ``sscard --help`` lists the codes under (empty: none).
+    """
+
+    name: str
+    exit_code: int | None
+    summary: str = ""
+
+
+INTERNAL = Category("internal", 1, "internal error (a bug; rerun with -vv) / 内部错误")
+USAGE = Category("usage", 2, "usage error / 用法错误")
+ENVIRONMENT = Category("environment", 3, "environment / 环境")
+CARD = Category("card", 4, "card / 卡片")
+PIN = Category("pin", 5, "PIN / 密码")
+PIN_LOCKED = Category("pin-blocked", 6)
+LOCAL = Category("local", 7, "configuration / 配置")
+KEY_SERVICE = Category("key-service", 8, "key service / 密钥服务")
+TOKEN = Category("token", 9, "token rejected / 令牌被拒绝")
+TOKEN_OLD = Category("token-expired", 10)
+SERIAL = Category("serial", 11, "serial devices / 串口设备")
+REQUEST = Category("request", None, "the service's refusals of a request (HTTP only)")
+
+#: Every category, in exit-code order.
+CATEGORIES = (
+    INTERNAL,
+    USAGE,
+    ENVIRONMENT,
+    CARD,
+    PIN,
+    PIN_LOCKED,
+    LOCAL,
+    KEY_SERVICE,
+    TOKEN,
+    TOKEN_OLD,
+    SERIAL,
+    REQUEST,
+)
+
+#: The HTTP status of a code whose row names none: the card or the session said no.
+DEFAULT_HTTP_STATUS = 409
+#: The national return code of a code whose row names none (configuration, traces: ours, not the card's).
+DEFAULT_NATIONAL_CODE = -13
+#: The health-card libraries' code of a code whose row names none: reader, service and transport
+#: faults have no vendor code of their own, so "card error" (104).
+DEFAULT_HEALTH_CODE = 104
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """What every front end answers one error code with.  None: that front end's default."""
+
+    category: Category
+    http_status: int | None = None
+    national_code: int | None = None
+    health_code: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return self.category.exit_code if self.category.exit_code is not None else INTERNAL.exit_code or 1
+
+
+_R = ErrorRow
+#: code → row.  National codes: reference §6 (CARD_ERROR is −(SW as decimal), see national_code);
+#: health-card codes: docs/card-reference.md, health card section (101 parameter, 102 no file,
+#: 103 read failed, 104 card error, 105 PSAM, 106 authentication; 112, a record flagged invalid,
+#: is told apart by its type in sscard.national.health).
+ERROR_TABLE: Mapping[str, ErrorRow] = {
+    "ERROR": _R(INTERNAL),
+    "INTERNAL": _R(INTERNAL, http_status=500),
+    # usage
+    "USAGE_ERROR": _R(USAGE, http_status=400, health_code=101),
+    "NOT_SIGNED_IN": _R(USAGE),
+    "SESSION_ACTIVE": _R(USAGE),
+    "REPLAY_PIN_REFUSED": _R(USAGE),
+    # environment: service, reader, card presence, transport
+    "NO_SERVICE": _R(ENVIRONMENT, http_status=503, national_code=-11),
+    "NO_READER": _R(ENVIRONMENT, http_status=503, national_code=-11),
+    "NO_CARD": _R(ENVIRONMENT, http_status=409, national_code=-2, health_code=104),
+    "CARD_REMOVED": _R(ENVIRONMENT, http_status=409, national_code=-2, health_code=104),
+    "CARD_RESET": _R(ENVIRONMENT, national_code=-3, health_code=104),
+    "CARD_CHANGED": _R(ENVIRONMENT, national_code=-20, health_code=104),
+    "READER_BUSY": _R(ENVIRONMENT, national_code=-11),
+    "CARD_MUTE": _R(ENVIRONMENT, national_code=-4, health_code=104),
+    "TRANSPORT_ERROR": _R(ENVIRONMENT, http_status=503, national_code=-12),
+    "TIMEOUT": _R(ENVIRONMENT, http_status=504, national_code=-12),
+    # the card
+    "NOT_SSC": _R(CARD, national_code=-1, health_code=102),
+    "BAD_RECORD": _R(CARD, national_code=-23, health_code=103),
+    "CARD_ERROR": _R(CARD, health_code=104),
+    "CARD_LOCKED": _R(CARD, national_code=-0x9303, health_code=104),
+    "AUTH_REQUIRED": _R(CARD, national_code=-2203, health_code=105),
+    "CARD_NOT_GENUINE": _R(CARD, national_code=-21, health_code=106),
+    "TERMINAL_AUTH_FAILED": _R(CARD, national_code=-22, health_code=106),
+    # the PIN
+    "PIN_INCORRECT": _R(PIN, national_code=-51),
+    "PIN_FORMAT": _R(PIN, http_status=400, national_code=-33, health_code=101),
+    "PIN_MISMATCH": _R(PIN, national_code=-34),
+    "PIN_BLOCKED": _R(PIN_LOCKED, national_code=-52),
+    # local files: configuration, traces, keys
+    "CONFIG_ERROR": _R(LOCAL, http_status=500, health_code=101),
+    "TRACE_MISMATCH": _R(LOCAL),
+    "TOKEN_KEY_ERROR": _R(LOCAL),
+    "TRACE_INVALID": _R(LOCAL),
+    "FILE_REFUSED": _R(LOCAL),
+    # the key service: PSAM, HSM
+    "PSAM_MISSING": _R(KEY_SERVICE, national_code=-2201, health_code=105),
+    "PSAM_KEY_MISSING": _R(KEY_SERVICE, national_code=-24, health_code=105),
+    "PSAM_ERROR": _R(KEY_SERVICE, national_code=-12, health_code=105),
+    "ALGORITHM_UNSUPPORTED": _R(KEY_SERVICE, national_code=-2202, health_code=105),
+    "HSM_RESPONSE_INVALID": _R(KEY_SERVICE, national_code=-25, health_code=105),
+    # session tokens (their classes: sscard.tokens)
+    "TOKEN_MALFORMED": _R(TOKEN),
+    "TOKEN_INVALID": _R(TOKEN),
+    "TOKEN_NOT_YET_VALID": _R(TOKEN),
+    "TOKEN_WRONG_TERMINAL": _R(TOKEN),
+    "TOKEN_EXPIRED": _R(TOKEN_OLD),
+    # serial devices: QR scanners, ID-card readers
+    "DEVICE_NOT_FOUND": _R(SERIAL),
+    "DEVICE_REMOVED": _R(SERIAL),
+    "DEVICE_TIMEOUT": _R(SERIAL),
+    "FRAME_ERROR": _R(SERIAL),
+    "SCAN_REJECTED": _R(SERIAL),
+    "ID_CARD_NO_CARD": _R(SERIAL),
+    "ID_CARD_SELECT_FAILED": _R(SERIAL),
+    "ID_CARD_READ_FAILED": _R(SERIAL),
+    "ID_CARD_ERROR": _R(SERIAL),
+    # the service's own refusals (their classes: sscard.service.problems)
+    "SERVICE_ERROR": _R(REQUEST),
+    "BAD_REQUEST": _R(REQUEST, http_status=400),
+    "UNAUTHORIZED": _R(REQUEST, http_status=401),
+    "ORIGIN_REFUSED": _R(REQUEST, http_status=403),
+    "NOT_FOUND": _R(REQUEST, http_status=404),
+    "METHOD_NOT_ALLOWED": _R(REQUEST, http_status=405),
+    "REQUEST_TOO_LARGE": _R(REQUEST, http_status=413),
+    "SERVICE_BUSY": _R(REQUEST, http_status=503),
+}
+del _R
+
+#: The row of a code the table does not know (a bug's code): internal error, every default.
+UNLISTED = ErrorRow(INTERNAL)
+
+
+def row_of(code: str) -> ErrorRow:
+    """The table row of an error code (:data:`UNLISTED` for a code the table does not know)."""
+    return ERROR_TABLE.get(code, UNLISTED)
+
+
+def exit_code(code: str) -> int:
+    """The CLI's exit status for an error code."""
+    return row_of(code).exit_code
+
+
+def http_status(code: str) -> int:
+    """The service's HTTP status for an error code."""
+    status = row_of(code).http_status
+    return DEFAULT_HTTP_STATUS if status is None else status
+
+
+def national_code(error: SscardError | None) -> int:
+    """The national interface's return code (reference §6): 0 for success, −SW for CARD_ERROR."""
+    if error is None:
+        return 0
+    if isinstance(error, CardError):
+        return -error.sw
+    value = row_of(error.code).national_code
+    return DEFAULT_NATIONAL_CODE if value is None else value
+
+
+def health_code(code: str) -> int:
+    """The health-card libraries' return code for an error code (not 112: see sscard.national.health)."""
+    value = row_of(code).health_code
+    return DEFAULT_HEALTH_CODE if value is None else value
 
 
 # --- PC/SC and reader level -------------------------------------------------------------------
@@ -512,3 +710,159 @@ def all_error_classes() -> list[type[SscardError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen
+
+
+# --- session tokens (sscard.tokens, docs/tokens.md) --------------------------------------------------
+# Re-exported by sscard.tokens, which raises them; the codes are final.
+
+
+class TokenRejected(SscardError):
+    """Base of the errors that reject a token (not raised itself).
+
+    A backend answers these with "please sign in again" (HTTP 401); :class:`TokenKeyError` is a
+    configuration problem on the verifier's side and is deliberately not one of them.
+    """
+
+
+class TokenMalformed(TokenRejected):
+    """Not a token of this format: empty, truncated, bad base64url, not JSON, an unknown version,
+    or claims of the wrong type.  ``detail`` says which part, never its content."""
+
+    code = "TOKEN_MALFORMED"
+    message_en = "This is not a valid session token."
+    message_zh_text = "会话令牌格式无效。"
+
+
+class TokenInvalid(TokenRejected):
+    """The signature does not verify with any trusted key: the token was altered, or a key the
+    verifier does not trust (another terminal's, an old one) signed it."""
+
+    code = "TOKEN_INVALID"
+    message_en = "The session token's signature is not valid: it was altered or not issued by a trusted terminal."
+    message_zh_text = "会话令牌签名无效：令牌已被篡改，或并非由受信任的终端签发。"
+
+
+class TokenExpired(TokenRejected):
+    code = "TOKEN_EXPIRED"
+    message_en = "The session has expired. Please sign in again."
+    message_zh_text = "会话已过期，请重新登录。"
+
+    def __init__(self, expires_at: int | None = None, detail: str | None = None) -> None:
+        self.expires_at = expires_at
+        super().__init__(detail, expires_at=expires_at)
+
+    @property
+    def message(self) -> str:
+        if self.expires_at is None:
+            return super().message
+        return _token_with_detail(
+            f"The session expired at {_token_utc(self.expires_at)}. Please sign in again.", self.detail
+        )
+
+    @property
+    def message_zh(self) -> str:
+        if self.expires_at is None:
+            return super().message_zh
+        return f"会话已于 {_token_utc(self.expires_at)} 过期，请重新登录。"
+
+
+class TokenNotYetValid(TokenRejected):
+    """``iat`` lies further in the future than the leeway: almost always a clock that is wrong,
+    on the kiosk or on the verifier — which is why it is not reported as tampering."""
+
+    code = "TOKEN_NOT_YET_VALID"
+    message_en = "The session token was issued in the future. Check the clocks of the kiosk and of this computer."
+    message_zh_text = "会话令牌的签发时间晚于当前时间，请检查自助终端和本机的时钟。"
+
+    def __init__(self, issued_at: int | None = None, detail: str | None = None) -> None:
+        self.issued_at = issued_at
+        super().__init__(detail, issued_at=issued_at)
+
+    @property
+    def message(self) -> str:
+        if self.issued_at is None:
+            return super().message
+        return _token_with_detail(
+            f"The session token was issued in the future ({_token_utc(self.issued_at)}). "
+            "Check the clocks of the kiosk and of this computer.",
+            self.detail,
+        )
+
+    @property
+    def message_zh(self) -> str:
+        if self.issued_at is None:
+            return super().message_zh
+        return f"会话令牌的签发时间（{_token_utc(self.issued_at)}）晚于当前时间，请检查自助终端和本机的时钟。"
+
+
+class TokenWrongTerminal(TokenRejected):
+    """The signature verifies, but the token names another terminal than the one expected."""
+
+    code = "TOKEN_WRONG_TERMINAL"
+    message_en = "The session token was issued by another terminal."
+    message_zh_text = "会话令牌由其他终端签发。"
+
+    def __init__(
+        self, terminal_id: str | None = None, expected_terminal_id: str | None = None, detail: str | None = None
+    ) -> None:
+        self.terminal_id = terminal_id
+        self.expected_terminal_id = expected_terminal_id
+        super().__init__(detail, terminal_id=terminal_id, expected_terminal_id=expected_terminal_id)
+
+    @property
+    def message(self) -> str:
+        if self.terminal_id is None or self.expected_terminal_id is None:
+            return super().message
+        return _token_with_detail(
+            f"The session token was issued by terminal {self.terminal_id}, not by {self.expected_terminal_id}.",
+            self.detail,
+        )
+
+    @property
+    def message_zh(self) -> str:
+        if self.terminal_id is None or self.expected_terminal_id is None:
+            return super().message_zh
+        return f"会话令牌由终端 {self.terminal_id} 签发，而非 {self.expected_terminal_id}。"
+
+
+class TokenKeyError(SscardError):
+    """A key cannot be used: file missing or unreadable, not an Ed25519 key, or a private key file
+    that other users can read.  A problem of the verifier's (or issuer's) setup, not of the token."""
+
+    code = "TOKEN_KEY_ERROR"
+    message_en = "Session key problem: {problem}."
+    message_zh_text = "会话密钥错误：{problem_zh}。"
+
+    def __init__(
+        self,
+        problem: str = "the key cannot be used",
+        problem_zh: str = "密钥不可用",
+        path: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        self.path = path
+        super().__init__(detail, problem=problem, problem_zh=problem_zh, path=path)
+
+
+#: Every error sscard.tokens raises, for documentation and tests.
+TOKEN_ERRORS: tuple[type[SscardError], ...] = (
+    TokenMalformed,
+    TokenInvalid,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenWrongTerminal,
+    TokenKeyError,
+)
+
+
+def _token_with_detail(text: str, detail: str | None) -> str:
+    return f"{text} ({detail})" if detail else text
+
+
+def _token_utc(seconds: int) -> str:
+    from datetime import datetime, timezone  # here: only a token error's message needs it
+
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} (Unix time)"

@@ -36,8 +36,10 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sscard.backoff import Backoff
+from sscard.clock import local_now as _now
 from sscard.errors import UsageError
-from sscard.transports.watch import Backoff, Cancelled, EventSource, ReaderSnapshot, ServiceLost
+from sscard.transports.watch import Cancelled, EventSource, ReaderSnapshot, ServiceLost
 
 log = logging.getLogger("sscard.events")
 
@@ -63,10 +65,6 @@ class EventKind(enum.Enum):
 READER_KINDS = frozenset(
     {EventKind.CARD_INSERTED, EventKind.CARD_REMOVED, EventKind.READER_ATTACHED, EventKind.READER_DETACHED}
 )
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,19 @@ taken for the resident's card, even though it always "holds a card".
 Configuring ``name`` alone pins the reader: only readers whose names contain it are used (their
 contactless slots included, ordered by ``iType``).
 
-pyscard and the simulator are imported only when asked for, so ``sscard --help`` and replay-only
-use never pay for them.
+Each prefix is an entry of :data:`SCHEMES` (a reader scheme: how to open the resident's card reader
+and, where it has one, a PSAM reader); a specification without a known prefix is PC/SC
+(:data:`PCSC`).  Every entry imports what it needs when it is used: pyscard for PC/SC, and the
+simulator only through the ``sim:`` entry (:mod:`sscard.readers_sim`), so ``sscard --help``,
+replays and kiosks on PC/SC readers never load the simulator.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sscard.config import ITYPE_CONTACT, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS, Config
@@ -115,27 +119,43 @@ def describe(names: Sequence[str], config: Config) -> str:
     return ", ".join(f"{name!r} ({slot_kind(name, config).value})" for name in names) or "none"
 
 
-def open_reader(
-    spec: str | None, busy_wait: float = 0.0, config: Config | None = None, *, accept_any_pin: bool = False
-) -> Reader:
-    """The reader for ``spec`` (which overrides ``config.reader``); PC/SC readers chosen as above.
+@dataclass(frozen=True)
+class ReaderScheme:
+    """One reader-specification prefix: how to open its card reader and, optionally, its PSAM reader.
 
-    ``accept_any_pin`` only matters for ``replay:``: a test's explicit opt-in to PIN operations
-    a trace cannot check (they are refused otherwise, REPLAY_PIN_REFUSED).
+    ``card(rest, config, accept_any_pin)`` and ``sam(rest, config)`` get the specification after the
+    prefix; a scheme without ``sam`` leaves PSAM lookup to PC/SC (the specification then names the
+    reader, as before).  Entries import their implementation inside these functions, so registering
+    a scheme costs nothing until it is used.
     """
-    if spec and spec.startswith(SIM_PREFIX):
-        from sscard.sim import SimulatedCard, load_persona
-        from sscard.transports.sim import SimReader
 
-        persona = spec[len(SIM_PREFIX) :] or "typical"
-        return SimReader(SimulatedCard(load_persona(persona)), name=f"{SIM_PREFIX}{persona}")
-    if spec and spec.startswith(REPLAY_PREFIX):
-        from sscard.transports.replay import ReplayReader
+    prefix: str
+    card: Callable[[str, Config, bool], Reader]
+    sam: Callable[[str, Config], Reader] | None = None
 
-        return ReplayReader(spec[len(REPLAY_PREFIX) :], accept_any_pin=accept_any_pin)
+
+def _sim_card(rest: str, config: Config, accept_any_pin: bool) -> Reader:
+    from sscard.readers_sim import open_card  # the only way the reader wiring reaches the simulator
+
+    return open_card(rest)
+
+
+def _sim_sam(rest: str, config: Config) -> Reader:
+    from sscard.readers_sim import open_sam
+
+    return open_sam(rest)
+
+
+def _replay_card(rest: str, config: Config, accept_any_pin: bool) -> Reader:
+    from sscard.transports.replay import ReplayReader
+
+    return ReplayReader(rest, accept_any_pin=accept_any_pin)
+
+
+def _pcsc_card(spec: str, config: Config, accept_any_pin: bool) -> Reader:
     from sscard.transports.pcsc import PcscReader, PcscReaderSet, list_readers
 
-    config = (config or Config(busy_wait=busy_wait)).with_overrides(reader=spec or None)
+    config = config.with_overrides(reader=spec or None)
     names = list_readers()
     if not names:
         raise NoReader("pcscd lists no readers")
@@ -152,19 +172,7 @@ def open_reader(
     return PcscReaderSet(chosen, busy_wait=config.busy_wait)
 
 
-def open_sam_reader(config: Config) -> Reader:
-    """The reader holding the PSAM (reference §5): ``[reader] sam``, else a slot named like one.
-
-    ``sim:PSAM`` puts a simulated PSAM (``sscard sim psams``) in an in-process reader.
-    PsamMissing (national −2201) when there is none.
-    """
-    spec = config.sam_reader
-    if spec and spec.startswith(SIM_PREFIX):
-        from sscard.sim.psam import SimulatedPsam, load_psam
-        from sscard.transports.sim import SimReader
-
-        name = spec[len(SIM_PREFIX) :] or "psam"
-        return SimReader(SimulatedPsam(load_psam(name)), name=spec)
+def _pcsc_sam(spec: str, config: Config) -> Reader:
     from sscard.transports.pcsc import PcscReader, list_readers
 
     names = list_readers()
@@ -175,8 +183,52 @@ def open_sam_reader(config: Config) -> Reader:
     return PcscReader(sams[0], busy_wait=config.busy_wait)
 
 
-def published_test_keys_path() -> Path:
-    """The simulator's published test keys (docs/card-auth.md): software keys for tests only."""
-    from importlib import resources  # here: a read never needs it (start-up, issue 11 item 14)
+#: PC/SC: any specification without a registered prefix (a reader-name substring, or none).
+PCSC = ReaderScheme("", _pcsc_card, _pcsc_sam)
+#: The reader schemes by prefix.  A new scheme is one entry (docs/architecture.md).
+SCHEMES: dict[str, ReaderScheme] = {
+    SIM_PREFIX: ReaderScheme(SIM_PREFIX, _sim_card, _sim_sam),
+    REPLAY_PREFIX: ReaderScheme(REPLAY_PREFIX, _replay_card),
+}
 
-    return Path(str(resources.files("sscard.sim").joinpath("data").joinpath("test-keys.toml")))
+
+def scheme_of(spec: str | None) -> tuple[ReaderScheme, str]:
+    """The scheme a specification names and the rest of it; PC/SC with the whole of it otherwise."""
+    for prefix, scheme in SCHEMES.items():
+        if spec and spec.startswith(prefix):
+            return scheme, spec[len(prefix) :]
+    return PCSC, spec or ""
+
+
+def open_reader(
+    spec: str | None, busy_wait: float = 0.0, config: Config | None = None, *, accept_any_pin: bool = False
+) -> Reader:
+    """The reader for ``spec`` (which overrides ``config.reader``); PC/SC readers chosen as above.
+
+    ``accept_any_pin`` only matters for ``replay:``: a test's explicit opt-in to PIN operations
+    a trace cannot check (they are refused otherwise, REPLAY_PIN_REFUSED).
+    """
+    scheme, rest = scheme_of(spec)
+    return scheme.card(rest, config or Config(busy_wait=busy_wait), accept_any_pin)
+
+
+def open_sam_reader(config: Config) -> Reader:
+    """The reader holding the PSAM (reference §5): ``[reader] sam``, else a slot named like one.
+
+    ``sim:PSAM`` puts a simulated PSAM (``sscard sim psams``) in an in-process reader.
+    PsamMissing (national −2201) when there is none.
+    """
+    scheme, rest = scheme_of(config.sam_reader)
+    if scheme.sam is not None:
+        return scheme.sam(rest, config)
+    return _pcsc_sam(config.sam_reader or "", config)
+
+
+def published_test_keys_path() -> Path:
+    """The simulator's published test keys (docs/card-auth.md): software keys for tests only.
+
+    Part of the ``sim:`` scheme: the file ships with the simulator, which is loaded only for it.
+    """
+    from sscard.readers_sim import test_keys_path
+
+    return test_keys_path()

@@ -17,13 +17,14 @@ import datetime as dt
 import enum
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sscard.clock import local_now as _now
 from sscard.errors import NotSignedIn, SessionActive
 from sscard.events import Event, EventKind, Monitor
+from sscard.tokens import claims as _claims
 from sscard.transports.watch import EventSource
 
 log = logging.getLogger("sscard.session")
@@ -45,10 +46,6 @@ class EndReason(str, enum.Enum):
     IDLE_TIMEOUT = "idle_timeout"
     SERVICE_LOST = "service_lost"
     READER_DETACHED = "reader_detached"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 @dataclass(frozen=True)
@@ -89,8 +86,9 @@ class Session:
         }
 
 
-def new_session_id() -> str:
-    return uuid.uuid4().hex
+#: The one generator of session ids (:func:`sscard.tokens.claims.new_session_id`), named here too
+#: because sessions are made with it.
+new_session_id = _claims.new_session_id
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sscard.apdu.atr import historical_bytes
 from sscard.apdu.processors import TraceSink, standard_stack
+from sscard.clock import local_now as _now
 from sscard.config import Config, load_config
 from sscard.errors import (
     AlgorithmUnsupported,
@@ -70,10 +71,6 @@ PinSource = PinLike | Callable[[], PinLike]
 IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
 #: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
 LOCKED_EF06 = ("ssn", "name", "gender", "nation", "birthplace", "birth_date")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
 
 
 def _card_keys(transport: Transport, ssse: SsseInfo, issuer: IssuerData) -> tuple[CardFacts, Algorithm]:
@@ -296,9 +293,8 @@ class Terminal:
             transport, self._transport = self._transport, None
             if transport is None:
                 return
-            closer = getattr(transport, "reset_and_close", None) if reset else None
-            if callable(closer):
-                closer()
+            if reset:
+                transport.reset_and_close()
             else:
                 transport.close()
 
@@ -454,9 +450,9 @@ class Terminal:
         """The terminal's one session slot; subscribe to it for started/ended events."""
         if self._sessions is None:
             from sscard.session import SessionManager
+            from sscard.transports.base import event_factory
 
-            source = getattr(self.reader, "event_source", None)
-            self._sessions = SessionManager(self.config.session_idle, source if callable(source) else None)
+            self._sessions = SessionManager(self.config.session_idle, event_factory(self.reader))
             self._sessions.subscribe(self._on_session_event)
         return self._sessions
 
@@ -699,7 +695,7 @@ class Terminal:
         A ``replay:`` reader not opened for tests answers a recorded VERIFY to any PIN.  Every PIN
         operation calls this first, and a front end calls it before it asks for the PIN.
         """
-        if getattr(self.reader, "accepts_pin", True) is False:
+        if not self.reader.accepts_pin:
             raise ReplayPinRefused(f"reader {self.reader.name!r}")
 
     def pin_status(self) -> PinOutcome:

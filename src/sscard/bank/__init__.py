@@ -6,7 +6,7 @@ A card-application module (layer 3): it speaks APDUs through :mod:`sscard.apdu` 
 * :class:`BankApplication` — SELECT (PPSE or AIDs), GET PROCESSING OPTIONS, READ RECORD;
 * :class:`BankCard` — the frozen result, PAN masked unless :meth:`BankCard.clear_pan` is called;
 * :mod:`sscard.bank.tlv` / :mod:`sscard.bank.emv` — the strict BER-TLV, DOL, GPO and AFL parsers;
-* :mod:`sscard.bank.national` — the ``iReadBankNumber`` output line.
+* the ``iReadBankNumber`` output line is a front end's: :mod:`sscard.national.bank`.
 """
 
 from sscard.bank.application import UNIONPAY_AIDS, UNIONPAY_CREDIT, UNIONPAY_DEBIT, BankApplication, Selected

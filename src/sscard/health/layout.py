@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -28,12 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sscard import _toml as tomllib
 from sscard.errors import BadRecord, ConfigError, SscardError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 #: The encodings an element may declare (the comment at the top of ``data/layout.toml``).
 ENCODINGS = ("an", "cn", "bcd_date", "gbk", "binary")
@@ -46,7 +41,7 @@ class RecordFlaggedInvalid(BadRecord):
     """A record the card itself marks invalid (flag ``FF``; vendor return code 112).
 
     Still ``BAD_RECORD`` to every caller that branches on the code; the subclass lets the vendor
-    format (:mod:`sscard.health.national`) tell it from a malformed record (103) without reading
+    format (:mod:`sscard.national.health`) tell it from a malformed record (103) without reading
     the message.  It belongs in :mod:`sscard.errors` once the card-application seam lands.
     """
 

@@ -14,11 +14,11 @@ genuine card) and external authentication (the cryptogram that unlocks EF06) nee
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from sscard import _toml as tomllib
 from sscard.apdu.command import Command
 from sscard.apdu.processors import TraceSink, standard_stack
 from sscard.apdu.sw import SW
@@ -27,11 +27,6 @@ from sscard.files import read_regular_file
 from sscard.psam.crypto import Algorithm, derive, encrypt, pad
 from sscard.psam.profile import KeyUse, Profile
 from sscard.transports.base import Transport
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger("sscard.psam")
 

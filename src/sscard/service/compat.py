@@ -25,7 +25,7 @@ from sscard.errors import SscardError
 from sscard.national import DEFAULT_RETURN_CODE, ireadcardbas, return_code
 
 if TYPE_CHECKING:
-    from sscard.service.app import Service
+    from sscard.service.state import Service
 
 FUNCTIONS = ("iReadCardBas", "iVerifyPIN", "iChangePIN", "iReadCardBas_HSM_Step1", "iReadCardBas_HSM_Step2")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sscard import __version__
+from sscard.service.bodies import FIELDS
+from sscard.service.problems import DEFAULT_STATUS, HTTP_STATUS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -14,8 +16,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _body(path: str, *required: str) -> dict[str, Any]:
-    """The request-body schema of ``path``, from the fields the service checks (app.FIELDS)."""
-    from sscard.service.app import FIELDS
+    """The request-body schema of ``path``, from the fields the service checks (bodies.FIELDS)."""
 
     types = {bool: {"type": "boolean"}, str: {"type": "string"}}
     schema: dict[str, Any] = {
@@ -183,7 +184,5 @@ def document() -> dict[str, Any]:
 
 
 def _statuses() -> dict[str, Any]:
-    """The HTTP status of each error code (app.HTTP_STATUS), and of every other code."""
-    from sscard.service.app import DEFAULT_STATUS, HTTP_STATUS
-
+    """The HTTP status of each error code (the one error table's column), and of every other code."""
     return {"codes": dict(sorted(HTTP_STATUS.items())), "default": DEFAULT_STATUS}

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sscard.service.logs import RefusalLog, clean
+from sscard.service.problems import BadRequest, error_response
 
 log = logging.getLogger("sscard.service")
 
@@ -116,8 +117,6 @@ class GuardedConnection(asyncio.Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser cannot read: the JSON error form too, and a rate-limited log line."""
-        from sscard.service.app import BadRequest, error_response
-
         self.refusals.refused("malformed", f"unreadable HTTP request ({clean(msg)})")
         response = error_response(BadRequest("the HTTP request cannot be parsed", "无法解析该HTTP请求"))
         head = [b"HTTP/1.1 400 Bad Request", b"connection: close", b"content-length: %d" % len(response.body)]

@@ -1,5 +1,9 @@
 """A social security card in software: the ISO 7816-4 behaviour of reference §1–§4, per persona.
 
+Why one module of over 400 lines: :class:`SimulatedCard` is one command dispatcher over one
+security state, the card's ISO 7816-4 behaviour; its bank and health applications, crypto, keys
+and encoding are already modules of their own.
+
 This is the card on the other side of the wire, not part of the middleware: it parses command
 APDUs and answers response APDUs exactly as a card would, including the awkward parts real cards
 have (T=0 ``61xx``/GET RESPONSE, ``6Cxx`` on a wrong Le, refused SFI addressing, a PIN counter) so
@@ -43,7 +47,7 @@ from sscard.sim.emv import PPSE_NAME, SimulatedEmv
 from sscard.sim.encoding import PBOC_DEBIT_AID, SSSE_AID, pboc_fci, record_files, ssse_fci
 from sscard.sim.health import HealthApplet
 from sscard.sim.keys import KeyUsage, load_test_keys
-from sscard.sim.persona import Persona
+from sscard.sim.model import Persona
 
 MF_FID = 0x3F00
 #: Command headers kept in :attr:`SimulatedCard.command_log`.
@@ -130,7 +134,7 @@ class _Refused(Exception):
 
 
 class SimulatedCard:
-    """One card, built from a :class:`~sscard.sim.persona.Persona`.
+    """One card, built from a :class:`~sscard.sim.model.Persona`.
 
     ``remove_after``: after that many APDUs the card is gone and :meth:`process` raises
     :class:`CardGone`, so a test can pull the card at every point of an operation.

@@ -12,7 +12,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sscard.sim.persona import Persona
+    from sscard.sim.model import Persona
 
 #: DDF SSSE's AID (reference §1): ASCII "sx1.sh." + GBK "社会保障".
 SSSE_AID = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")

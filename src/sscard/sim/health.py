@@ -36,12 +36,12 @@ import datetime as dt
 import functools
 import hmac
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from sscard import _toml as tomllib
 from sscard.apdu.command import Command
 from sscard.apdu.sw import SW
 from sscard.errors import ConfigError
@@ -57,11 +57,6 @@ from sscard.sim.crypto import (
     pad,
 )
 from sscard.sim.keys import TEST_KEYS_RESOURCE, KeyUsage, load_test_keys
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 DDF1_FID = 0xDDF1
 MF_FID = 0x3F00

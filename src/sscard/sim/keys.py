@@ -12,7 +12,6 @@ from __future__ import annotations
 import enum
 import functools
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,13 +19,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from sscard import _toml as tomllib
 from sscard.errors import ConfigError
 from sscard.sim.crypto import KEY_LENGTH, Algorithm, CardData, FactorPart, UnsupportedAlgorithm, build_factor
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 #: The bundled file, relative to the ``sscard.sim`` package.
 TEST_KEYS_RESOURCE = "data/test-keys.toml"

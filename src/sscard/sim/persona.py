@@ -63,7 +63,8 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     [bank]                         # the bank (UnionPay/EMV) application; keys in sscard.sim.emv
     pan = "6217000010001234569"
 
-The encoding to bytes is :mod:`sscard.sim.encoding`; this module only validates and types the data.
+The encoding to bytes is :mod:`sscard.sim.encoding`; the typed values are in :mod:`sscard.sim.model`;
+this module only validates the data and builds them.
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ import datetime as dt
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -81,13 +81,13 @@ from typing import TYPE_CHECKING, Any
 from sscard.errors import ConfigError
 from sscard.sim.emv import BankData, parse_bank
 from sscard.sim.encoding import record_files, split_name, synthetic_bytes
-from sscard.sim.health import HealthData, parse_health
+from sscard.sim.health import parse_health
 from sscard.sim.keys import DEFAULT_KEYSET, load_test_keys
+from sscard.sim.model import Behaviour, HolderInfo, IssuerInfo, Persona, PinSettings
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+__all__ = ["Behaviour", "HolderInfo", "IssuerInfo", "Persona", "PinSettings", "list_personas", "load_persona"]
+
+from sscard import _toml as tomllib
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -100,89 +100,6 @@ SPEC_VERSIONS = ("1.00", "2.00", "3.00")
 AUTH_FILES = {"EF06": 0xEF06, "EF07": 0xEF07, "EF08": 0xEF08}
 DEFAULT_PHOTO_SIZE = 2560
 DEFAULT_FINGERPRINT_SIZE = 0x300
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """How this card deviates from the easy path; each switch exercises one middleware fallback."""
-
-    get_response: bool = False
-    strict_le: bool = False
-    sfi: bool = True
-    pin_status: bool = True
-    #: FIDs of the files that answer 6982 until EXTERNAL AUTHENTICATE succeeds (3rd-gen EF06, ref. §1).
-    external_auth: frozenset[int] = frozenset()
-    #: FCI tag 9F0C algorithm flag (reference §1); ``None`` leaves the tag out.
-    algorithm: int | None = 0x01
-    locked: bool = False
-    #: When set, VERIFY with a PIN and CHANGE PIN answer this status word (e.g. ``6C00``, ``6104``)
-    #: without looking at the PIN: a card that invites the middleware to resend a PIN command.
-    pin_sw: int | None = None
-
-
-@dataclass(frozen=True)
-class PinSettings:
-    """The simulator's PIN.  ``value`` is kept out of ``repr`` so a logged persona never shows it."""
-
-    value: str = field(default="123456", repr=False)
-    tries_left: int = 3
-    max_tries: int = 3
-
-
-@dataclass(frozen=True)
-class IssuerInfo:
-    """EF05 source values (reference §3, tags 01–07), before encoding."""
-
-    identification_code: bytes
-    card_type: str
-    spec_version: str
-    issuer_id: str
-    issue_date: dt.date | None
-    expiry_date: dt.date | None
-    card_number: str
-
-
-@dataclass(frozen=True)
-class HolderInfo:
-    """EF06 source values (reference §3), before encoding; ``name`` is the full name."""
-
-    ssn: str
-    name: str
-    name_padding: bytes
-    gender: str
-    nation: str
-    birthplace: str
-    birth_date: dt.date | None
-
-
-@dataclass(frozen=True)
-class Persona:
-    """One simulated card's data and behaviour, as loaded from its TOML file."""
-
-    name: str
-    description: str
-    ssc: bool
-    atr: bytes
-    protocol: str
-    behaviour: Behaviour
-    pin: PinSettings
-    ef05: IssuerInfo | None
-    ef06: HolderInfo | None
-    #: tag -> exact value bytes replacing the encoded value (bad-data personas).
-    raw: Mapping[int, bytes] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    photo: bytes = field(default=b"", repr=False)
-    fingerprint: bytes = field(default=b"", repr=False)
-    source: Path | None = None
-    #: The ``[keysets.NAME]`` of ``sim/data/test-keys.toml`` this card's keys derive from.
-    keyset: str = DEFAULT_KEYSET
-    #: The bank (UnionPay/EMV) application, when the card carries one (``[bank]``, :mod:`sscard.sim.emv`).
-    bank: BankData | None = None
-    #: The resident health card's DDF1, from a ``[health]`` section (sim/health.py).
-    health: HealthData | None = None
-
-    @property
-    def spec_version(self) -> str | None:
-        return self.ef05.spec_version if self.ef05 else None
 
 
 # --- public API -------------------------------------------------------------------------------

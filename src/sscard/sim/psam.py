@@ -43,6 +43,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sscard import _toml as tomllib
 from sscard.apdu.command import Command
 from sscard.apdu.sw import SW
 from sscard.errors import ConfigError
@@ -50,11 +51,6 @@ from sscard.sim.card import COMMAND_LOG_SIZE, CardGone
 from sscard.sim.crypto import FACTOR_LENGTH, Algorithm, block_size, diversify_levels, encrypt
 from sscard.sim.keys import DEFAULT_KEYSET, KeyUsage, load_test_keys
 from sscard.sim.persona import _check_atr, _hex, _Table
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

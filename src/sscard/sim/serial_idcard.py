@@ -1,5 +1,9 @@
 """A simulated resident ID-card reader on a pseudo-terminal (reference §7).
 
+Why one module of over 400 lines: the persona files, the frames and the pty thread are one
+simulated device, with its own copy of the wire constants kept apart from :mod:`sscard.idcard` on
+purpose, so splitting would only spread one device over files.
+
 The other side of the wire for :mod:`sscard.idcard`: it reads request frames from the master end
 of a pty pair and answers them as a reader's security module would, for an ID-card persona
 (``sim/idcards/NAME.toml``).  Clients open the slave end (:attr:`SimulatedIdCardReader.path`) with
@@ -42,12 +46,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sscard import _toml as tomllib
 from sscard.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):

@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from sscard import _toml as tomllib
 
 
 @functools.cache

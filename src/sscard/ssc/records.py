@@ -1,5 +1,9 @@
 """Data elements of the SSSE application (reference §3) as construct formats and frozen dataclasses.
 
+Why one module of over 400 lines: the element table ties each tag to its construct format and
+to its field in the typed records, so formats, table and records are read together; construct
+stays inside this parser (STYLE.md §5).
+
 Each element is declared once, in :data:`ELEMENTS`, as a TLV format (tag, length, value) whose
 value codec validates and converts the wire bytes.  The codecs are plain Python, so that reading a
 well-formed record needs no construct (start-up, issue 11 item 14: importing construct costs more

@@ -1,5 +1,9 @@
 """PC/SC readers through pyscard's low-level ``smartcard.scard`` API.
 
+Why one module of over 400 lines: the reader, the reader set and the transport share one set of
+context, wait and handle helpers and the same rules for pcscd's codes; the binding and the code
+table are already apart (:mod:`sscard.transports.pcsc_errors`), and so are the events.
+
 This is the only module of sscard that imports pyscard (STYLE.md §1), and nothing imports it at
 ``import sscard`` time: :mod:`sscard.readers` loads it when a PC/SC reader is asked for.
 
@@ -16,59 +20,34 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sscard.errors import (
-    CardMute,
     CardRemoved,
     CardReset,
     NoCard,
     NoReader,
-    NoService,
-    ReaderBusy,
     SscardError,
     Timeout,
     TransportFailure,
 )
-from sscard.transports.base import TransportBase
+from sscard.transports.base import ReaderBase, TransportBase
+from sscard.transports.pcsc_errors import PCSC_ERRORS, _u32, pcsc_error, scard
 
 if TYPE_CHECKING:
     from sscard.transports.watch import EventSource
 
-
-def _scard_module() -> Any:
-    """pyscard's PC/SC binding, ``smartcard.scard``, without the rest of pyscard.
-
-    ``import smartcard.scard`` first runs ``smartcard/__init__``, which imports pyscard's object
-    layer (Session, System, the reader factories: about as much again as the binding) that sscard
-    never uses; start-up matters for a one-shot ``sscard read`` (issue 11, item 14).  So the
-    package is registered unexecuted, and its ``__init__`` runs on the first attribute asked of
-    it (``smartcard.Session`` …) for any other code in the process that wants the full pyscard.
-    """
-    import sys
-
-    if "smartcard" not in sys.modules:
-        import importlib.util
-
-        spec = importlib.util.find_spec("smartcard")
-        if spec is not None and spec.loader is not None and spec.submodule_search_locations is not None:
-            package = importlib.util.module_from_spec(spec)
-            loader = spec.loader
-
-            def complete(name: str) -> Any:
-                del package.__dict__["__getattr__"]
-                loader.exec_module(package)
-                return package.__dict__[name] if name in package.__dict__ else getattr(package, name)
-
-            package.__dict__["__getattr__"] = complete
-            sys.modules["smartcard"] = package
-    import smartcard.scard
-
-    return smartcard.scard
-
-
-scard = _scard_module()
+__all__ = [
+    "PCSC_ERRORS",
+    "PcscReader",
+    "PcscReaderSet",
+    "PcscTransport",
+    "find_reader",
+    "list_readers",
+    "pcsc_error",
+    "scard",
+]
 
 log = logging.getLogger("sscard.pcsc")
 
@@ -79,34 +58,6 @@ WAIT_SLICE_MS = 1000
 BUSY_SLICE_MS = 100
 #: How long a transmit that came back without a status word waits for pcscd to report the card gone.
 CARD_GONE_GRACE_MS = 1000
-
-_ErrorFactory = Callable[[str], SscardError]
-
-
-def _u32(code: int) -> int:
-    """PC/SC codes are DWORDs; pyscard may hand them back signed on some platforms."""
-    return code & 0xFFFFFFFF
-
-
-#: PC/SC result code -> the sscard error a kiosk acts on.  Anything missing is a TransportFailure.
-#: A card that is gone reads as NoCard before we were connected and CardRemoved after; see
-#: :func:`pcsc_error`.
-PCSC_ERRORS: Mapping[int, _ErrorFactory] = {
-    _u32(scard.SCARD_E_NO_SERVICE): NoService,
-    _u32(scard.SCARD_E_SERVICE_STOPPED): NoService,
-    _u32(scard.SCARD_E_NO_READERS_AVAILABLE): NoReader,
-    _u32(scard.SCARD_E_UNKNOWN_READER): NoReader,
-    _u32(scard.SCARD_E_READER_UNAVAILABLE): NoReader,
-    _u32(scard.SCARD_E_NO_SMARTCARD): NoCard,
-    _u32(scard.SCARD_W_REMOVED_CARD): CardRemoved,
-    _u32(scard.SCARD_E_SHARING_VIOLATION): ReaderBusy,
-    _u32(scard.SCARD_W_RESET_CARD): CardReset,
-    _u32(scard.SCARD_W_UNRESPONSIVE_CARD): CardMute,
-    _u32(scard.SCARD_W_UNPOWERED_CARD): CardMute,
-    _u32(scard.SCARD_E_TIMEOUT): lambda detail: Timeout("the card reader", detail, what_zh="读卡器响应"),
-}
-
-_CARD_GONE: dict[bool, _ErrorFactory] = {False: NoCard, True: CardRemoved}
 
 _SHARE_MODES: Mapping[str, int] = {
     "shared": scard.SCARD_SHARE_SHARED,
@@ -122,22 +73,6 @@ _SHARING_VIOLATION = _u32(scard.SCARD_E_SHARING_VIOLATION)
 _NO_READERS = _u32(scard.SCARD_E_NO_READERS_AVAILABLE)
 #: Codes that end a transaction only because the card itself went away: the lock went with it.
 _LOCK_LOST_WITH_CARD = frozenset({_u32(scard.SCARD_W_REMOVED_CARD), _u32(scard.SCARD_W_RESET_CARD)})
-
-
-def pcsc_error(code: int, action: str, *, connected: bool = True) -> SscardError:
-    """The sscard error for a failed PC/SC call; ``action`` says which call, for the log.
-
-    ``connected`` tells whether we held a connection: the same "card is gone" codes then mean the
-    card was pulled mid-session (CardRemoved) rather than that there was none to begin with (NoCard).
-    """
-    code = _u32(code)
-    detail = f"{action}: PC/SC 0x{code:08X} ({scard.SCardGetErrorMessage(code)})"
-    factory = PCSC_ERRORS.get(code)
-    if factory is None:
-        return TransportFailure(detail)
-    if factory in _CARD_GONE.values():
-        factory = _CARD_GONE[connected]
-    return factory(detail)
 
 
 def _check(code: int, action: str, *, connected: bool = True) -> None:
@@ -261,7 +196,7 @@ def _parse_protocols(protocols: str) -> int:
     return mask
 
 
-class PcscReader:
+class PcscReader(ReaderBase):
     """One PC/SC reader by name; connects on demand and waits for cards without polling."""
 
     def __init__(self, name: str, busy_wait: float = 0.0) -> None:
@@ -361,7 +296,7 @@ class PcscReader:
             known = known if state is None else state
 
 
-class PcscReaderSet:
+class PcscReaderSet(ReaderBase):
     """Several readers (or slots) as one, in order of preference: the card is in whichever holds one.
 
     This is how the national interface's iType 3/4 ("auto, contact first" / "contactless first",

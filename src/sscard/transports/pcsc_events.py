@@ -25,10 +25,8 @@ import logging
 import threading
 import time
 
-from smartcard import scard
-
 from sscard.errors import NoService, SscardError
-from sscard.transports.pcsc import PCSC_ERRORS, pcsc_error
+from sscard.transports.pcsc_errors import PCSC_ERRORS, pcsc_error, scard
 from sscard.transports.watch import Cancelled, ReaderSnapshot, ServiceLost
 
 log = logging.getLogger("sscard.pcsc")

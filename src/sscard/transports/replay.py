@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sscard import __version__
 from sscard.errors import ReplayPinRefused, TraceMismatch, TransportFailure
-from sscard.transports.base import Transport, TransportBase
+from sscard.transports.base import ReaderBase, Transport, TransportBase
 from sscard.transports.trace import Exchange, Trace, carries_secret, command_matches, redact_command
 
 
@@ -101,7 +101,7 @@ class ReplayTransport(TransportBase):
         self._closed = True
 
 
-class ReplayReader:
+class ReplayReader(ReaderBase):
     """A reader that always holds the recorded card; every connect replays the trace from its start.
 
     PIN operations are refused (:class:`~sscard.errors.ReplayPinRefused`) unless ``accept_any_pin``
@@ -112,7 +112,7 @@ class ReplayReader:
         self._path = str(path)
         self._trace = Trace.load(path)
         #: Read by the terminal facade, which refuses a PIN operation before it starts.
-        self.accepts_pin = accept_any_pin
+        self._accept_any_pin = accept_any_pin
         #: The transport of the last :meth:`connect`, so a test can call ``assert_finished()`` on it.
         self.last: ReplayTransport | None = None
 
@@ -124,6 +124,11 @@ class ReplayReader:
     def trace(self) -> Trace:
         return self._trace
 
+    @property
+    def accepts_pin(self) -> bool:
+        """Only when a test opted in (``accept_any_pin``): a trace cannot check a PIN."""
+        return self._accept_any_pin
+
     def card_present(self) -> bool:
         return True
 
@@ -131,7 +136,7 @@ class ReplayReader:
         return None
 
     def connect(self) -> ReplayTransport:
-        self.last = ReplayTransport(self._trace, name=self.name, accept_any_pin=self.accepts_pin)
+        self.last = ReplayTransport(self._trace, name=self.name, accept_any_pin=self._accept_any_pin)
         return self.last
 
 

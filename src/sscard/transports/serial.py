@@ -1,7 +1,8 @@
 """Serial devices (QR scanners, resident ID-card readers) through pyserial.
 
 This is the only module of sscard that imports pyserial (STYLE.md §1); the protocols above it
-(:mod:`sscard.qr`, :mod:`sscard.idcard`) speak to the small :class:`ByteStream` interface, so they
+(:mod:`sscard.qr`, :mod:`sscard.idcard`) speak to the small
+:class:`~sscard.transports.stream.ByteStream` interface (which :class:`SerialPort` implements), so they
 are tested over real pseudo-terminals and could run over anything that moves bytes.
 
 Every pyserial failure becomes a typed error (``termios.error`` included: pyserial's ``flush`` and
@@ -19,28 +20,12 @@ import logging
 import os
 import termios
 import time
-from typing import Protocol
 
 import serial
 
 from sscard.errors import DeviceNotFound, DeviceRemoved
 
 log = logging.getLogger("sscard.serial")
-
-
-class ByteStream(Protocol):
-    """What the serial protocols need: bytes in with a timeout, bytes out, a name, close."""
-
-    @property
-    def name(self) -> str: ...
-
-    def read(self, size: int, timeout: float | None) -> bytes:
-        """Up to ``size`` bytes; fewer (or none) when ``timeout`` seconds pass first."""
-        ...
-
-    def write(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class SerialPort:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sscard.errors import CardRemoved, NoCard, Timeout, TransportFailure
-from sscard.transports.base import TransportBase
+from sscard.transports.base import ReaderBase, TransportBase
 from sscard.transports.watch import Cancelled, ReaderSnapshot
 
 
@@ -109,7 +109,7 @@ class SimTransport(TransportBase):
         self.close()
 
 
-class SimReader:
+class SimReader(ReaderBase):
     """A reader with an in-process card in it: present until the card is pulled or :meth:`remove`."""
 
     def __init__(self, card: CardLike, name: str) -> None:
@@ -146,7 +146,8 @@ class SimReader:
         if card is None or insertion is None:
             raise NoCard(f"{self._name} is empty")
         card.power_on()
-        return SimTransport(card, self._name, insertion)
+        self.last = SimTransport(card, self._name, insertion)
+        return self.last
 
     def remove(self) -> None:
         """Pull the card (tests); a transport still open on it then raises ``CardRemoved``."""

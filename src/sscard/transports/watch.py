@@ -9,7 +9,7 @@ can name these types without loading pyscard.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,23 +30,6 @@ class ReaderSnapshot:
     exclusive: bool = False
     #: The card is in but does not answer.
     mute: bool = False
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Seconds between attempts to reach something that went away (pcscd, an unplugged scanner):
-    first, factor, ceiling.  Exponential so a long outage costs little, capped so a return is
-    noticed within ``ceiling`` seconds."""
-
-    first: float = 0.1
-    factor: float = 2.0
-    ceiling: float = 2.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.first
-        while True:
-            yield delay
-            delay = min(delay * self.factor, self.ceiling)
 
 
 class Cancelled(Exception):

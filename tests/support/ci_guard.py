@@ -1,6 +1,6 @@
 """pytest plugin: record what became of every end-to-end test that goes through pcscd.
 
-Loaded for every run with ``-p ci_guard`` (pyproject's ``[tool.pytest.ini_options]``).  Each test
+Loaded for every run with ``-p support.ci_guard`` (pyproject's ``[tool.pytest.ini_options]``).  Each test
 carrying the ``pcscd`` marker gets one outcome — passed, failed, error, skipped, xfailed, xpassed,
 or not_run when it was collected but never reported (``-x``, an interrupt) — and the session writes
 ``test-output/pcscd-report.json``::

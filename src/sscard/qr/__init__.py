@@ -1,5 +1,9 @@
 """QR scanners on a serial port: each scan becomes a typed, classified, opaque credential.
 
+Why one module of over 400 lines: most of it is :class:`QrScanner`, one line-protocol state
+machine (framing, validation, de-duplication, reopening) that is clearest in one place; the kinds
+and classification rules are apart (:mod:`sscard.qr.formats`).
+
     from sscard.transports.serial import SerialPort
     from sscard.qr import QrConfig, QrScanner
 
@@ -35,39 +39,52 @@ What goes wrong is a typed error, and the scanner keeps listening (STYLE.md §10
 * an unplugged scanner is :class:`~sscard.errors.DeviceRemoved`; :meth:`QrScanner.scans` with a
   ``reopen`` callable waits for it (backoff 0.1 s doubling to 2 s) and resumes with the same scanner.
 
-This module speaks only to the :class:`~sscard.transports.serial.ByteStream` interface; pyserial
-stays in :mod:`sscard.transports.serial` (STYLE.md §1, §8).
+This module speaks only to the :class:`~sscard.transports.stream.ByteStream` interface; pyserial
+stays in :mod:`sscard.transports.serial` (STYLE.md §1, §8).  The kinds and the classification
+rules are :mod:`sscard.qr.formats`; this module holds the credentials, the configuration and the
+scanner, and re-exports both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
-import functools
 import hashlib
 import logging
-import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeAlias
 
+from sscard.backoff import Backoff
+from sscard.clock import local_now as _now
 from sscard.errors import ConfigError, DeviceNotFound, DeviceRemoved, ScanRejected
-from sscard.transports.watch import Backoff
 
 if TYPE_CHECKING:
-    from sscard.transports.serial import ByteStream
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+    from sscard.transports.stream import ByteStream
+from sscard.qr.formats import QrFormat, QrFormats, QrKind, _bundled_formats, classify, load_formats
 
 log = logging.getLogger("sscard.qr")
+
+__all__ = [
+    "DEFAULT_TERMINATOR",
+    "REASON_INCOMPLETE",
+    "REASON_NON_PRINTABLE",
+    "REASON_NOT_ASCII",
+    "REASON_TOO_LONG",
+    "TERMINATORS",
+    "QrConfig",
+    "QrCredential",
+    "QrFormat",
+    "QrFormats",
+    "QrKind",
+    "QrScanner",
+    "ScanResult",
+    "ScannerRestored",
+    "classify",
+    "code_ref",
+    "load_formats",
+]
 
 #: Terminator names (``QrConfig.terminator``) and their bytes; ``none`` ends a scan with a pause;
 #: ``any`` (the default) ends it at CR, LF or CR LF alike (``b"\r\n"`` here: either byte ends a line).
@@ -84,112 +101,9 @@ REASON_INCOMPLETE = "incomplete"
 _CHUNK = 4096
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
-
-
 def code_ref(code: str) -> str:
     """A short, stable reference to a code for logs and support: never the code itself."""
     return hashlib.sha256(code.encode("utf-8")).hexdigest()[:12]
-
-
-# --- kinds and classification --------------------------------------------------------------------
-
-
-class QrKind(str, enum.Enum):
-    """What a scanned code is; the values are the stable ``kind`` of ``sscard scan --json``."""
-
-    MEDICAL_INSURANCE_EVOUCHER = "medical_insurance_evoucher"
-    ELECTRONIC_SSC = "electronic_ssc"
-    UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class QrFormat:
-    """One kind's rule from the formats file: whole-code patterns, and where the rule comes from."""
-
-    kind: QrKind
-    patterns: tuple[re.Pattern[str], ...]
-    name_zh: str = ""
-    confidence: str = ""
-    source: str = ""
-    example: str | None = None
-
-    def matches(self, code: str) -> bool:
-        return any(pattern.fullmatch(code) for pattern in self.patterns)
-
-
-@dataclass(frozen=True)
-class QrFormats:
-    """The classification rules, in file order: the first kind with a matching pattern wins."""
-
-    formats: tuple[QrFormat, ...]
-    source: str = ""
-
-    def classify(self, code: str) -> QrKind:
-        for fmt in self.formats:
-            if fmt.matches(code):
-                return fmt.kind
-        return QrKind.UNKNOWN
-
-    def get(self, kind: QrKind) -> QrFormat | None:
-        return next((fmt for fmt in self.formats if fmt.kind is kind), None)
-
-
-def _parse_formats(text: str, source: str) -> QrFormats:
-    try:
-        data = tomllib.loads(text)
-        if data.get("schema", 1) != 1:
-            raise ValueError(f"unsupported schema {data.get('schema')!r}")
-        kinds: dict[str, Any] = data["kinds"]
-        formats: list[QrFormat] = []
-        for name, table in kinds.items():
-            kind = QrKind(name)
-            if kind is QrKind.UNKNOWN:
-                raise ValueError("'unknown' is the fallback and takes no patterns")
-            patterns = tuple(re.compile(str(p), re.ASCII) for p in table["patterns"])
-            if not patterns:
-                raise ValueError(f"kinds.{name}.patterns is empty")
-            example = table.get("example")
-            fmt = QrFormat(
-                kind=kind,
-                patterns=patterns,
-                name_zh=str(table.get("name_zh", "")),
-                confidence=str(table.get("confidence", "")),
-                source=str(table.get("source", "")),
-                example=None if example is None else str(example),
-            )
-            if fmt.example is not None and not fmt.matches(fmt.example):
-                raise ValueError(f"kinds.{name}.example does not match its own patterns")
-            formats.append(fmt)
-        return QrFormats(tuple(formats), source)
-    except (KeyError, TypeError, ValueError, re.error, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"QR formats {source}: {exc}") from None
-
-
-def load_formats(path: str | Path | None = None) -> QrFormats:
-    """The bundled rules (``sscard/qr_formats.toml``), or a site's own file; ConfigError when invalid."""
-    if path is None:
-        return _bundled_formats()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read QR formats {path}: {exc}") from None
-    return _parse_formats(text, str(path))
-
-
-@functools.lru_cache(maxsize=1)
-def _bundled_formats() -> QrFormats:
-    entry = resources.files("sscard").joinpath("qr_formats.toml")
-    return _parse_formats(entry.read_text(encoding="utf-8"), "sscard/qr_formats.toml")
-
-
-def classify(code: str, formats: QrFormats | None = None) -> QrKind:
-    """The kind of ``code`` by the bundled rules (or ``formats``); never resolves the code."""
-    return (formats or _bundled_formats()).classify(code)
 
 
 # --- credentials ------------------------------------------------------------------------------
@@ -291,7 +205,7 @@ class QrConfig:
 class QrScanner:
     """Scans from one scanner's byte stream; one consumer at a time (not thread-safe).
 
-    ``stream`` is any :class:`~sscard.transports.serial.ByteStream` (a ``SerialPort``);
+    ``stream`` is any :class:`~sscard.transports.stream.ByteStream` (a ``SerialPort``);
     ``formats`` overrides the bundled classification rules; ``clock`` (monotonic seconds) is for
     tests of the time-based rules.
     """

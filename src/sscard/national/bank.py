@@ -8,8 +8,8 @@ fields each followed by ``|`` — and is the one place the clear PAN leaves :cla
 because that is what this call exists to hand over.  Whether vendors end the number with ``|`` is
 **(unconfirmed)**; ``separator=""`` gives the bare number.
 
-This module formats only; the return codes and the ``(code, text)`` calling convention stay with
-the national module of the facade, which will call :func:`ireadbanknumber`.
+This module formats only; the return codes and the ``(code, text)`` calling convention are those
+of :mod:`sscard.national` (a front end, like this module), which will call :func:`ireadbanknumber`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,14 @@
 
 Front-desk systems written against the vendor DLLs expect ``iReadCardBas`` output strings and
 numeric return codes.  This module produces both from our typed results, so such a system can
-switch to sscard by changing one call.  The mapping from our error codes to national return
-codes is a table (data), because vendors reproduce the national codes slightly differently.
+switch to sscard by changing one call.  The national return codes are a column of the one error
+table (:data:`sscard.errors.ERROR_TABLE`), because vendors reproduce the national codes slightly
+differently and the CLI and the service read the same table for their numbers.
+
+A front end (layer 5): the national formats of the card applications are here together — this
+module for the SSC's ``iReadCardBas``, :mod:`sscard.national.bank` for ``iReadBankNumber``,
+:mod:`sscard.national.health` for the health-card libraries' calls — and nothing below the front
+ends imports them.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 
 from sscard.apdu.atr import historical_bytes
-from sscard.errors import CardError, SscardError
+from sscard.errors import DEFAULT_NATIONAL_CODE, ERROR_TABLE, SscardError, national_code
 from sscard.terminal import CardRead, Terminal
 
 #: iReadCardBas field order (reference §6), for documentation and parsing.
@@ -30,45 +36,18 @@ IREADCARDBAS_FIELDS = (
     "终端设备号",
 )
 
-#: Our stable error codes → national return codes (reference §6).  CARD_ERROR is −(SW as decimal).
+#: Our stable error codes → national return codes (reference §6), from the one error table.
+#: CARD_ERROR is −(SW as decimal), computed by :func:`return_code`.
 RETURN_CODES: Mapping[str, int] = {
-    "NOT_SSC": -1,
-    "NO_CARD": -2,
-    "CARD_REMOVED": -2,
-    "CARD_RESET": -3,
-    "CARD_MUTE": -4,
-    "NO_SERVICE": -11,
-    "NO_READER": -11,
-    "READER_BUSY": -11,
-    "TRANSPORT_ERROR": -12,
-    "TIMEOUT": -12,
-    "BAD_RECORD": -23,
-    "PIN_FORMAT": -33,
-    "PIN_MISMATCH": -34,
-    "PIN_INCORRECT": -51,
-    "PIN_BLOCKED": -52,
-    "AUTH_REQUIRED": -2203,
-    "CARD_LOCKED": -0x9303,
-    "CARD_CHANGED": -20,
-    "CARD_NOT_GENUINE": -21,
-    "TERMINAL_AUTH_FAILED": -22,
-    "PSAM_KEY_MISSING": -24,
-    "HSM_RESPONSE_INVALID": -25,
-    "PSAM_ERROR": -12,
-    "PSAM_MISSING": -2201,
-    "ALGORITHM_UNSUPPORTED": -2202,
+    code: row.national_code for code, row in ERROR_TABLE.items() if row.national_code is not None
 }
 #: For anything unmapped (configuration and trace errors are ours, not the card's).
-DEFAULT_RETURN_CODE = -13
+DEFAULT_RETURN_CODE = DEFAULT_NATIONAL_CODE
 
 
 def return_code(error: SscardError | None) -> int:
     """The national numeric return code for an error (0 for success)."""
-    if error is None:
-        return 0
-    if isinstance(error, CardError):
-        return -error.sw
-    return RETURN_CODES.get(error.code, DEFAULT_RETURN_CODE)
+    return national_code(error)
 
 
 def _yyyymmdd(value: dt.date | None) -> str:

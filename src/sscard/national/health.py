@@ -4,10 +4,10 @@ Hospital front-desk systems are written against vendor libraries that expose one
 (``iR_DDF1EF05Info``, ``iR_DDF1EF06Info``, ``iR_DF01…``) and a small set of numeric return codes
 (docs/card-reference.md, health card section).  This module produces both from the typed
 :class:`~sscard.health.application.HealthCard`, so such a system can switch by changing one call.
-The mapping from sscard's stable error codes to the vendor codes is a table (data).
+The vendor codes are a column of the one error table (:data:`sscard.errors.ERROR_TABLE`), beside
+the exit codes, HTTP statuses and national return codes of the same errors.
 
-It lives here, not in :mod:`sscard.national`, until the card-application seam gathers the
-national formats in one front-end place; it imports nothing above the card-application layer.
+A front end (layer 5), with the other national formats in :mod:`sscard.national`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sscard.errors import AuthRequired, SscardError
+from sscard.errors import DEFAULT_HEALTH_CODE, ERROR_TABLE, AuthRequired, SscardError, health_code
 from sscard.health.application import HealthCard
 from sscard.health.layout import Layout, RecordFlaggedInvalid, load_layout
 
@@ -30,36 +30,15 @@ PSAM_ERROR = 105
 AUTHENTICATION_FAILED = 106
 RECORD_INVALID = 112
 
-#: sscard error code → vendor return code.  BAD_RECORD is 103 (the record could not be read as
-#: what it should be) except for a record the card flags invalid (``FF``), which is 112; that one
-#: is told apart by its type (:class:`~sscard.health.layout.RecordFlaggedInvalid`), not its text.
+#: sscard error code → vendor return code, from the one error table.  BAD_RECORD is 103 (the
+#: record could not be read as what it should be) except for a record the card flags invalid
+#: (``FF``), which is 112; that one is told apart by its type
+#: (:class:`~sscard.health.layout.RecordFlaggedInvalid`), not its text.
 VENDOR_CODES: Mapping[str, int] = {
-    "USAGE_ERROR": PARAMETER_ERROR,
-    "CONFIG_ERROR": PARAMETER_ERROR,
-    "PIN_FORMAT": PARAMETER_ERROR,
-    # SELECT DDF1 answered 6A82: the card has no health application (the "no file" of the libraries).
-    "NOT_SSC": NO_FILE,
-    "BAD_RECORD": READ_RECORD_FAILED,
-    "CARD_ERROR": CARD_ERROR,
-    "CARD_LOCKED": CARD_ERROR,
-    "CARD_REMOVED": CARD_ERROR,
-    "CARD_RESET": CARD_ERROR,
-    "CARD_MUTE": CARD_ERROR,
-    "CARD_CHANGED": CARD_ERROR,
-    "NO_CARD": CARD_ERROR,
-    # No key service, or one that cannot compute: the PSAM step of the vendor flow failed.
-    "AUTH_REQUIRED": PSAM_ERROR,
-    "PSAM_MISSING": PSAM_ERROR,
-    "PSAM_ERROR": PSAM_ERROR,
-    "PSAM_KEY_MISSING": PSAM_ERROR,
-    "ALGORITHM_UNSUPPORTED": PSAM_ERROR,
-    "HSM_RESPONSE_INVALID": PSAM_ERROR,
-    # The libraries have one authentication code; the card refusing our cryptogram is that failure.
-    "TERMINAL_AUTH_FAILED": AUTHENTICATION_FAILED,
-    "CARD_NOT_GENUINE": AUTHENTICATION_FAILED,
+    code: row.health_code for code, row in ERROR_TABLE.items() if row.health_code is not None
 }
 #: Reader, service and transport faults have no vendor code of their own: "card error".
-DEFAULT_VENDOR_CODE = CARD_ERROR
+DEFAULT_VENDOR_CODE = DEFAULT_HEALTH_CODE
 
 
 def vendor_code(error: SscardError | None) -> int:
@@ -68,7 +47,7 @@ def vendor_code(error: SscardError | None) -> int:
         return SUCCESS
     if isinstance(error, RecordFlaggedInvalid):
         return RECORD_INVALID
-    return VENDOR_CODES.get(error.code, DEFAULT_VENDOR_CODE)
+    return health_code(error.code)
 
 
 def _field(value: Any) -> str:

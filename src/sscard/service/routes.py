@@ -1,0 +1,216 @@
+"""The routes: each endpoint's handler, the event stream and the vendor-bridge WebSocket (docs/service.md).
+
+JSON in, JSON out: a handler takes the request and the :class:`~sscard.service.state.Service`
+and returns a JSON value; :func:`endpoint` turns every SscardError into the stable JSON error form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from sscard import __version__
+from sscard.errors import SscardError, UsageError
+from sscard.service.bodies import MAX_BODY, body_of, text_field
+from sscard.service.logs import clean
+from sscard.service.problems import NO_STORE, ClientGone, error_response
+from sscard.service.state import Service
+from sscard.ssc.pin import Pin
+from sscard.terminal import Terminal
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def endpoint(handler: Callable[[Request, Service], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    """JSON in, JSON out, every SscardError as the stable JSON error form."""
+
+    async def route(request: Request) -> Response:
+        service: Service = request.app.state.service
+        try:
+            result = await handler(request, service)
+        except SscardError as exc:
+            return error_response(exc)
+        except ClientGone:
+            # Nobody is left to answer (uvicorn drops what is sent); one line, no traceback.
+            service.refusals.refused("aborted", f"{clean(request.url.path)}: the client left before its body ended")
+            return Response(status_code=400)
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result, headers=NO_STORE)
+
+    return route
+
+
+@endpoint
+async def status(request: Request, service: Service) -> Any:
+    session = service.terminal.session
+    return {
+        "service": "sscard",
+        "version": __version__,
+        "reader": service.terminal.reader.name,
+        "card_present": await anyio.to_thread.run_sync(_card_present, service.terminal),
+        "session": session.to_json() if session else None,
+    }
+
+
+def _card_present(terminal: Terminal) -> bool | None:
+    try:
+        return terminal.reader.card_present()
+    except SscardError:
+        return None
+
+
+@endpoint
+async def readers(request: Request, service: Service) -> Any:
+    from sscard.readers import reader_rows
+
+    reader = service.terminal.reader
+    if reader.name.startswith(("sim:", "replay:")):  # not a PC/SC reader: describe the one there is
+        present = await anyio.to_thread.run_sync(_card_present, service.terminal)
+        return {"readers": [{"name": reader.name, "card_present": present, "kind": "contact", "preference": 1}]}
+    return {"readers": await anyio.to_thread.run_sync(reader_rows, service.config)}
+
+
+@endpoint
+async def read(request: Request, service: Service) -> Any:
+    body = await body_of(request)
+    allow_partial = body.get("allow_partial") is True
+    card = await service.run(lambda: service.terminal.read(require_cardholder=not allow_partial))
+    return card.to_json()
+
+
+@endpoint
+async def photo(request: Request, service: Service) -> Any:
+    data = await service.run(service.terminal.read_photo)
+    if request.query_params.get("format") == "json":
+        return {"photo_base64": base64.b64encode(data).decode("ascii"), "bytes": len(data)}
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@endpoint
+async def verify(request: Request, service: Service) -> Any:
+    body = await body_of(request)
+    pin = Pin.from_text(text_field(body, "pin") or "")  # one buffer, wiped by the terminal (issue 11)
+    # Not wiped here: a cancelled request must not zero a PIN the worker thread may be packing.
+    outcome = await service.run(lambda: service.terminal.verify(pin))
+    return outcome.to_dict()
+
+
+@endpoint
+async def pin_status(request: Request, service: Service) -> Any:
+    return (await service.run(service.terminal.pin_status)).to_dict()
+
+
+@endpoint
+async def sign_in(request: Request, service: Service) -> Any:
+    body = await body_of(request)
+    text = text_field(body, "pin", required=False)
+    pin = None if text is None else Pin.from_text(text)  # one buffer, wiped by the terminal (issue 11)
+    session = await service.run(lambda: service.terminal.sign_in(pin))
+    return {"session": session.to_json()}
+
+
+@endpoint
+async def sign_out(request: Request, service: Service) -> Any:
+    session = await service.run(service.terminal.sign_out)
+    return {"session": session.to_json()}
+
+
+@endpoint
+async def current_session(request: Request, service: Service) -> Any:
+    session = service.terminal.session
+    return {"session": session.to_json() if session else None}
+
+
+@endpoint
+async def token_verify(request: Request, service: Service) -> Any:
+    from sscard.tokens import key_ring, load_public_key, verify_token
+
+    body = await body_of(request)
+    token = text_field(body, "token") or ""
+    path = service.config.token_public_key
+    if not path:
+        raise UsageError("this service has no [session] public_key to verify with", "服务未配置验证公钥")
+    key = load_public_key(path)
+    claims = verify_token(token, key_ring([key]), terminal_id=text_field(body, "terminal_id", required=False))
+    return {"session": claims.to_payload()}
+
+
+async def openapi(request: Request) -> Response:
+    from sscard.service.openapi import document
+
+    return JSONResponse(document())
+
+
+async def index(request: Request) -> Response:
+    page = resources.files("sscard.service").joinpath("static").joinpath("index.html")
+    html = page.read_text(encoding="utf-8") if page.is_file() else "<!doctype html><title>sscard</title>"
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+# -- WebSockets ----------------------------------------------------------------------------------
+
+
+async def events(websocket: WebSocket) -> None:
+    """Every card, reader, service, scan and session event as one JSON message."""
+    service: Service = websocket.app.state.service
+    await websocket.accept()
+    with service.hub.subscribe() as queue:
+        session = service.terminal.session
+        await websocket.send_json(
+            {"event": "hello", "version": __version__, "session": session.to_json() if session else None}
+        )
+        receiver = asyncio.create_task(_drain(websocket))
+        try:
+            while not receiver.done():
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await websocket.send_json(getter.result())
+                else:
+                    getter.cancel()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            receiver.cancel()
+
+
+async def _drain(websocket: WebSocket) -> None:
+    """Read (and ignore) client messages, text or binary, so a close is noticed."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+
+async def compat(websocket: WebSocket) -> None:
+    """The vendor-bridge WebSocket: ``{"function": "iReadCardBas", "iType": 3}`` → national codes."""
+    from sscard.service.compat import call
+
+    service: Service = websocket.app.state.service
+    await websocket.accept()
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                # The bridge protocol is JSON text; say so with a close frame (1003: unsupported
+                # data) rather than dropping the socket.
+                await websocket.close(code=1003, reason="binary frames are not accepted: send JSON text")
+                return
+            if len(text) > MAX_BODY:
+                await websocket.send_json({"code": -13, "output": "", "message": "request too large"})
+                continue
+            await websocket.send_json(await call(service, text))
+    except WebSocketDisconnect:
+        return

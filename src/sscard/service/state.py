@@ -1,0 +1,90 @@
+"""What every route shares: the terminal, its one-operation-at-a-time lock, the hub, the monitor.
+
+A neutral module of the service: the routes and the vendor-bridge messages (:mod:`.compat`) take
+a :class:`Service`; the application wiring (:mod:`.app`) makes one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from sscard.config import Config
+from sscard.events import Event, Monitor
+from sscard.service.hub import Hub
+from sscard.service.logs import RefusalLog
+from sscard.service.problems import ServiceBusy
+from sscard.session import SessionEvent
+from sscard.terminal import Terminal
+from sscard.transports.base import event_factory
+
+log = logging.getLogger("sscard.service")
+
+
+@dataclass
+class Service:
+    """Everything the routes share: the terminal, its lock, the hub, the monitor."""
+
+    config: Config
+    terminal: Terminal
+    allowed_origins: frozenset[str]
+    token: str | None = None
+    #: Host headers accepted (loopback names of the bound port); empty: any (tests only).
+    allowed_hosts: frozenset[str] = frozenset()
+    queue_timeout: float = 10.0
+    hub: Hub = field(default_factory=Hub)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    monitor: Monitor | None = None
+    scanner_stop: threading.Event = field(default_factory=threading.Event)
+    #: Every refusal (Origin, Host, token, size, busy, connection limits) is logged through this.
+    refusals: RefusalLog = field(default_factory=lambda: RefusalLog(log))
+
+    async def run(self, operation: Callable[[], Any]) -> Any:
+        """One card operation at a time; the blocking call runs on a worker thread."""
+        try:
+            await asyncio.wait_for(self.lock.acquire(), timeout=self.queue_timeout)
+        except asyncio.TimeoutError:
+            self.refusals.refused("busy", f"a request waited {self.queue_timeout:g} s for the reader")
+            raise ServiceBusy(f"waited {self.queue_timeout:g} s for the reader") from None
+        try:
+            return await anyio.to_thread.run_sync(operation)
+        finally:
+            self.lock.release()
+
+    def start_events(self) -> None:
+        self.hub.loop = asyncio.get_running_loop()
+        self.terminal.sessions.subscribe(self._on_session)
+        source = event_factory(self.terminal.reader)
+        if source is not None:
+            pattern = None if self.config.reader and self.config.reader.startswith("sim:") else self.config.reader
+            self.monitor = Monitor(pattern, source=source)
+            self.monitor.start(self._on_event)
+        if self.config.qr_port:
+            from sscard.credentials import follow_scanner, qr_config
+
+            threading.Thread(
+                target=follow_scanner,
+                args=(self.config.qr_port, qr_config(self.config), self.scanner_stop, self._on_event),
+                name="sscard-service-scan",
+                daemon=True,
+            ).start()
+
+    def stop_events(self) -> None:
+        self.scanner_stop.set()
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.terminal.close()
+
+    def _on_event(self, event: Event) -> None:
+        self.hub.publish(event.to_json())
+
+    def _on_session(self, event: SessionEvent) -> None:
+        payload = event.to_json()
+        payload["method"] = event.session.method.value
+        self.hub.publish(payload)
