@@ -506,7 +506,7 @@ def test_through_pcscd_vpcd(
         [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env={**env, "SSCARD_NATIVE_ENCODING": "utf-8"})
         assert rc == 0 and out == expected.encode("utf-8"), persona
         link.remove()
-        import pcsc_env
+        from support import pcsc_env
 
         pcsc_env.wait_for_reader(vpcd_reader, present=False)
     vpcd_card("typical")
