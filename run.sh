@@ -21,8 +21,8 @@ PCSCD_SOCKET=${PCSCLITE_CSOCK_NAME:-/run/pcscd/pcscd.comm}
 # chromium and its chromedriver for the kiosk page's browser test (tests/test_browser.py); CJK fonts so
 # its screenshots show the Chinese text; opensc for its opensc-tool, the C peer the benchmark suite
 # compares `sscard read` with (benchmarks/process.py); zsh, to check `sscard completion zsh`'s script
-# (tests/test_cli_polish.py; bash is there anyway).
-DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh)
+# (tests/test_cli_polish.py; bash is there anyway); make and gcc for native/'s libSSCardDriver.so (docs/native.md).
+DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh make)
 
 step() { printf '==> %s\n' "$*"; }
 die() {
@@ -152,6 +152,12 @@ ensure_pcscd() {
     die "pcscd did not come up on $PCSCD_SOCKET; run 'pcscd -f -d' as root to see why"
 }
 
+# libSSCardDriver.so and its ASan/UBSan variant (tests/test_native.py loads both).
+build_native() {
+    step "make -C native (libSSCardDriver.so)"
+    quietly make -C native all asan
+}
+
 run_tests() {
     local failed=() status=0
     mkdir -p test-output
@@ -183,6 +189,7 @@ demo)
 test)
     ensure_packages
     ensure_venv
+    build_native
     # pcscd need not run: the end-to-end fixture in tests/conftest.py starts one when none answers.
     status=0
     run_tests "$@" || status=$?
@@ -191,6 +198,7 @@ test)
 setup)
     ensure_packages
     ensure_venv
+    build_native
     ;;
 help | -h | --help)
     usage

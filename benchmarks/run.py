@@ -12,6 +12,7 @@ parsers    records parsed per second; memory
 readers    4 readers read concurrently vs one alone, on a private pcscd (root; goal ≤ 1.3)
 events     card in/out to sscard's event vs pcscd's own detection (``events.py``; goal < 10 ms)
 service    ``sscard serve`` under load (``service.py``): only with ``--service`` or ``--only``
+native     ``iReadCardBas`` via libSSCardDriver.so vs ``Terminal.read()`` vs a process (goal +≤ 3 ms)
 flood      ``sscard serve`` under 2,000 stalled connections (``flood.py``): with ``--service``/``--only``
 ========== =================================================================================
 
@@ -122,6 +123,25 @@ def measure_service(options: Options) -> Section:
     return section
 
 
+NATIVE_TITLE = "iReadCardBas through libSSCardDriver.so vs in process vs as a process"
+
+
+def measure_native(options: Options) -> Section:
+    import native
+
+    argv = ["--slot", str(options.slot), "--rounds", str(options.pick(200, 20))]
+    section, data = _run_script(native.main, argv, "native", NATIVE_TITLE)
+    section.figures = [
+        Figure(
+            "libSSCardDriver.so's addition over an in-process read (medians)",
+            _ms(data["added_ms"]),
+            f"<= {data['goal_ms']:g} ms",
+            "PASS" if data["verdict"] == "met" else "OVER",
+        )
+    ]
+    return section
+
+
 #: (name, title, measure) in the order they run.
 SECTIONS: tuple[tuple[str, str, Callable[[Options], Section]], ...] = (
     (apdus.NAME, apdus.TITLE, apdus.measure),
@@ -130,6 +150,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Options], Section]], ...] = (
     (parsers.NAME, parsers.TITLE, parsers.measure),
     (readers.NAME, readers.TITLE, readers.measure),
     ("events", EVENTS_TITLE, measure_events),
+    ("native", NATIVE_TITLE, measure_native),
     ("service", SERVICE_TITLE, measure_service),
     (flood.NAME, flood.TITLE, flood.measure),
 )

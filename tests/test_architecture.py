@@ -80,6 +80,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.cli_*", 5),
     ("sscard.service", 5),
     ("sscard.service.*", 5),
+    ("sscard.native_socket", 5),  # the socket libSSCardDriver.so talks to (docs/native.md)
+    ("sscard.native_socket.*", 5),
 )
 LAYER_NAMES = ("errors", "transports", "apdu", "card applications", "facade", "front ends")
 

@@ -26,7 +26,7 @@ import pytest
 from support import pcsc_env
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-SECTIONS = ("apdus", "overhead", "process", "parsers", "readers", "events")
+SECTIONS = ("apdus", "overhead", "process", "parsers", "readers", "events", "native")
 OPERATIONS = ("read", "read_photo", "verify", "sign_in")
 VERDICTS = {"PASS", "OVER", ""}
 
@@ -90,6 +90,13 @@ def _check_events(data: dict[str, Any]) -> None:
     assert set(data["verdict"].values()) <= {"PASS", "OVER"}
 
 
+def _check_native(data: dict[str, Any]) -> None:
+    assert data["reader"].startswith("Virtual PCD")  # through pcscd + vpcd, not the in-process simulator
+    for key in ("library_ms", "in_process_ms", "process_ms", "added_ms"):
+        assert _number(data[key])
+    assert data["library_ms"] > 0 and data["verdict"] in {"met", "MISSED"}
+
+
 CHECKS = {
     "apdus": _check_apdus,
     "overhead": _check_overhead,
@@ -97,6 +104,7 @@ CHECKS = {
     "parsers": _check_parsers,
     "readers": _check_readers,
     "events": _check_events,
+    "native": _check_native,
 }
 
 

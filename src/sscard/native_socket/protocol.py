@@ -1,0 +1,169 @@
+"""The wire protocol of libSSCardDriver.so's socket, and the errors of a call (docs/native.md).
+
+    request   SSCARD1 TAB FUNCTION TAB ENCODING TAB OUTSIZE TAB PIN_TIMEOUT_MS [TAB ARG]... LF
+    answer    RC TAB LENGTH LF, then LENGTH bytes of pOutInfo (encoded, no NUL)
+
+Two numbers to parse on the C side, so it needs no JSON parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sscard.errors import SscardError
+from sscard.national import return_code
+
+PROTOCOL = "SSCARD1"
+DEFAULT_SOCKET = "/run/sscard/sscard.sock"
+#: The longest request line accepted (the C library sends far less).
+MAX_REQUEST = 64 * 1024
+#: The longest PIN wait a client may ask for (s).
+MAX_PIN_TIMEOUT = 600.0
+#: Seconds a connected client has to send its request line.
+REQUEST_TIMEOUT = 5.0
+
+
+class NativeCallError(Exception):
+    """A socket call's own failure, with a stable code, its national return code and both messages.
+
+    Not an :class:`~sscard.errors.SscardError` (yet): sscard.errors' one table would need rows for
+    these codes, and that file belongs to other work now; the server turns them into the answer
+    (``RC``, Chinese message) and they never leave this package.  ``detail`` is English for logs.
+    """
+
+    code = "NATIVE_ERROR"
+    national = -13
+    message_en = "The call failed."
+    message_zh = "调用失败。"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.message_en)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message_en} / {self.message_zh}"
+
+
+class PinEntryCancelled(NativeCallError):
+    """The resident cancelled PIN entry (national −31); no PIN reached the card."""
+
+    code = "PIN_CANCELLED"
+    national = -31
+    message_en = "PIN entry was cancelled."
+    message_zh = "密码输入已取消。"
+
+
+class PinEntryTimeout(NativeCallError):
+    """No PIN was entered in time (national −32); no PIN reached the card."""
+
+    code = "PIN_ENTRY_TIMEOUT"
+    national = -32
+    message_en = "PIN entry timed out."
+    message_zh = "密码输入超时。"
+
+
+class BadCall(NativeCallError):
+    """A request the socket cannot carry out (national −14, 参数错误): bad argument, no step 1."""
+
+    code = "PARAMETER"
+    national = -14
+    message_en = "Invalid parameter."
+    message_zh = "参数错误。"
+
+
+#: National codes of errors the one table (sscard.errors.ERROR_TABLE) gives none or another.
+EXTRA_RETURN_CODES = {
+    "SERVICE_BUSY": -11,  # queued longer than [service] queue_timeout behind other clients: the reader is busy
+}
+
+
+def national_code(error: SscardError | NativeCallError) -> int:
+    """The national return code of any error, this package's own included."""
+    if isinstance(error, NativeCallError):
+        return error.national
+    return EXTRA_RETURN_CODES.get(error.code, return_code(error))
+
+
+def message(error: SscardError | NativeCallError) -> str:
+    """What goes into pOutInfo on failure: the Chinese message (for −51 its only number is the tries left)."""
+    return error.message_zh
+
+
+_UNESCAPE = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def escape(text: str) -> str:
+    """Escape one argument for the request line (the C library does the same to its bytes)."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def unescape(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 >= len(text) or text[i + 1] not in _UNESCAPE:
+                raise BadCall("bad escape in argument")
+            out.append(_UNESCAPE[text[i + 1]])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Request:
+    function: str
+    encoding: str
+    outsize: int
+    pin_timeout: float
+    args: tuple[str, ...]
+
+    @property
+    def codec(self) -> str:
+        """GB18030 for ``gbk``: GBK's superset, so a rare name character is not lost."""
+        return "utf-8" if self.encoding == "utf-8" else "gb18030"
+
+
+def parse_request(line: bytes) -> Request:
+    """One request line (without its LF): an ASCII header, arguments in the request's encoding."""
+    fields = line.split(b"\t")
+    if len(fields) < 5 or fields[0] != PROTOCOL.encode():
+        raise BadCall("not an SSCARD1 request")
+    try:
+        function, encoding, outsize, pin_ms = (f.decode("ascii") for f in fields[1:5])
+    except UnicodeDecodeError:
+        raise BadCall("bad request header") from None
+    if encoding not in ("gbk", "utf-8") or not outsize.isdigit() or not pin_ms.isdigit():
+        raise BadCall("bad request header")
+    codec = "utf-8" if encoding == "utf-8" else "gb18030"
+    try:
+        args = tuple(unescape(a.decode(codec)) for a in fields[5:])
+    except UnicodeDecodeError:
+        raise BadCall("argument not in the request's encoding") from None
+    return Request(function, encoding, max(2, int(outsize)), min(int(pin_ms) / 1000, MAX_PIN_TIMEOUT), args)
+
+
+def encode_answer(rc: int, text: str, request: Request | None) -> bytes:
+    """``RC TAB LENGTH LF`` + the text in the caller's encoding, never more than OUTSIZE − 1 bytes.
+
+    A result (rc 0) that does not fit is refused with −14 instead of being cut: never a partial
+    line.  A message that does not fit is cut at a character boundary.
+    """
+    codec = request.codec if request else "gb18030"
+    limit = (request.outsize if request else 1024) - 1
+    body = text.encode(codec, errors="replace")
+    if len(body) > limit:
+        if rc == 0:
+            rc = BadCall.national
+            body = "pOutInfo 缓冲区太小 / buffer too small".encode(codec)
+        cut = bytearray()
+        for ch in body.decode(codec):
+            piece = ch.encode(codec)
+            if len(cut) + len(piece) > limit:
+                break
+            cut += piece
+        body = bytes(cut)
+    return f"{rc}\t{len(body)}\n".encode("ascii") + body
