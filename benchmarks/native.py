@@ -109,7 +109,7 @@ def _bench(reader: str, rounds: int, json_path: str | None = None) -> int:
                             rc = lib.iReadCardBas(3, buf)
                             assert rc == 0, (rc, buf.value)
                         else:
-                            ireadcardbas(terminal.read(), terminal.config.terminal_id, terminal.config.device_id)
+                            ireadcardbas(terminal.read("ssc"), terminal.config.terminal_id, terminal.config.device_id)
                         took = time.perf_counter() - began
                         if i >= 10:  # warm-up
                             (library if side == 0 else inproc).append(took)
