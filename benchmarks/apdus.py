@@ -9,7 +9,7 @@ pcscd:
 
 * **sscard**: each operation on a fresh :class:`sscard.terminal.Terminal`, as one ``sscard``
   command would run it (``read``; ``read --photo``; ``verify``; ``sign-in``, then sign-out).
-* **minimum**: one SELECT SSSE, then one READ RECORD per element with SFI addressing (reference §2:
+* **minimum**: one SELECT SSSE, then one READ RECORD per element with SFI addressing (docs/card-reference.md §2:
   no SELECT EF); the photo by READ BINARY with SFI addressing (P1 = 80|SFI) and then by offset;
   a PIN check is the VERIFY itself.  Sent raw with pyscard, in one transaction.
 * **vendor-typical**: SELECT SSSE, then for each file a SELECT EF by FID and one READ RECORD per

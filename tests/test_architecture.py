@@ -13,7 +13,7 @@ Layers, bottom to top; a module may import its own layer or lower ones, never a 
 ``sscard.sim`` (the simulated card: the other side of the wire) stands beside the stack: it may
 import only what a card needs to speak APDUs, and only the facade wiring and the front ends may
 import it (in the facade, only the ``sim:`` reader scheme, ``sscard.readers_sim``).  Third-party
-libraries stay where STYLE.md puts them (pyscard in the PC/SC adapter, construct in the record
+libraries stay where docs/design.md puts them (pyscard in the PC/SC adapter, construct in the record
 parser, the CLI framework in the CLI).
 
 Every import counts, also one inside a function or under ``if TYPE_CHECKING``, and so does
@@ -490,3 +490,42 @@ def test_long_modules_say_why_at_their_top() -> None:
         if "over 400 lines" not in docstring:
             unexplained.append(f"{module}: {lines} lines, and its docstring does not say why (split it, or say why)")
     assert not unexplained, "\n".join(unexplained)
+
+
+# --- the repository stands alone (issue 12) ---------------------------------------------------------
+
+#: What a file pointing outside the repository looks like: the shared folder a development
+#: checkout happens to sit beside, and the files in it.  The repository's own card reference is
+#: docs/card-reference.md and its design rules docs/design.md.
+OUTSIDE = ("../shared", "shared/reference", "social-security-card.md", "STYLE.md")
+#: Folders that are not the repository's own text (tools' caches, builds, the virtual environment).
+NOT_OURS = {
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "test-output",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+}
+
+
+def test_no_file_points_outside_the_repository() -> None:
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "pyproject.toml").is_file()  # the repository (or the unpacked sdist), not a folder above it
+    offenders = []
+    for path in root.rglob("*"):
+        parts = set(path.relative_to(root).parts)
+        if not path.is_file() or parts & NOT_OURS or any(p.endswith(".egg-info") for p in parts):
+            continue
+        if path.resolve() == Path(__file__).resolve():
+            continue  # this test names what it looks for
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # binary files (fixtures' photos, the built library) cite nothing
+        offenders += [f"{path.relative_to(root)}: {needle}" for needle in OUTSIDE if needle in text]
+    assert offenders == [], "\n".join(offenders)

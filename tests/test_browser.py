@@ -36,7 +36,7 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "screensh
 WAIT = 20.0
 RIGHT_PIN = "123456"  # the typical persona's PIN
 WRONG_PIN = "654321"
-EVOUCHER = "4243754826492874240001130000"  # reference §7: 28 digits starting 424
+EVOUCHER = "4243754826492874240001130000"  # docs/card-reference.md §9: 28 digits starting 424
 
 
 def _unavailable(reason: str) -> NoReturn:

@@ -25,7 +25,7 @@ from sscard.tokens import load_public_key, verify_token, write_terminal_key
 from sscard.transports.sim import SimReader
 from support import pcsc_env
 
-EVOUCHER = "4243754826492874240001130000"  # reference §7
+EVOUCHER = "4243754826492874240001130000"  # docs/card-reference.md §9
 
 
 @pytest.fixture

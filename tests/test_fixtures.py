@@ -1,4 +1,4 @@
-"""Replay every recorded fixture through the public facade, strictly (STYLE.md §6).
+"""Replay every recorded fixture through the public facade, strictly (docs/design.md §6).
 
 The fixtures were recorded with fixtures/record.sh: the simulator in pcscd's vpcd reader, read
 through pyscard + pcscd with `sscard record`.  Replaying them checks that today's code sends

@@ -1,7 +1,7 @@
-"""Resident ID-card readers (reference §7), over real pseudo-terminals and pyserial.
+"""Resident ID-card readers (docs/card-reference.md §9), over real pseudo-terminals and pyserial.
 
 Frames in these tests are built by the helpers below, which compute length and checksum
-themselves (STYLE.md §8): each test reads as protocol, and neither sscard.idcard's builder nor
+themselves (docs/design.md §8): each test reads as protocol, and neither sscard.idcard's builder nor
 the simulator's is trusted to check itself.  The simulated reader sits on the master end of a pty;
 the middleware opens the slave end through :class:`~sscard.transports.serial.SerialPort`, the same
 pyserial path a USB reader takes.  Nothing is mocked.
@@ -47,7 +47,7 @@ from sscard.transports.serial import SerialPort
 # --- frame builders: length and checksum computed here --------------------------------------
 
 SYNC = bytes.fromhex("AAAAAA9669")
-FIELDS = (  # reference §7: (field, width in bytes), UCS-2 little-endian
+FIELDS = (  # docs/card-reference.md §9: (field, width in bytes), UCS-2 little-endian
     ("name", 30),
     ("gender", 2),
     ("nation", 4),
@@ -123,7 +123,7 @@ def read_answer(text: bytes, photo: bytes = PHOTO) -> bytes:
 
 TODAY = dt.date(2025, 1, 1)
 
-# --- reference §7, byte for byte ------------------------------------------------------------
+# --- docs/card-reference.md §9, byte for byte ------------------------------------------------------------
 
 REFERENCE_REQUESTS = [
     (CMD_FIND, "2001", "AAAAAA96690003200122"),
@@ -293,7 +293,7 @@ def test_statuses_are_typed_errors(
 @pytest.mark.parametrize(
     ("raw", "error"),
     [
-        (bytes.fromhex("AAAAAA9669000400008084"), IdCardNoCard),  # reference §7, find failed
+        (bytes.fromhex("AAAAAA9669000400008084"), IdCardNoCard),  # docs/card-reference.md §9, find failed
         (answer(0x80), IdCardNoCard),
         (answer(0x81), IdCardSelectFailed),
         (answer(0x41), IdCardReadFailed),
@@ -438,7 +438,7 @@ def test_unplugged_between_reads(sim: SimulatedIdCardReader, port: SerialPort, r
     assert reader.read_card(today=TODAY).name == "张三"
 
 
-# --- decoding (reference §7 text block) -------------------------------------------------------
+# --- decoding (docs/card-reference.md §9 text block) -------------------------------------------------------
 
 
 def test_long_term_validity_and_a_full_width_address(sim: SimulatedIdCardReader, reader: IdCardReader) -> None:

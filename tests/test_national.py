@@ -1,4 +1,4 @@
-"""National reader interface compatibility (reference §6)."""
+"""National reader interface compatibility (docs/card-reference.md §6)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sscard.ssc.application import SsseInfo
 from sscard.ssc.records import CardholderData, IdentificationCode, IssuerData
 from sscard.terminal import CardRead
 
-# The published sample of reference §6, field for field.
+# The published sample of docs/card-reference.md §6, field for field.
 SAMPLE = (
     "639900|111111198101011110|X00000019|639900D15600000500BF7C7A48FB4966|张三|00814E43238697159900BF7C7A|"
     "1.00|20101001|20201001|410100813475|MT170701000006|"

@@ -4,7 +4,7 @@ Everything below the classifier runs over a REAL pseudo-terminal pair: the simul
 (:class:`~sscard.sim.serial_qr.SimulatedQrScanner`) writes the master side, and the scanner under
 test reads the slave side through pyserial (:class:`~sscard.transports.serial.SerialPort`).
 Nothing of pyserial is mocked.  Lines are built with :func:`line`, so each test reads as what the
-scanner puts on the wire (STYLE.md §8).  Time limits are generous upper bounds against hangs,
+scanner puts on the wire (docs/design.md §8).  Time limits are generous upper bounds against hangs,
 never assertions about speed.
 """
 
@@ -34,7 +34,7 @@ from sscard.qr import (
 from sscard.sim.serial_qr import CR, CRLF, LF, SimulatedQrScanner
 from sscard.transports.serial import SerialPort
 
-EVOUCHER = "4243754826492874240001130000"  # reference §7
+EVOUCHER = "4243754826492874240001130000"  # docs/card-reference.md §9
 EVOUCHER_2 = "4241234567890123456789330000"
 ESSC = "ESSCsim0TestToken0NotReal0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4"  # 74 chars, see qr_formats.toml
 UNKNOWN = "https://example.org/not-a-credential?id=42"
@@ -131,7 +131,7 @@ def test_bundled_rules_carry_their_source_and_match_their_examples() -> None:
     evoucher = formats.get(QrKind.MEDICAL_INSURANCE_EVOUCHER)
     essc = formats.get(QrKind.ELECTRONIC_SSC)
     assert evoucher is not None and essc is not None
-    assert evoucher.confidence == "one source" and "§7" in evoucher.source
+    assert evoucher.confidence == "one source" and "docs/card-reference.md §9.1" in evoucher.source
     assert essc.confidence == "unconfirmed"
     assert evoucher.example == EVOUCHER and essc.example == ESSC
 

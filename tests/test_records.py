@@ -1,4 +1,4 @@
-"""Data-element formats (reference §3): round trips, boundary lengths, bad input, fuzzing.
+"""Data-element formats (docs/card-reference.md §3): round trips, boundary lengths, bad input, fuzzing.
 
 Pattern from construct's own declarativeunittest: for each format, parse(data) == value and
 build(value) == data, including the edges of the allowed lengths.
@@ -184,7 +184,7 @@ def test_element_table_matches_reference() -> None:
     }
 
 
-# --- check characters (reference §3) ------------------------------------------------------------
+# --- check characters (docs/card-reference.md §3) ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The simulated card, in process: personas, file system, every status word, the PIN counter.
 
 Assertions are exact bytes.  The check-character algorithms and the TLV walk are written again
-here from reference §3, independently of both the simulator and ``sscard.ssc``.
+here from docs/card-reference.md §3, independently of both the simulator and ``sscard.ssc``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REQUIRED = {
     "no_sfi",
     "v3",
 }
-#: Declared value lengths (reference §3); fixed-length values are sent at full length.
+#: Declared value lengths (docs/card-reference.md §3); fixed-length values are sent at full length.
 DECLARED_LENGTH = {
     0x01: 16,
     0x02: 1,
@@ -69,7 +69,7 @@ def selected(persona: str = "typical", **kwargs: object) -> SimulatedCard:
     return target
 
 
-# --- independent check-character algorithms (reference §3) ------------------------------------
+# --- independent check-character algorithms (docs/card-reference.md §3) ------------------------------------
 
 
 def card_number_ok(number: str) -> bool:
@@ -284,12 +284,12 @@ def test_not_ssc_is_a_bank_card() -> None:
     assert tx(target, "00B2072C00") == "6A82"
 
 
-# --- READ RECORD: three addressing modes (reference §2) ---------------------------------------
+# --- READ RECORD: three addressing modes (docs/card-reference.md §2) ---------------------------------------
 
 
 def test_read_record_sfi_by_number_and_by_identifier() -> None:
     target = selected()
-    assert tx(target, "00B2072C0B") == TYPICAL_07 + "9000"  # SFI 5, record 7 (reference §2 example)
+    assert tx(target, "00B2072C0B") == TYPICAL_07 + "9000"  # SFI 5, record 7 (docs/card-reference.md §2 example)
     assert tx(target, "00B2072800") == TYPICAL_07 + "9000"  # SFI 5, identifier 07
     assert tx(target, "00B2083000") == TYPICAL_08 + "9000"  # SFI 6, identifier 08
     assert tx(target, "00B2023400") == TYPICAL_09 + "9000"  # SFI 6, record 2 is tag 09
@@ -434,7 +434,7 @@ def test_v3_needs_external_authentication_for_ef06_07_08() -> None:
     assert tx(target, "00B0870008") == "6982"
     assert tx(target, "00A4020002EF08") == "9000"  # selecting is free, reading is not
     assert tx(target, "00B0000008") == "6982"
-    target.security.external_auth_ok = True  # what EXTERNAL AUTHENTICATE will do (reference §5)
+    target.security.external_auth_ok = True  # what EXTERNAL AUTHENTICATE will do (docs/card-reference.md §5)
     assert tx(target, "00B2083000") == "0812" + b"540102198208080012".hex().upper() + "9000"
     target.power_on()
     assert not target.security.external_auth_ok

@@ -46,7 +46,7 @@ KEYS = tomllib.loads((SIM / "data" / "test-keys.toml").read_text(encoding="utf-8
 SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
 SELECT_DF01 = "00A4000002DF01"
 R = bytes.fromhex("1122334455667788")
-R16 = R * 2  # INTERNAL AUTHENTICATE data: 16 bytes (reference §2)
+R16 = R * 2  # INTERNAL AUTHENTICATE data: 16 bytes (docs/card-reference.md §2)
 CHALLENGE = bytes.fromhex("A1B2C3D4E5F60718")
 
 
@@ -180,7 +180,7 @@ def test_encrypt_refuses_what_it_cannot_do() -> None:
         encrypt(Algorithm.TDES, key, bytes(12))
     with pytest.raises(ValueError, match="16 bytes"):
         encrypt(Algorithm.SM4, bytes(8), bytes(16))
-    assert algorithm_of(None) is Algorithm.TDES  # reference §1: no flag means 01
+    assert algorithm_of(None) is Algorithm.TDES  # docs/card-reference.md §1: no flag means 01
     assert algorithm_of(3) is Algorithm.SM4
     with pytest.raises(UnsupportedAlgorithm):
         algorithm_of(9)
@@ -385,7 +385,7 @@ def test_the_counterfeit_answers_with_other_keys() -> None:
 @pytest.mark.parametrize(
     ("apdu", "sw"),
     [
-        ("0088000110" + R16.hex(), "6A88"),  # P2 is the IA key reference, 00 (reference §2)
+        ("0088000110" + R16.hex(), "6A88"),  # P2 is the IA key reference, 00 (docs/card-reference.md §2)
         ("0088010010" + R16.hex(), "6A86"),
         ("0088000008" + R.hex(), "6700"),  # the data is 16 bytes
         ("0088000004" + R.hex()[:8], "6700"),

@@ -88,7 +88,7 @@ def test_read_matches_persona_file(persona: str) -> None:
 
 
 def test_typical_read_uses_the_minimum_apdus() -> None:
-    """One SELECT SSSE, then one SFI-addressed READ RECORD per element (reference §2)."""
+    """One SELECT SSSE, then one SFI-addressed READ RECORD per element (docs/card-reference.md §2)."""
     wire = Wire()
     with open_sim("typical", wire) as terminal:
         card = terminal.read(today=TODAY)

@@ -1,4 +1,4 @@
-"""Trace format, redaction, strict replay and recording (docs/trace-format.md, STYLE.md §6, §9).
+"""Trace format, redaction, strict replay and recording (docs/trace-format.md, docs/design.md §6, §9).
 
 The PIN used throughout is 123456 (packed BCD ``123456``); the test that matters most here is that
 those digits never come out of redaction, a mismatch message, or a recorded trace file.
@@ -46,7 +46,7 @@ def redact(hex_apdu: str) -> str:
 @pytest.mark.parametrize(
     ("apdu", "shown"),
     [
-        # VERIFY (reference §2): header and Lc visible, PIN masked
+        # VERIFY (docs/card-reference.md §2): header and Lc visible, PIN masked
         ("00 20 00 00 03 123456", "0020000003******"),
         ("00 20 00 01 06 313233343536", "0020000106************"),
         # CHANGE PIN: old ‖ FF ‖ new

@@ -22,13 +22,13 @@ extern "C" {
 /* Default size of pOutInfo the library assumes (bytes, NUL included). */
 #define SSCARD_OUTINFO_SIZE 1024
 
-/* iType (reference §6.1). */
+/* iType (docs/card-reference.md §6.1). */
 #define SSCARD_ITYPE_CONTACT 1
 #define SSCARD_ITYPE_CONTACTLESS 2
 #define SSCARD_ITYPE_AUTO_CONTACT_FIRST 3
 #define SSCARD_ITYPE_AUTO_CONTACTLESS_FIRST 4
 
-/* Return codes (reference §6.4). Any other card error is -(SW as a decimal number). */
+/* Return codes (docs/card-reference.md §6.4). Any other card error is -(SW as a decimal number). */
 #define SSCARD_OK 0
 #define SSCARD_E_CARD_TYPE (-1)        /* not a social security card */
 #define SSCARD_E_NO_CARD (-2)          /* no card in the reader */

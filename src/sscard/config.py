@@ -17,8 +17,8 @@ Example::
     name = "ACS ACR1281"    # the user-card (contact) reader: substring of its PC/SC name, or
                             # "sim:typical", "replay:PATH"
     contactless = "PICC"    # the contactless slot of the same reader, or another reader
-    sam = "SAM"             # the PSAM slot (reference §5); never used for the resident's card
-    itype = 3               # national interface iType (reference §6): 1 contact, 2 contactless,
+    sam = "SAM"             # the PSAM slot (docs/card-reference.md §5); never used for the resident's card
+    itype = 3               # national interface iType (docs/card-reference.md §6): 1 contact, 2 contactless,
                             # 3 auto contact first (default), 4 auto contactless first
     busy_wait = 2.0         # seconds to wait for a reader another program holds exclusively
 
@@ -27,7 +27,7 @@ Example::
     contactless_keywords = ["PICC", "Contactless", "CL"]
 
     [terminal]
-    id = "410100813475"     # 终端机编号, reported in iReadCardBas (reference §6)
+    id = "410100813475"     # 终端机编号, reported in iReadCardBas (docs/card-reference.md §6)
     device_id = "MT170701000006"   # 终端设备号
 
     [keys]                  # card authentication (docs/card-auth.md)
@@ -50,7 +50,7 @@ Example::
     terminator = "any"      # any (CR, LF or CR LF) | CR | LF | CRLF | none (inter-character timeout)
     dedup_window = 2.0      # the same code again within this many seconds is one scan
 
-    [idcard]                # resident ID-card reader (reference §7)
+    [idcard]                # resident ID-card reader (docs/card-reference.md §9)
     port = "/dev/sscard-idcard"
     baudrate = 115200
 
@@ -92,7 +92,7 @@ from typing import Any
 
 from sscard.errors import ConfigError
 
-#: iType values of the national reader interface (reference §6).
+#: iType values of the national reader interface (docs/card-reference.md §6).
 ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS_FIRST = 1, 2, 3, 4
 ITYPES = (ITYPE_CONTACT, ITYPE_CONTACTLESS, ITYPE_CONTACT_FIRST, ITYPE_CONTACTLESS_FIRST)
 #: Name fragments that mark a slot of a multi-slot reader.  Vendors name slots freely ("ICC",

@@ -2,7 +2,7 @@
 
 Kiosk software branches on ``code`` (a stable string, never renamed once released) and shows
 ``message_zh`` / ``message`` to the person at the terminal.  The set mirrors Web eID's retriable
-errors (STYLE.md §10) plus what this card adds (reference §4, §6).
+errors (docs/design.md §10) plus what this card adds (docs/card-reference.md §4, §6).
 
 This module sits below every other one: transports, the APDU layer and the card application all
 raise these, so nothing above has to translate a pyscard or socket exception.
@@ -150,7 +150,7 @@ class ErrorRow:
 
 
 _R = ErrorRow
-#: code → row.  National codes: reference §6 (CARD_ERROR is −(SW as decimal), see national_code);
+#: code → row.  National codes: docs/card-reference.md §6 (CARD_ERROR is −(SW as decimal), see national_code);
 #: health-card codes: docs/card-reference.md, health card section (101 parameter, 102 no file,
 #: 103 read failed, 104 card error, 105 PSAM, 106 authentication; 112, a record flagged invalid,
 #: is told apart by its type in sscard.national.health).
@@ -247,7 +247,7 @@ def http_status(code: str) -> int:
 
 
 def national_code(error: SscardError | None) -> int:
-    """The national interface's return code (reference §6): 0 for success, −SW for CARD_ERROR."""
+    """The national interface's return code (docs/card-reference.md §6): 0 for success, −SW for CARD_ERROR."""
     if error is None:
         return 0
     if isinstance(error, CardError):

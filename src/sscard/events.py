@@ -15,7 +15,7 @@ Events: ``card_inserted`` (with the ATR), ``card_removed``, ``reader_attached``,
 back) it first reports what is already there, as ``reader_attached``/``card_inserted`` events with
 ``cause="initial"`` (or ``"service_restored"``), so a kiosk never has to ask separately.
 
-A kiosk runs for months, so the loop survives everything (STYLE.md §6): when pcscd goes away the
+A kiosk runs for months, so the loop survives everything (docs/design.md §6): when pcscd goes away the
 monitor reports ``card_removed``/``reader_detached`` for what it knew (``cause="service_lost"``:
 every PC/SC connection died with pcscd, so to software the cards are gone), then
 ``service_lost``, then reconnects with exponential backoff and says ``service_restored``.  An
@@ -200,7 +200,7 @@ class Monitor:
             try:
                 emit(event)
             except Exception:
-                # The consumer's bug must not stop the monitor (STYLE.md §6): say so, keep going.
+                # The consumer's bug must not stop the monitor (docs/design.md §6): say so, keep going.
                 log.exception("event consumer failed on %s", event.kind)
 
         return deliver

@@ -5,11 +5,11 @@
 anything else    PC/SC readers, chosen as below
 
 Kiosk card terminals are often one USB device that pcscd shows as several readers: a contact slot
-("ICC"), a contactless pad ("PICC" or "CL") and one or more PSAM slots ("SAM", reference §5).
+("ICC"), a contactless pad ("PICC" or "CL") and one or more PSAM slots ("SAM", docs/card-reference.md §5).
 Each reader gets a *slot kind* from configuration (``[reader] name / contactless / sam``, name
 substrings) or else from keywords in its name (``[reader.slots]``, data not code, because vendors
 name slots freely).  The resident's card is then looked for in the contact and contactless
-readers in the order of the national interface's ``iType`` (reference §6): 1 contact only,
+readers in the order of the national interface's ``iType`` (docs/card-reference.md §6): 1 contact only,
 2 contactless only, 3 both with contact first, 4 both with contactless first.  A SAM slot is never
 taken for the resident's card, even though it always "holds a card".
 
@@ -93,7 +93,7 @@ def card_readers(names: Sequence[str], config: Config) -> list[str]:
 
 
 def sam_readers(names: Sequence[str], config: Config) -> list[str]:
-    """The PSAM slots (reference §5), configured or recognised by name."""
+    """The PSAM slots (docs/card-reference.md §5), configured or recognised by name."""
     return [name for name in names if slot_kind(name, config) is SlotKind.SAM]
 
 
@@ -213,7 +213,7 @@ def open_reader(
 
 
 def open_sam_reader(config: Config) -> Reader:
-    """The reader holding the PSAM (reference §5): ``[reader] sam``, else a slot named like one.
+    """The reader holding the PSAM (docs/card-reference.md §5): ``[reader] sam``, else a slot named like one.
 
     ``sim:PSAM`` puts a simulated PSAM (``sscard sim psams``) in an in-process reader.
     PsamMissing (national −2201) when there is none.

@@ -1,6 +1,6 @@
 """Just enough ATR parsing (ISO 7816-3 §8.2) to find the historical bytes.
 
-The national reader interface reports 卡复位信息 as the ATR's historical bytes (reference §6), so we
+The national reader interface reports 卡复位信息 as the ATR's historical bytes (docs/card-reference.md §6), so we
 need them exactly; everything else about the ATR is the reader's business.
 """
 

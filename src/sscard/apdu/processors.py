@@ -1,8 +1,8 @@
-"""Small processors stacked on a transport, each doing one thing (STYLE.md §2).
+"""Small processors stacked on a transport, each doing one thing (docs/design.md §2).
 
 The usual stack, outermost first::
 
-    GetResponseProcessor      61xx -> GET RESPONSE until the card is done (reference §2, §4)
+    GetResponseProcessor      61xx -> GET RESPONSE until the card is done (docs/card-reference.md §2, §4)
     ResendWithLeProcessor     6Cxx -> the same command again with Le = xx
     TracingProcessor          every raw exchange, redacted, to the log and to an optional sink
     TransportConnection       bytes over the Transport

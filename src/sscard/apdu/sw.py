@@ -1,8 +1,8 @@
-"""Status words (reference §4) and the one raw APDU error.
+"""Status words (docs/card-reference.md §4) and the one raw APDU error.
 
 ``ApduError`` is deliberately raw: it carries the SW and data and nothing else.  The card
 application layer maps it to domain errors (``PinIncorrect``, ``NotSsc`` …) because only that
-layer knows what a given SW means for a given command (STYLE.md §3).
+layer knows what a given SW means for a given command (docs/design.md §3).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from enum import IntEnum
 
 
 class SW(IntEnum):
-    """Status words this card family uses (reference §4) plus the ISO 7816-4 ones we answer with."""
+    """Status words this card family uses (docs/card-reference.md §4) plus the ISO 7816-4 ones we answer with."""
 
     OK = 0x9000
     WRONG_LENGTH = 0x6700
@@ -49,7 +49,7 @@ class SW(IntEnum):
 
 
 def tries_left(sw: int) -> int | None:
-    """Tries left from a ``63Cx`` status word (reference §4), else None."""
+    """Tries left from a ``63Cx`` status word (docs/card-reference.md §4), else None."""
     return sw & 0x0F if sw & 0xFFF0 == 0x63C0 else None
 
 

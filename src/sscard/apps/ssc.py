@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sscard.cardapp import ReadContext
     from sscard.psam.crypto import Algorithm, CardFacts
 
-#: The EF06 elements a locked 3rd-generation card withholds (reference §1, §3).
+#: The EF06 elements a locked 3rd-generation card withholds (docs/card-reference.md §1, §3).
 LOCKED_EF06 = ("ssn", "name", "gender", "nation", "birthplace", "birth_date")
 
 
@@ -97,7 +97,7 @@ class CardRead:
 
 
 class SscCardApp:
-    """The SSSE application (reference §1–§5) as a :class:`~sscard.cardapp.CardApplication`."""
+    """The SSSE application (docs/card-reference.md §1–§5) as a :class:`~sscard.cardapp.CardApplication`."""
 
     def __init__(self, context: ReadContext) -> None:
         self.context = context

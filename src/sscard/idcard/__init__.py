@@ -1,4 +1,4 @@
-"""Resident ID-card readers (第二代居民身份证阅读器) over a serial port (reference §7).
+"""Resident ID-card readers (第二代居民身份证阅读器) over a serial port (docs/card-reference.md §9).
 
 The reader's security module speaks one frame format in both directions::
 
@@ -7,21 +7,21 @@ The reader's security module speaks one frame format in both directions::
 ``length`` counts everything after itself (command or status, data, checksum); the checksum is the
 XOR of the length bytes through the last data byte.  A response's status is three bytes; the
 third one carries the meaning (``90`` OK, ``9F`` card found, ``80`` find failed, ``81`` select
-failed, ``41`` read failed).  :func:`build_request` reproduces every request frame of reference §7
+failed, ``41`` read failed).  :func:`build_request` reproduces every request frame of docs/card-reference.md §9
 byte for byte (the tests hold them as vectors).
 
 :class:`IdCardReader` runs the usual sequence — find, select, read — over any
 :class:`~sscard.transports.stream.ByteStream` (a :class:`~sscard.transports.serial.SerialPort` in
 production, a pseudo-terminal in the tests).  Before each command it drops bytes left over from
 an earlier exchange; while waiting for an answer it skips stray bytes until the preamble (within
-a byte budget).  Failures are typed (STYLE.md §10): a silent device is
+a byte budget).  Failures are typed (docs/design.md §10): a silent device is
 :class:`~sscard.errors.DeviceTimeout`, a damaged or unsyncable answer
 :class:`~sscard.errors.FrameError`, a vanished port :class:`~sscard.errors.DeviceRemoved` (from the
 serial adapter), and the statuses map to :class:`~sscard.errors.IdCardNoCard`,
 :class:`~sscard.errors.IdCardSelectFailed`, :class:`~sscard.errors.IdCardReadFailed` or
 :class:`~sscard.errors.IdCardError`.
 
-The text block (256 bytes, UCS-2 little-endian, fixed widths — reference §7) becomes a frozen
+The text block (256 bytes, UCS-2 little-endian, fixed widths — docs/card-reference.md §9) becomes a frozen
 :class:`IdCardRecord`; the 1024-byte photo stays in its proprietary WLT form (a vendor decoder
 turns it into an image) and is passed through as bytes.  Foreigners' permanent residence cards and
 Hong Kong/Macau/Taiwan residence permits use other layouts: they are recognised by their type flag

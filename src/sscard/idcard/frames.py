@@ -1,4 +1,4 @@
-"""The ID-card reader's frames (reference §7): request building, checksums, answer parsing and a
+"""The ID-card reader's frames (docs/card-reference.md §9): request building, checksums, answer parsing and a
 resynchronising frame reader over any :class:`~sscard.transports.stream.ByteStream`.
 
 Part of :mod:`sscard.idcard`, which re-exports every public name; the wire format alone, so it is
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sscard.idcard")
 
 
-# --- frames (reference §7) ----------------------------------------------------------------------
+# --- frames (docs/card-reference.md §9) ----------------------------------------------------------------------
 
 PREAMBLE: Final = bytes.fromhex("AAAAAA9669")
 #: Preamble + the two length bytes: what must arrive before the rest of a frame can be awaited.
@@ -44,7 +44,7 @@ STATUS_FOUND: Final = 0x9F
 STATUS_FIND_FAILED: Final = 0x80
 STATUS_SELECT_FAILED: Final = 0x81
 STATUS_READ_FAILED: Final = 0x41
-#: Statuses that mean success.  Reference §7 gives ``9F`` for find and ``90`` for the rest; both are
+#: Statuses that mean success.  docs/card-reference.md §9 gives ``9F`` for find and ``90`` for the rest; both are
 #: accepted for every command, so a reader answering ``90`` to find is not refused.
 SUCCESS: Final = frozenset({STATUS_OK, STATUS_FOUND})
 _STATUS_ERRORS: Final = {
@@ -53,7 +53,8 @@ _STATUS_ERRORS: Final = {
     STATUS_READ_FAILED: IdCardReadFailed,
 }
 #: English log text for the other statuses security modules send, as vendors document them
-#: (vendors' SAM protocol documents; not part of reference §7).  Only used as ``detail``; the code stays ID_CARD_ERROR.
+#: (vendors' SAM protocol documents; not part of docs/card-reference.md §9).  Only used as ``detail``;
+#: the code stays ID_CARD_ERROR.
 STATUS_TEXT: Final = {
     0x10: "the module received a bad checksum",
     0x11: "the module received a bad length",
@@ -81,7 +82,7 @@ DRAIN_LIMIT: Final = 65536
 
 
 def checksum(data: bytes) -> int:
-    """XOR of every byte: the frame checksum over length..data (reference §7)."""
+    """XOR of every byte: the frame checksum over length..data (docs/card-reference.md §9)."""
     value = 0
     for byte in data:
         value ^= byte
@@ -91,7 +92,7 @@ def checksum(data: bytes) -> int:
 def build_request(cmd: bytes) -> bytes:
     """The request frame for a two-byte command (and any parameters after it).
 
-    ``build_request(CMD_FIND) == bytes.fromhex("AAAAAA96690003200122")`` (reference §7).
+    ``build_request(CMD_FIND) == bytes.fromhex("AAAAAA96690003200122")`` (docs/card-reference.md §9).
     """
     if len(cmd) < 2:
         raise ValueError("a command is at least two bytes")
@@ -101,7 +102,7 @@ def build_request(cmd: bytes) -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class Response:
-    """A checked response frame: the three status bytes and the data (reference §7)."""
+    """A checked response frame: the three status bytes and the data (docs/card-reference.md §9)."""
 
     sw: bytes
     data: bytes = dataclasses.field(repr=False)

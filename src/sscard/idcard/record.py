@@ -1,4 +1,4 @@
-"""The ID card's text block (reference §7) decoded into :class:`IdCardRecord`, with its checks.
+"""The ID card's text block (docs/card-reference.md §9) decoded into :class:`IdCardRecord`, with its checks.
 
 Part of :mod:`sscard.idcard`, which re-exports every public name; no I/O here, so the decoding is
 tested (and fuzzed) on bytes alone.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     pass
 
 
-# --- the text block (reference §7) --------------------------------------------------------------
+# --- the text block (docs/card-reference.md §9) --------------------------------------------------------------
 
 TEXT_SIZE: Final = 256
 #: (field, width in bytes) in order; UCS-2 little-endian, padded with spaces.
@@ -75,7 +75,7 @@ _LABELS_ZH: Final = {
 
 @dataclasses.dataclass(frozen=True)
 class IdCardRecord:
-    """The readable content of a resident ID card (reference §7), padding trimmed.
+    """The readable content of a resident ID card (docs/card-reference.md §9), padding trimmed.
 
     ``gender``/``nation`` are the GB/T 2261.1 and GB/T 3304 labels (``None`` for a code the tables
     do not know, with a warning); the codes are kept beside them.  ``valid_to`` is a date or

@@ -1,4 +1,4 @@
-"""Compatibility with the national reader interface (人社部 读写卡通用接口, reference §6).
+"""Compatibility with the national reader interface (人社部 读写卡通用接口, docs/card-reference.md §6).
 
 Front-desk systems written against the vendor DLLs expect ``iReadCardBas`` output strings and
 numeric return codes.  This module produces both from our typed results, so such a system can
@@ -21,7 +21,7 @@ from sscard.apdu.atr import historical_bytes
 from sscard.errors import DEFAULT_NATIONAL_CODE, ERROR_TABLE, SscardError, national_code
 from sscard.terminal import CardRead, Terminal
 
-#: iReadCardBas field order (reference §6), for documentation and parsing.
+#: iReadCardBas field order (docs/card-reference.md §6), for documentation and parsing.
 IREADCARDBAS_FIELDS = (
     "区号",
     "社会保障号码",
@@ -36,7 +36,7 @@ IREADCARDBAS_FIELDS = (
     "终端设备号",
 )
 
-#: Our stable error codes → national return codes (reference §6), from the one error table.
+#: Our stable error codes → national return codes (docs/card-reference.md §6), from the one error table.
 #: CARD_ERROR is −(SW as decimal), computed by :func:`return_code`.
 RETURN_CODES: Mapping[str, int] = {
     code: row.national_code for code, row in ERROR_TABLE.items() if row.national_code is not None
@@ -55,7 +55,7 @@ def _yyyymmdd(value: dt.date | None) -> str:
 
 
 def ireadcardbas(card: CardRead, terminal_id: str = "", device_id: str = "") -> str:
-    """The iReadCardBas output string: 11 fields, each followed by ``|`` (reference §6)."""
+    """The iReadCardBas output string: 11 fields, each followed by ``|`` (docs/card-reference.md §6)."""
     issuer, holder = card.issuer, card.cardholder
     fields = (
         issuer.region_code or "",
@@ -81,7 +81,7 @@ def parse_ireadcardbas(text: str) -> dict[str, str]:
     return dict(zip(IREADCARDBAS_FIELDS, parts[:-1], strict=True))
 
 
-#: HSM step-1 field order (reference §6); produced by :meth:`sscard.psam.hsm.HsmStep1.line`.
+#: HSM step-1 field order (docs/card-reference.md §6); produced by :meth:`sscard.psam.hsm.HsmStep1.line`.
 HSM_STEP1_FIELDS = (
     "区号",
     "ATR",
@@ -108,7 +108,7 @@ def call(operation: Callable[[], str]) -> tuple[int, str]:
 
 
 def iReadCardBas(terminal: Terminal, device_id: str = "") -> tuple[int, str]:
-    """``iReadCardBas``: read and format (reference §6); a 3rd-generation card needs ``[keys]``."""
+    """``iReadCardBas``: read and format (docs/card-reference.md §6); a 3rd-generation card needs ``[keys]``."""
     return call(
         lambda: ireadcardbas(terminal.read("ssc"), terminal.config.terminal_id, device_id or terminal.config.device_id)
     )

@@ -1,6 +1,6 @@
 """The Unix-domain socket that ``libSSCardDriver.so`` talks to (docs/native.md, issue 13).
 
-Kiosk programs written against the national reader interface (reference §6.5) link the C library
+Kiosk programs written against the national reader interface (docs/card-reference.md §6.5) link the C library
 in ``native/``; each of its calls is one request on this socket, answered by calling the
 :class:`~sscard.terminal.Terminal` facade, so the C side needs no JSON parser and no Python runs
 inside the host program.  The wire protocol (docs/native.md, "Wire protocol")::

@@ -142,7 +142,7 @@ def _bcd_template(digits: int) -> bytes:
 
 
 def verify_structure(digits: int, timeout: int) -> bytes:
-    """PIN_VERIFY_STRUCTURE for the SSC's VERIFY ``00 20 00 00 Lc BCD`` (F-padded, reference §2).
+    """PIN_VERIFY_STRUCTURE for the SSC's VERIFY ``00 20 00 00 Lc BCD`` (F-padded, docs/card-reference.md §2).
 
     bmFormatString 0x81: units in bytes, PIN at offset 0 of the data, left-justified, BCD.
     bmPINBlockString: no length field, a block of ``ceil(digits/2)`` bytes; the template is
@@ -171,7 +171,7 @@ def verify_structure(digits: int, timeout: int) -> bytes:
 
 
 def modify_structure(digits: int, timeout: int) -> bytes:
-    """PIN_MODIFY_STRUCTURE for CHANGE PIN ``80 5E 01 00 Lc old ‖ FF ‖ new`` (reference §2)."""
+    """PIN_MODIFY_STRUCTURE for CHANGE PIN ``80 5E 01 00 Lc old ‖ FF ‖ new`` (docs/card-reference.md §2)."""
     block = _bcd_template(digits)
     data = block + b"\xff" + block
     apdu = bytes([0x80, 0x5E, 0x01, 0x00, len(data)]) + data

@@ -1,1 +1,1 @@
-"""Terminal-side card authentication (reference §5, docs/card-auth.md): PSAM, HSM and software keys."""
+"""Terminal-side card authentication (docs/card-reference.md §5, docs/card-auth.md): PSAM, HSM and software keys."""

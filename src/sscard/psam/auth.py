@@ -1,4 +1,4 @@
-"""Card authentication on the card's side of the terminal (reference §5, docs/card-auth.md).
+"""Card authentication on the card's side of the terminal (docs/card-reference.md §5, docs/card-auth.md).
 
 Internal authentication proves the card genuine: the terminal sends 16 random bytes, the card
 encrypts them with its diversified IA key, and the key service computes what a genuine card must

@@ -1,4 +1,4 @@
-"""Block ciphers and key diversification for card authentication (docs/card-auth.md, reference §5).
+"""Block ciphers and key diversification for card authentication (docs/card-auth.md, docs/card-reference.md §5).
 
 Only what authentication needs: single-block ECB encryption with two-key 3DES or SM4 (through the
 ``cryptography`` library, never hand-written), PBOC-style diversification, and factor building.
@@ -27,7 +27,7 @@ FACTOR_LEN = 8
 
 
 class Algorithm(enum.IntEnum):
-    """The FCI algorithm flag ``9F0C 03 86 01 xx`` (reference §1)."""
+    """The FCI algorithm flag ``9F0C 03 86 01 xx`` (docs/card-reference.md §1)."""
 
     DES3 = 0x01
     SSF33 = 0x02

@@ -1,4 +1,4 @@
-"""The HSM two-step (加密机) of the national interface (reference §6, docs/card-auth.md).
+"""The HSM two-step (加密机) of the national interface (docs/card-reference.md §6, docs/card-auth.md).
 
 Step 1 reads what the HSM needs and ends with GET CHALLENGE, so the card's next command can be the
 EXTERNAL AUTHENTICATE of step 2; the export is the national layout

@@ -4,7 +4,7 @@ Every service answers one question — ``E(diversified key, pad(data))`` for a k
 algorithm and its factors — which is all internal authentication (the expected answer of a
 genuine card) and external authentication (the cryptogram that unlocks EF06) need:
 
-* :class:`PsamKeyService` asks a PSAM in a SAM slot (reference §5), the normal kiosk set-up;
+* :class:`PsamKeyService` asks a PSAM in a SAM slot (docs/card-reference.md §5), the normal kiosk set-up;
 * :class:`SoftwareKeyService` computes with master keys from a file: for the simulator and tests
   only, refused unless explicitly allowed and loudly logged when used;
 * the HSM two-step (:mod:`sscard.psam.hsm`) is not a service here: its cryptograms come back in a

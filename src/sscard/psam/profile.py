@@ -1,4 +1,4 @@
-"""Card-authentication profiles: the unconfirmed parts of reference §5 as data (docs/card-auth.md).
+"""Card-authentication profiles: the unconfirmed parts of docs/card-reference.md §5 as data (docs/card-auth.md).
 
 Vendors' PSAMs differ in command bytes and key usage codes, and provinces in diversification
 factors; none of that is fixed in code.  A profile is a TOML file; ``default`` ships with sscard

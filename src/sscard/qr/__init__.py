@@ -21,14 +21,14 @@ a scanner at its factory setting (often CR LF) works without configuration; an e
 terminator pins one.  Optionally wrapped in a configured prefix and suffix (STX/ETX, a
 symbology identifier).  :class:`QrScanner` turns that byte stream into :class:`QrCredential`
 values: the code, and its kind — medical insurance e-voucher (医保电子凭证), electronic social
-security card (电子社保卡) or unknown — from the rules in ``qr_formats.toml`` (reference §7).
+security card (电子社保卡) or unknown — from the rules in ``qr_formats.toml`` (docs/card-reference.md §9).
 
-Codes are opaque (reference §7): sscard captures a code and hands it over, and never tries to
+Codes are opaque (docs/card-reference.md §9): sscard captures a code and hands it over, and never tries to
 resolve it; the backend asks the national platform ("ec.query" for the e-voucher).  A code is a
 personal credential, so no log line holds one: logs give its kind, its length and a short hash
 (:attr:`QrCredential.ref`).
 
-What goes wrong is a typed error, and the scanner keeps listening (STYLE.md §10):
+What goes wrong is a typed error, and the scanner keeps listening (docs/design.md §10):
 
 * a line that is not printable ASCII, a line longer than ``max_length`` (discarded up to the next
   terminator, rejected once), and a line left without its terminator for ``incomplete_timeout``
@@ -40,7 +40,7 @@ What goes wrong is a typed error, and the scanner keeps listening (STYLE.md §10
   ``reopen`` callable waits for it (backoff 0.1 s doubling to 2 s) and resumes with the same scanner.
 
 This module speaks only to the :class:`~sscard.transports.stream.ByteStream` interface; pyserial
-stays in :mod:`sscard.transports.serial` (STYLE.md §1, §8).  The kinds and the classification
+stays in :mod:`sscard.transports.serial` (docs/design.md §1, §8).  The kinds and the classification
 rules are :mod:`sscard.qr.formats`; this module holds the credentials, the configuration and the
 scanner, and re-exports both.
 """

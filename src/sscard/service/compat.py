@@ -1,7 +1,7 @@
 """The vendor-bridge WebSocket: the function-call messages front-desk pages already send.
 
 Pages written for vendor bridges send ``{"function": "iReadCardBas", "iType": 3}`` and expect the
-national interface's numeric return code and output string (reference §6).  This module maps
+national interface's numeric return code and output string (docs/card-reference.md §6).  This module maps
 those messages onto the terminal, one card operation at a time like every other request:
 
     {"function": "iReadCardBas", "iType": 3}

@@ -1,4 +1,4 @@
-"""A social security card in software: the ISO 7816-4 behaviour of reference §1–§4, per persona.
+"""A social security card in software: the ISO 7816-4 behaviour of docs/card-reference.md §1–§4, per persona.
 
 Why one module of over 400 lines: :class:`SimulatedCard` is one command dispatcher over one
 security state, the card's ISO 7816-4 behaviour; its bank and health applications, crypto, keys
@@ -16,7 +16,7 @@ RAM.  The PIN and its counter persist for the card's lifetime (its EEPROM) but n
 persona file.
 
 Commands are a table (``_COMMANDS``: INS → allowed CLAs and handler).  Card authentication
-(docs/card-auth.md, reference §5) is two of them: INTERNAL AUTHENTICATE proves the card knows its
+(docs/card-auth.md, docs/card-reference.md §5) is two of them: INTERNAL AUTHENTICATE proves the card knows its
 diversified IA key, EXTERNAL AUTHENTICATE checks the terminal's cryptogram over the last challenge
 and sets :attr:`SecurityState.external_auth_ok`, which opens the files of ``behaviour.external_auth``.
 The card's keys are a key set's master keys (``sim/data/test-keys.toml``) diversified with the
@@ -56,11 +56,11 @@ PIN_DATA_MIN, PIN_DATA_MAX = 2, 6
 #: ISO 7816-4 "command incompatible with file structure" (READ RECORD on a binary EF, or back).
 SW_INCOMPATIBLE_FILE = 0x6981
 _SHORT_MAX = 256
-#: INTERNAL AUTHENTICATE ``00 88 00 00`` as seen in real readers (reference §2, docs/card-auth.md).
+#: INTERNAL AUTHENTICATE ``00 88 00 00`` as seen in real readers (docs/card-reference.md §2, docs/card-auth.md).
 KEY_REF_IA = 0x00
-#: EXTERNAL AUTHENTICATE ``00 82 00 0A``: P2 is RKSSSE's reference (reference §2).
+#: EXTERNAL AUTHENTICATE ``00 82 00 0A``: P2 is RKSSSE's reference (docs/card-reference.md §2).
 KEY_REF_RKSSSE = 0x0A
-#: INTERNAL AUTHENTICATE carries the terminal's 16 random bytes (``Lc 10``, reference §2).
+#: INTERNAL AUTHENTICATE carries the terminal's 16 random bytes (``Lc 10``, docs/card-reference.md §2).
 IA_DATA_LENGTH = 16
 #: A wrong EXTERNAL AUTHENTICATE cryptogram: the plain ``6300`` of docs/card-auth.md, no try counter.
 SW_AUTH_FAILED = 0x6300
@@ -102,7 +102,7 @@ class SecurityState:
 
 @dataclass(frozen=True)
 class RecordFile:
-    """A linear EF of TLV records (EF05, EF06); the SFI is the FID's low five bits (reference §2)."""
+    """A linear EF of TLV records (EF05, EF06); the SFI is the FID's low five bits (docs/card-reference.md §2)."""
 
     fid: int
     records: tuple[bytes, ...]
@@ -312,7 +312,7 @@ class SimulatedCard:
             return _Reply(sw=_more_bytes(len(answer.data)))
         return _Reply(answer.data, answer.sw)
 
-    # -- SELECT (reference §1, §2) ----------------------------------------------------------
+    # -- SELECT (docs/card-reference.md §1, §2) ----------------------------------------------------------
 
     def _select(self, command: Command) -> _Reply:
         if command.p1 == 0x04:
@@ -379,7 +379,7 @@ class SimulatedCard:
             raise _Refused(SW.SECURITY_STATUS_NOT_SATISFIED)
         return ef
 
-    # -- READ RECORD / READ BINARY (reference §2) -------------------------------------------
+    # -- READ RECORD / READ BINARY (docs/card-reference.md §2) -------------------------------------------
 
     def _read_record(self, command: Command) -> _Reply:
         """P2 = SFI << 3 | mode; mode 100 = P1 is a record number, 000 = P1 is the tag (first match)."""
@@ -431,7 +431,7 @@ class SimulatedCard:
         return self._fit_le(data, command.le, available_means_all=True)
 
     def _fit_le(self, data: bytes, le: int | None, available_means_all: bool) -> _Reply:
-        """Le handling (reference §2): Le absent or 00 takes what there is; too short a Le → 6Cxx.
+        """Le handling (docs/card-reference.md §2): Le absent or 00 takes what there is; too short a Le → 6Cxx.
 
         A Le longer than the data is answered with the data, unless the persona is ``strict_le``.
         """
@@ -441,7 +441,7 @@ class SimulatedCard:
             raise _Refused(0x6C00 | (len(data) & 0xFF))
         return _Reply(data[:le])
 
-    # -- GET RESPONSE (T=0, reference §2, §4) -----------------------------------------------
+    # -- GET RESPONSE (T=0, docs/card-reference.md §2, §4) -----------------------------------------------
 
     def _get_response(self, command: Command) -> _Reply:
         if command.p1 or command.p2:
@@ -460,7 +460,7 @@ class SimulatedCard:
         self._pending = None
         return _Reply(chunk, final_sw)
 
-    # -- GET CHALLENGE (reference §2, §5) ---------------------------------------------------
+    # -- GET CHALLENGE (docs/card-reference.md §2, §5) ---------------------------------------------------
 
     def _get_challenge(self, command: Command) -> _Reply:
         if command.p1 or command.p2:
@@ -471,7 +471,7 @@ class SimulatedCard:
         self.security.challenge = challenge
         return _Reply(challenge)
 
-    # -- INTERNAL / EXTERNAL AUTHENTICATE (docs/card-auth.md, reference §5) -----------------
+    # -- INTERNAL / EXTERNAL AUTHENTICATE (docs/card-auth.md, docs/card-reference.md §5) -----------------
 
     def _auth_key(self, usage: KeyUsage) -> tuple[bytes, int]:
         """The key and block size, or the refusal: 6A88 outside SSSE (the keys live there), 6A81 SSF33."""
@@ -483,7 +483,7 @@ class SimulatedCard:
             raise _Refused(SW.FUNCTION_NOT_SUPPORTED) from None
 
     def _internal_authenticate(self, command: Command) -> _Reply:
-        """``00 88 00 00 10 R`` (+ Le) → ``E(K_IA, R)`` (reference §2): the card proves it is genuine."""
+        """``00 88 00 00 10 R`` (+ Le) → ``E(K_IA, R)`` (docs/card-reference.md §2): the card proves it is genuine."""
         if command.p1 != 0x00:
             raise _Refused(SW.INCORRECT_P1P2)
         if command.p2 != KEY_REF_IA:
@@ -517,7 +517,7 @@ class SimulatedCard:
             raise _Refused(SW_AUTH_FAILED)
         return _Reply()
 
-    # -- PIN (reference §2, §4) -------------------------------------------------------------
+    # -- PIN (docs/card-reference.md §2, §4) -------------------------------------------------------------
 
     def _verify(self, command: Command) -> _Reply:
         """VERIFY; without data a status query that never touches the counter (persona ``pin_status``)."""

@@ -1,4 +1,4 @@
-"""The simulator's own card-authentication cryptography (docs/card-auth.md, reference §5).
+"""The simulator's own card-authentication cryptography (docs/card-auth.md, docs/card-reference.md §5).
 
 Both simulated devices use it: the card (:mod:`sscard.sim.card`) derives its diversified IA and
 RKSSSE keys from its own data with it, and the PSAM (:mod:`sscard.sim.psam`) diversifies its master
@@ -9,7 +9,7 @@ would not agree with it and the tests would say so.
 What is here, and why:
 
 * :func:`encrypt` — one ECB encryption with 3DES (flag ``01``, two-key, 8-byte block) or SM4
-  (flag ``03``, 16-byte block), the two algorithms of the card's FCI flag (reference §1).  ``02``
+  (flag ``03``, 16-byte block), the two algorithms of the card's FCI flag (docs/card-reference.md §1).  ``02``
   SSF33 has no public implementation and raises :class:`UnsupportedAlgorithm`.
 * :func:`pad` — the ``00`` right-padding of the cryptograms (docs/card-auth.md "Card commands").
 * :func:`diversify` — the PBOC diversification ``div(K, F)`` (docs/card-auth.md "Diversification").
@@ -39,7 +39,8 @@ FACTOR_LENGTH = 8
 
 
 class Algorithm(enum.IntEnum):
-    """The card's algorithm flag, FCI tag ``9F0C`` (reference §1); also the PSAM's P2 (docs/card-auth.md)."""
+    """The card's algorithm flag, FCI tag ``9F0C`` (docs/card-reference.md §1); also the PSAM's P2
+    (docs/card-auth.md)."""
 
     TDES = 0x01
     SSF33 = 0x02
@@ -51,7 +52,8 @@ class UnsupportedAlgorithm(ValueError):
 
 
 def algorithm_of(flag: int | None) -> Algorithm:
-    """The algorithm for an FCI flag; an absent flag means ``01`` (reference §1: "assume 01 when absent")."""
+    """The algorithm for an FCI flag; an absent flag means ``01`` (docs/card-reference.md §1:
+    "assume 01 when absent")."""
     if flag is None:
         return Algorithm.TDES
     try:
@@ -96,7 +98,7 @@ def pad(data: bytes, block: int) -> bytes:
 
     The cryptograms of INTERNAL/EXTERNAL AUTHENTICATE are ``E(K, pad(x))``: an 8-byte random is
     one 3DES block unchanged, and one SM4 block as ``x ‖ 8 × 00``.  Not ISO 9797 method 2 (no
-    ``80``): the document says ``00``, and that is unconfirmed (reference §5).
+    ``80``): the document says ``00``, and that is unconfirmed (docs/card-reference.md §5).
     """
     if block <= 0:
         raise ValueError("block size must be positive")
@@ -151,7 +153,7 @@ class FactorPart:
     """One part of a factor (docs/card-auth.md, the table under "Diversification").
 
     ``idcode[a:b]`` and ``atr_hist[a:b]`` are Python slices (a inclusive, b exclusive), so
-    ``idcode[8:16]`` is the 8 card-specific bytes at the end of the 16-byte code (reference §3);
+    ``idcode[8:16]`` is the 8 card-specific bytes at the end of the 16-byte code (docs/card-reference.md §3);
     without ``[a:b]`` the whole value.  A slice past the end gives the bytes there are: the factor
     is right-padded with ``00`` anyway.
     """
@@ -187,7 +189,7 @@ class FactorPart:
     def value(self, card: CardData) -> bytes:
         """This part's bytes for ``card``."""
         if self.kind == "region":
-            # The region code is the 3 BCD bytes at the start of the identification code (reference §3).
+            # The region code is the 3 BCD bytes at the start of the identification code (docs/card-reference.md §3).
             return card.identification_code[:3]
         if self.kind == "card_number":
             return card.card_number

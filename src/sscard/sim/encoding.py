@@ -1,8 +1,8 @@
-"""The card's side of reference §3: a persona's values encoded as a personalisation system would.
+"""The card's side of docs/card-reference.md §3: a persona's values encoded as a personalisation system would.
 
 Deliberately independent of :mod:`sscard.ssc.records`: if the simulator borrowed the parsers'
 encoders, a misreading of the reference would be built into both sides and every test would still
-pass.  Everything here is written straight from the table in reference §3.
+pass.  Everything here is written straight from the table in docs/card-reference.md §3.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sscard.sim.model import Persona
 
-#: DDF SSSE's AID (reference §1): ASCII "sx1.sh." + GBK "社会保障".
+#: DDF SSSE's AID (docs/card-reference.md §1): ASCII "sx1.sh." + GBK "社会保障".
 SSSE_AID = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
-#: UnionPay debit application (reference §1), so a bank-card persona has something to select.
+#: UnionPay debit application (docs/card-reference.md §1), so a bank-card persona has something to select.
 PBOC_DEBIT_AID = bytes.fromhex("A000000333010101")
 
 EF05_TAGS = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07)
-#: EF06 record order: record numbers differ from tags here (reference §2), 4E comes last.
+#: EF06 record order: record numbers differ from tags here (docs/card-reference.md §2), 4E comes last.
 EF06_TAGS = (0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x4E)
 NAME_LEN = 30
 NAME_EXTENSION_LEN = 20
 
 
 def bcd(digits: str, length: int, pad: str = "F") -> bytes:
-    """Packed BCD, right-padded with ``pad`` nibbles to ``length`` bytes (reference §3, CN format)."""
+    """Packed BCD, right-padded with ``pad`` nibbles to ``length`` bytes (docs/card-reference.md §3, CN format)."""
     if not digits.isascii() or not (digits.isdigit() or not digits):
         raise ValueError(f"not a digit string: {digits!r}")
     if len(digits) > 2 * length:
@@ -49,7 +49,7 @@ def ascii_field(text: str, length: int) -> bytes:
 
 
 def gb_field(text: str, length: int, padding: bytes) -> bytes:
-    """GB18030 text padded to the declared length with ``00`` or spaces (reference §3, tag 09/4E)."""
+    """GB18030 text padded to the declared length with ``00`` or spaces (docs/card-reference.md §3, tag 09/4E)."""
     raw = text.encode("gb18030")
     if len(raw) > length:
         raise ValueError(f"{len(raw)} bytes of GB18030 do not fit {length}")
@@ -59,7 +59,7 @@ def gb_field(text: str, length: int, padding: bytes) -> bytes:
 def split_name(name: str, spec_version: str) -> tuple[str, str]:
     """Split a full name over 姓名 (09) and 姓名扩展 (4E) on a character boundary.
 
-    Only 2.00 and 3.00 cards have 4E (reference §3); the cut never falls inside a multi-byte
+    Only 2.00 and 3.00 cards have 4E (docs/card-reference.md §3); the cut never falls inside a multi-byte
     GB18030 character, so each record decodes on its own.
     """
     used = 0
@@ -79,14 +79,14 @@ def split_name(name: str, spec_version: str) -> tuple[str, str]:
 
 
 def tlv(tag: int, value: bytes) -> bytes:
-    """One record as the card stores and returns it: tag, one-byte length, value (reference §2)."""
+    """One record as the card stores and returns it: tag, one-byte length, value (docs/card-reference.md §2)."""
     if len(value) > 0xFF:
         raise ValueError("value longer than a one-byte length")
     return bytes((tag, len(value))) + value
 
 
 def ef05_values(persona: Persona) -> list[tuple[int, bytes]]:
-    """EF05 values in record order (record number = tag, reference §2)."""
+    """EF05 values in record order (record number = tag, docs/card-reference.md §2)."""
     info = persona.ef05
     if info is None:
         return []
@@ -136,7 +136,7 @@ def record_files(persona: Persona) -> dict[int, list[bytes]]:
 
 
 def ssse_fci(algorithm: int | None) -> bytes:
-    """The FCI answered to SELECT SSSE: ``6F [84 AID] [A5 [9F0C 03 86 01 alg]]`` (reference §1)."""
+    """The FCI answered to SELECT SSSE: ``6F [84 AID] [A5 [9F0C 03 86 01 alg]]`` (docs/card-reference.md §1)."""
     proprietary = b"" if algorithm is None else tlv(0xA5, bytes((0x9F, 0x0C, 0x03, 0x86, 0x01, algorithm)))
     return tlv(0x6F, tlv(0x84, SSSE_AID) + proprietary)
 
@@ -150,7 +150,7 @@ def synthetic_bytes(seed: str, size: int, jpeg: bool = False) -> bytes:
     """Deterministic filler for EF07/EF08 (same persona, same bytes, so tests can assert them).
 
     With ``jpeg`` the bytes are framed by SOI/EOI markers like a photo would be; they are not a
-    decodable image (the real photo format is unconfirmed, reference §1).
+    decodable image (the real photo format is unconfirmed, docs/card-reference.md §1).
     """
     out = bytearray()
     counter = 0

@@ -28,9 +28,10 @@ class Behaviour:
     strict_le: bool = False
     sfi: bool = True
     pin_status: bool = True
-    #: FIDs of the files that answer 6982 until EXTERNAL AUTHENTICATE succeeds (3rd-gen EF06, ref. §1).
+    #: FIDs of the files that answer 6982 until EXTERNAL AUTHENTICATE succeeds (3rd-gen EF06,
+    #: docs/card-reference.md §1).
     external_auth: frozenset[int] = frozenset()
-    #: FCI tag 9F0C algorithm flag (reference §1); ``None`` leaves the tag out.
+    #: FCI tag 9F0C algorithm flag (docs/card-reference.md §1); ``None`` leaves the tag out.
     algorithm: int | None = 0x01
     locked: bool = False
     #: When set, VERIFY with a PIN and CHANGE PIN answer this status word (e.g. ``6C00``, ``6104``)
@@ -49,7 +50,7 @@ class PinSettings:
 
 @dataclass(frozen=True)
 class IssuerInfo:
-    """EF05 source values (reference §3, tags 01–07), before encoding."""
+    """EF05 source values (docs/card-reference.md §3, tags 01–07), before encoding."""
 
     identification_code: bytes
     card_type: str
@@ -62,7 +63,7 @@ class IssuerInfo:
 
 @dataclass(frozen=True)
 class HolderInfo:
-    """EF06 source values (reference §3), before encoding; ``name`` is the full name."""
+    """EF06 source values (docs/card-reference.md §3), before encoding; ``name`` is the full name."""
 
     ssn: str
     name: str

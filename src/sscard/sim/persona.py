@@ -10,7 +10,7 @@ File shape (every section but the top-level keys is optional; defaults in bracke
 
     description = "A typical 2.00 card: 张三, Beijing"
     ssc = true                     # false: a bank card, SELECT SSSE answers 6A82 [true]
-    atr = "3B6D0000…"              # hex; the historical bytes are what iReadCardBas reports (ref. §6)
+    atr = "3B6D0000…"              # hex; the historical bytes are what iReadCardBas reports (docs/card-reference.md §6)
     protocol = "T=0"               # must be offered by the ATR
 
     [behaviour]
@@ -19,7 +19,7 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     sfi = true                     # false: SFI addressing answers 6A81 (middleware must SELECT EF)
     pin_status = true              # false: VERIFY without data answers 6700
     external_auth = []             # files behind EXTERNAL AUTHENTICATE, e.g. ["EF06", "EF07", "EF08"]
-    algorithm = 1                  # FCI flag 9F0C (ref. §1): 1 3DES, 3 SM4, 2 SSF33 (INTERNAL/EXTERNAL
+    algorithm = 1                  # FCI flag 9F0C (card reference §1): 1 3DES, 3 SM4, 2 SSF33 (INTERNAL/EXTERNAL
                                    # AUTHENTICATE answer 6A81); -1 leaves it out of the FCI (3DES then)
     locked = false                 # true: 9303 for everything once SSSE is selected
 
@@ -32,7 +32,7 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     tries_left = 3
     max_tries = 3
 
-    [ef05]                         # reference §3, tags 01–07
+    [ef05]                         # docs/card-reference.md §3, tags 01–07
     identification_code = "…"      # 32 hex digits: region code (BCD) ‖ D156000005 ‖ 8 bytes
     card_type = "1"
     spec_version = "2.00"          # "1.00" cards never carry tag 4E
@@ -41,7 +41,7 @@ File shape (every section but the top-level keys is optional; defaults in bracke
     expiry_date = "2035-06-18"
     card_number = "102307185"      # 8 × [0-9A-Z] + check character
 
-    [ef06]                         # reference §3, tags 08, 09, 4E, 0A–0D
+    [ef06]                         # docs/card-reference.md §3, tags 08, 09, 4E, 0A–0D
     ssn = "110101198503071235"
     name = "张三"                  # the FULL name; split over 09 (30 bytes) and 4E (20 bytes)
     name_padding = "00"            # "00" or "20" (spaces)
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
         from importlib.abc import Traversable
 
 SPEC_VERSIONS = ("1.00", "2.00", "3.00")
-#: Files an ``external_auth`` list may name (reference §1) and their FIDs.
+#: Files an ``external_auth`` list may name (docs/card-reference.md §1) and their FIDs.
 AUTH_FILES = {"EF06": 0xEF06, "EF07": 0xEF07, "EF08": 0xEF08}
 DEFAULT_PHOTO_SIZE = 2560
 DEFAULT_FINGERPRINT_SIZE = 0x300

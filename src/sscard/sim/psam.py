@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 #: The PSAM application (docs/card-auth.md: ``00 A4 00 00 02 DF 01``).
 PSAM_DF = 0xDF01
 MF_FID = 0x3F00
-#: Up to three levels of diversification (reference §5), 8 bytes each.
+#: Up to three levels of diversification (docs/card-reference.md §5), 8 bytes each.
 MAX_LEVELS = 3
 _SHORT_MAX = 256
 #: Algorithms a PSAM can be given: SSF33 has no implementation anywhere (docs/card-auth.md "Keys").

@@ -1,4 +1,4 @@
-"""A simulated resident ID-card reader on a pseudo-terminal (reference §7).
+"""A simulated resident ID-card reader on a pseudo-terminal (docs/card-reference.md §9).
 
 Why one module of over 400 lines: the persona files, the frames and the pty thread are one
 simulated device, with its own copy of the wire constants kept apart from :mod:`sscard.idcard` on
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sscard.sim.idcard")
 
-# --- wire constants (reference §7), kept apart from sscard.idcard on purpose ---------------------
+# --- wire constants (docs/card-reference.md §9), kept apart from sscard.idcard on purpose ---------------------
 
 SYNC = b"\xaa\xaa\xaa\x96\x69"
 FIND, SELECT, READ, SAM_STATUS = b"\x20\x01", b"\x20\x02", b"\x30\x01", b"\x11\xff"
@@ -101,7 +101,7 @@ def answer_frame(status: int, data: bytes = b"") -> bytes:
 
 @dataclass(frozen=True)
 class IdCardPersona:
-    """One resident ID card's chip content, as the strings the chip holds (reference §7)."""
+    """One resident ID card's chip content, as the strings the chip holds (docs/card-reference.md §9)."""
 
     key: str
     description: str

@@ -1,10 +1,10 @@
 """The SSSE application: select, read the data elements, PIN status, VERIFY and CHANGE PIN.
 
 Everything here speaks APDUs through an :class:`~sscard.apdu.ApduConnection` and maps status words
-to domain errors (STYLE.md §3); it knows nothing of PC/SC, readers or transactions — the terminal
+to domain errors (docs/design.md §3); it knows nothing of PC/SC, readers or transactions — the terminal
 facade above owns those.
 
-APDU economy (reference §2): one SELECT of the SSSE application, then one READ RECORD per element
+APDU economy (docs/card-reference.md §2): one SELECT of the SSSE application, then one READ RECORD per element
 with SFI addressing in record-identifier mode (``P1`` = tag, ``P2`` = SFI << 3), so no SELECT EF
 is needed.  Le is the declared value length + 2, the value real readers send, so a card that
 insists on an exact Le (answering ``6Cxx``) costs no extra round trip for fixed-length elements.
@@ -35,9 +35,9 @@ from sscard.ssc.records import (
     parse_element,
 )
 
-#: DDF SSSE (reference §1): ASCII "sx1.sh." + GBK "社会保障".
+#: DDF SSSE (docs/card-reference.md §1): ASCII "sx1.sh." + GBK "社会保障".
 SSSE_AID = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
-#: File identifiers under SSSE (reference §1); the SFI is the low five bits.
+#: File identifiers under SSSE (docs/card-reference.md §1); the SFI is the low five bits.
 EF_FID = {0x05: 0xEF05, 0x06: 0xEF06, 0x07: 0xEF07, 0x08: 0xEF08}
 #: READ BINARY step (short Le 00) and the most a binary EF may hold before we call it malformed.
 BINARY_STEP = 256
@@ -65,13 +65,13 @@ __all__ = [
     "encode_pin",
     "validate_pin",
 ]
-#: Algorithm flags of the FCI tag 9F0C (reference §1).
+#: Algorithm flags of the FCI tag 9F0C (docs/card-reference.md §1).
 ALGORITHMS = {0x01: "3DES", 0x02: "SSF33", 0x03: "SM4"}
 
 
 @dataclass(frozen=True)
 class SsseInfo:
-    """What the SELECT SSSE answer tells us: the FCI and the card's algorithm flag (reference §1)."""
+    """What the SELECT SSSE answer tells us: the FCI and the card's algorithm flag (docs/card-reference.md §1)."""
 
     fci: bytes
     algorithm: int
@@ -82,7 +82,7 @@ class SsseInfo:
 
 
 class PinState(str, enum.Enum):
-    """PIN outcomes a kiosk UI must tell apart (Web eID's PIN outcome set, STYLE.md §3)."""
+    """PIN outcomes a kiosk UI must tell apart (Web eID's PIN outcome set, docs/design.md §3)."""
 
     VERIFIED = "verified"
     INCORRECT = "incorrect"
@@ -136,7 +136,7 @@ def validate_pin(pin: PinLike) -> None:
 
 
 class SscApplication:
-    """Operations of the SSSE application over one APDU connection (reference §1–§4)."""
+    """Operations of the SSSE application over one APDU connection (docs/card-reference.md §1–§4)."""
 
     def __init__(self, connection: ApduConnection) -> None:
         self.connection = connection
@@ -196,11 +196,11 @@ class SscApplication:
         return {tag: self.read_element(tag) for tag in tags}
 
     def read_issuer(self) -> IssuerData:
-        """EF05 (reference §3, tags 01–07): free to read on every generation."""
+        """EF05 (docs/card-reference.md §3, tags 01–07): free to read on every generation."""
         return issuer_from_elements(self.read_elements(EF05_TAGS))
 
     def read_cardholder(self, spec_version: str | None) -> CardholderData:
-        """EF06 (reference §3).  Tag 4E exists only on 2.00/3.00 cards, so 1.00 cards skip it."""
+        """EF06 (docs/card-reference.md §3).  Tag 4E exists only on 2.00/3.00 cards, so 1.00 cards skip it."""
         tags = [t for t in EF06_TAGS if not (t == 0x4E and (spec_version or "").startswith("1."))]
         return cardholder_from_elements(self.read_elements(tags))
 
@@ -212,7 +212,7 @@ class SscApplication:
         The size is not known in advance (the cards seen answer SELECT without an FCP), so the
         end is a short answer or ``6B00`` (offset beyond the file).  ``progress(bytes_so_far,
         None)`` is called after every step.  ``6982`` is AuthRequired: EF07/EF08 need external
-        authentication (reference §1).
+        authentication (docs/card-reference.md §1).
         """
         fid = EF_FID[ef].to_bytes(2, "big")
         answer = self.connection.send(Command(0x00, 0xA4, 0x02, 0x00, fid))
@@ -257,7 +257,7 @@ class SscApplication:
         raise self._card_error(ApduError(response.sw))
 
     def verify(self, pin: PinLike) -> PinOutcome:
-        """VERIFY (reference §2).  Sent exactly once: a wrong PIN is reported, never retried.
+        """VERIFY (docs/card-reference.md §2).  Sent exactly once: a wrong PIN is reported, never retried.
 
         The packed BCD is wiped after the exchange; a :class:`Pin` is the caller's to wipe.
         """
@@ -269,7 +269,7 @@ class SscApplication:
         return self._pin_outcome(response.sw)
 
     def change_pin(self, old: PinLike, new: PinLike) -> PinOutcome:
-        """CHANGE PIN ``80 5E 01 00 Lc old ‖ FF ‖ new`` (reference §2); both PINs validated first."""
+        """CHANGE PIN ``80 5E 01 00 Lc old ‖ FF ‖ new`` (docs/card-reference.md §2); both PINs validated first."""
         old_packed, new_packed = encode_pin(old), encode_pin(new)
         data = bytearray(old_packed)
         data += b"\xff"
@@ -303,7 +303,7 @@ class SscApplication:
 
 
 def _find_algorithm(fci: bytes) -> int:
-    """The algorithm flag ``9F0C 03 86 01 xx`` inside the FCI; ``01`` (3DES) when absent (reference §1)."""
+    """The algorithm flag ``9F0C 03 86 01 xx`` inside the FCI; ``01`` (3DES) when absent (docs/card-reference.md §1)."""
     marker = fci.find(b"\x9f\x0c")
     if marker >= 0:
         body = fci[marker + 3 : marker + 3 + fci[marker + 2]] if marker + 2 < len(fci) else b""

@@ -1,4 +1,4 @@
-"""Check characters of the card number and the social security number (reference §3).
+"""Check characters of the card number and the social security number (docs/card-reference.md §3).
 
 A mismatch is reported as a warning by the caller, not raised: a resident with a mis-personalised
 card still needs to be served, and the front desk needs to know.
@@ -15,7 +15,7 @@ _SSN = re.compile(r"^[0-9]{17}[0-9X]$")
 
 
 def _char_value(char: str) -> int:
-    """Digits count as their value, letters A=10, B=11, … (reference §3)."""
+    """Digits count as their value, letters A=10, B=11, … (docs/card-reference.md §3)."""
     return int(char) if char.isdigit() else ord(char) - ord("A") + 10
 
 

@@ -1,4 +1,4 @@
-"""Code tables for labelling data elements (reference §3), loaded from ``data/codes.toml``.
+"""Code tables for labelling data elements (docs/card-reference.md §3), loaded from ``data/codes.toml``.
 
 The tables are data so that a deployment can correct or extend a label without touching code.
 """

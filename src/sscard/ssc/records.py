@@ -1,8 +1,8 @@
-"""Data elements of the SSSE application (reference §3) as construct formats and frozen dataclasses.
+"""Data elements of the SSSE application (docs/card-reference.md §3) as construct formats and frozen dataclasses.
 
 Why one module of over 400 lines: the element table ties each tag to its construct format and
 to its field in the typed records, so formats, table and records are read together; construct
-stays inside this parser (STYLE.md §5).
+stays inside this parser (docs/design.md §5).
 
 Each element is declared once, in :data:`ELEMENTS`, as a TLV format (tag, length, value) whose
 value codec validates and converts the wire bytes.  The codecs are plain Python, so that reading a
@@ -10,11 +10,11 @@ well-formed record needs no construct (start-up, issue 11 item 14: importing con
 than the rest of the card application); construct wraps the same codecs (:attr:`ElementSpec.fmt`,
 built when first used) for building records and for the full parse of a record that is not
 well formed, which words every :class:`~sscard.errors.BadRecord`.  construct stays inside this module
-(STYLE.md §5): callers get :class:`IssuerData` / :class:`CardholderData` or a
+(docs/design.md §5): callers get :class:`IssuerData` / :class:`CardholderData` or a
 :class:`~sscard.errors.BadRecord` that names the element and says why — never a construct
 ``Container`` and never a half-parsed record.
 
-Encodings (reference §3): BCD dates ``YYYYMMDD``; BCD digit strings right-padded with ``F``
+Encodings (docs/card-reference.md §3): BCD dates ``YYYYMMDD``; BCD digit strings right-padded with ``F``
 (issuer id) or ``FF`` (birthplace); names in GB18030 (a superset of GBK, so rare characters such
 as 䶮 decode) padded with ``00`` or spaces, full name = tag 09 + tag 4E; ASCII for the rest.
 We deliberately never "strip 00 and take low nibbles" (the vendor bug the reference warns about),
@@ -232,7 +232,7 @@ def _adapter_class() -> Any:
 
 @dataclass(frozen=True)
 class ElementSpec:
-    """One data element of reference §3: where it lives, its name, and its TLV format."""
+    """One data element of docs/card-reference.md §3: where it lives, its name, and its TLV format."""
 
     tag: int
     ef: int
@@ -342,7 +342,7 @@ class RecordWarning:
 
 @dataclass(frozen=True)
 class IssuerData:
-    """EF05, 发卡机构数据 (reference §3, tags 01–07).  ``None`` where the card has no such record."""
+    """EF05, 发卡机构数据 (docs/card-reference.md §3, tags 01–07).  ``None`` where the card has no such record."""
 
     identification_code: IdentificationCode | None = None
     card_type: str | None = None
@@ -361,7 +361,7 @@ class IssuerData:
 
 @dataclass(frozen=True)
 class CardholderData:
-    """EF06, 持卡人基本信息 (reference §3, tags 08, 09, 4E, 0A–0D).
+    """EF06, 持卡人基本信息 (docs/card-reference.md §3, tags 08, 09, 4E, 0A–0D).
 
     Personal data: every element but the gender code is out of ``repr`` (PIPL; they are in the
     fields and in ``to_json`` output, which is what a caller asked for)."""
@@ -376,7 +376,7 @@ class CardholderData:
 
     @property
     def full_name(self) -> str | None:
-        """姓名 + 姓名扩展 (reference §3: full name = 09 + 4E)."""
+        """姓名 + 姓名扩展 (docs/card-reference.md §3: full name = 09 + 4E)."""
         if self.name is None and self.name_extension is None:
             return None
         return ((self.name or "") + (self.name_extension or "")).strip()
@@ -399,7 +399,7 @@ def cardholder_from_elements(values: Mapping[int, Any]) -> CardholderData:
 
 
 def validate(issuer: IssuerData, holder: CardholderData | None, today: dt.date) -> list[RecordWarning]:
-    """Cross-checks that make a warning, not an error (reference §3 check characters)."""
+    """Cross-checks that make a warning, not an error (docs/card-reference.md §3 check characters)."""
     out: list[RecordWarning] = []
     if issuer.card_number and not checks.card_number_valid(issuer.card_number):
         out.append(

@@ -12,7 +12,7 @@
 :mod:`sscard.cardapp` (the social security card first; ``read(app="bank")`` pins one); the PIN
 operations are the social security card's.
 
-Each public operation runs inside one PC/SC transaction (STYLE.md §4), so another process cannot
+Each public operation runs inside one PC/SC transaction (docs/design.md §4), so another process cannot
 interleave APDUs, and starts with its own SELECT SSSE, so it never depends on what a previous
 operation (or another program) left selected.  A card pulled out mid-operation surfaces as
 :class:`~sscard.errors.CardRemoved`; the terminal drops the connection and the next operation

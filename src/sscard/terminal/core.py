@@ -56,7 +56,7 @@ from typing import TypeVar
 #: the card has been read (so a person is not asked for a PIN a missing or wrong card makes useless).
 PinSource = PinLike | Callable[[], PinLike]
 
-IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (reference §3)
+IDENTIFICATION_CODE_TAG = 0x01  # EF05 tag 01, 卡识别码 (docs/card-reference.md §3)
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ class CardTerminal:
         them recognises is NOT_SSC (:class:`~sscard.cardapp.NoApplication`) naming the ones tried.
 
         For the social security card, with the fewest APDUs the card allows: a 3rd-generation card
-        refuses EF06 until the terminal authenticates (reference §1, §5).  With a key service
+        refuses EF06 until the terminal authenticates (docs/card-reference.md §1, §5).  With a key service
         configured (``[keys] service``) sscard authenticates first, so the read is complete.
         Without one, by default that raises :class:`~sscard.errors.AuthRequired`; with
         ``require_cardholder=False`` the EF05 data comes back with ``locked_elements`` set and an
@@ -370,7 +370,7 @@ class CardTerminal:
             return authenticator.service.describe()
 
     def read_photo(self, progress: Progress | None = None) -> bytes:
-        """The cardholder's photo (EF08; JPEG on the cards seen, format unconfirmed, reference §1).
+        """The cardholder's photo (EF08; JPEG on the cards seen, format unconfirmed, docs/card-reference.md §1).
 
         EF08 needs external authentication on most cards: with a key service configured sscard
         authenticates when the card asks; without one this is AUTH_REQUIRED.  ``progress`` gets

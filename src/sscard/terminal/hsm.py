@@ -25,7 +25,7 @@ class HsmTerminal(CardTerminal):
     # -- the HSM two-step -------------------------------------------------------------------
 
     def hsm_step1(self, terminal_id: str | None = None) -> HsmStep1:
-        """Step 1 of the HSM two-step (reference §6): what the HSM needs, ending with GET CHALLENGE.
+        """Step 1 of the HSM two-step (docs/card-reference.md §6): what the HSM needs, ending with GET CHALLENGE.
 
         Nothing may be sent to the card between this and :meth:`hsm_step2`: the challenge is
         good for the card's next command only.

@@ -1,4 +1,4 @@
-"""Transports: the one narrow boundary to a card (STYLE.md §1).
+"""Transports: the one narrow boundary to a card (docs/design.md §1).
 
 A :class:`~sscard.transports.base.Transport` moves bytes: ``transmit(bytes) -> bytes``, ``atr``,
 ``transaction()``, ``close()``.  A :class:`~sscard.transports.base.Reader` finds or waits for a card

@@ -4,11 +4,11 @@ Why one module of over 400 lines: the reader, the reader set and the transport s
 context, wait and handle helpers and the same rules for pcscd's codes; the binding and the code
 table are already apart (:mod:`sscard.transports.pcsc_errors`), and so are the events.
 
-This is the only module of sscard that imports pyscard (STYLE.md §1), and nothing imports it at
+This is the only module of sscard that imports pyscard (docs/design.md §1), and nothing imports it at
 ``import sscard`` time: :mod:`sscard.readers` loads it when a PC/SC reader is asked for.
 
 The low-level API is used instead of pyscard's object layer because it hands back every PC/SC
-result code, so each one can be turned into an error a person can act on (STYLE.md §10) through the
+result code, so each one can be turned into an error a person can act on (docs/design.md §10) through the
 one table :data:`PCSC_ERRORS`.  A PC/SC context is established per operation (listing, waiting,
 one connection) and released with it, so a restarted pcscd never leaves us holding a dead context
 (the failure mode of pyscard issue #82).
@@ -123,7 +123,7 @@ def find_reader(pattern: str | None = None) -> str:
     """The reader to use: first whose name contains ``pattern`` (case-insensitive).
 
     Without a pattern, the first reader that holds a card, else the first reader, so a kiosk with one
-    reader needs no configuration and one with a PSAM slot (a second "reader", reference §5) picks
+    reader needs no configuration and one with a PSAM slot (a second "reader", docs/card-reference.md §5) picks
     the slot the person put a card in.
     """
     with _pcsc_context() as context:
@@ -300,7 +300,7 @@ class PcscReaderSet(ReaderBase):
     """Several readers (or slots) as one, in order of preference: the card is in whichever holds one.
 
     This is how the national interface's iType 3/4 ("auto, contact first" / "contactless first",
-    reference §6) behaves: a resident may put the card in the contact slot or on the contactless
+    docs/card-reference.md §6) behaves: a resident may put the card in the contact slot or on the contactless
     pad, and the kiosk waits on both with one blocking call.
     """
 

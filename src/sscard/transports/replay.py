@@ -1,4 +1,4 @@
-"""Replay recorded traces strictly, and record new ones (STYLE.md §6, docs/trace-format.md).
+"""Replay recorded traces strictly, and record new ones (docs/design.md §6, docs/trace-format.md).
 
 Replay sits at the transport boundary, below the APDU processors, so a replayed test runs the same
 GET RESPONSE, resend and card-application code as a real card does.  It is strict in both

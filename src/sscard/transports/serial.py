@@ -1,6 +1,6 @@
 """Serial devices (QR scanners, resident ID-card readers) through pyserial.
 
-This is the only module of sscard that imports pyserial (STYLE.md §1); the protocols above it
+This is the only module of sscard that imports pyserial (docs/design.md §1); the protocols above it
 (:mod:`sscard.qr`, :mod:`sscard.idcard`) speak to the small
 :class:`~sscard.transports.stream.ByteStream` interface (which :class:`SerialPort` implements), so they
 are tested over real pseudo-terminals and could run over anything that moves bytes.

@@ -2,7 +2,7 @@
 
 A trace is reviewable text: a header of ``# key: value`` lines (ATR, protocol, reader, source,
 date), then one exchange per line, ``COMMAND -> RESPONSE`` in upper-case hex.  Data of commands
-that carry a PIN or a key cryptogram (STYLE.md §9) is written as ``**`` per byte, so a trace can be
+that carry a PIN or a key cryptogram (docs/design.md §9) is written as ``**`` per byte, so a trace can be
 committed, attached to a bug report or logged without leaking a resident's PIN.  The header bytes,
 Lc and Le stay visible so a replay still checks that the right command was sent.
 
@@ -30,7 +30,7 @@ TRACE_FILE_LIMIT = 16 * 1024 * 1024
 PROTOCOLS = ("T=0", "T=1")
 
 #: INS codes whose command data is never logged or recorded: VERIFY (20), ISO CHANGE REFERENCE DATA
-#: and this card's UNBLOCK PIN (24, reference §2), RESET RETRY COUNTER (2C), this card's CHANGE and
+#: and this card's UNBLOCK PIN (24, docs/card-reference.md §2), RESET RETRY COUNTER (2C), this card's CHANGE and
 #: RELOAD PIN (5E), EXTERNAL AUTHENTICATE (82).
 REDACTED_INS: frozenset[int] = frozenset({0x20, 0x24, 0x2C, 0x5E, 0x82})
 
@@ -83,7 +83,7 @@ def redact_command(apdu: bytes) -> str:
 
 
 #: READ RECORD in record-identifier mode (``00 B2 tag (SFI << 3)``, P2's low bits 000: P1 is the
-#: element's tag; the social security card, reference §3, and the health card) for elements that
+#: element's tag; the social security card, docs/card-reference.md §3, and the health card) for elements that
 #: are not personal data: the SSC's EF05 card identification code 01 (卡识别码: the chip's
 #: identifier, not an attribute of its holder; its bytes also reach the PSAM as diversification
 #: data and partly stand in the ATR, and card-authentication debugging needs them), card type 02,
