@@ -257,3 +257,108 @@ def test_photo_on_a_card_read_as_another_application_is_refused_before_printing(
 def test_allow_partial_without_app_is_the_sscs_and_harmless_elsewhere() -> None:
     for persona in ("bank_only", "health_locked_ef06"):
         assert Run("read", "--reader", f"sim:{persona}", "--allow-partial", "--json").status == 0
+
+
+# --- through pcscd + vpcd (under /work/pcscd.lock) -------------------------------------------
+
+
+def _sscard(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_") or k == "SSCARD_VPCD_SLOT"}
+    env["XDG_CONFIG_HOME"] = str(cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "sscard", *argv], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
+
+
+@pytest.mark.pcscd
+@pytest.mark.parametrize(("persona", "kind"), [("typical", "ssc"), ("bank_only", "bank"), ("health", "health")])
+def test_read_json_through_pcscd_says_its_kind(
+    vpcd_card: Any, vpcd_reader: str, persona: str, kind: str, tmp_path: Path
+) -> None:
+    link = vpcd_card(persona)
+    result = _sscard("read", "--reader", vpcd_reader, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["kind"] == kind
+    assert all(header[1] != VERIFY for header in link.card.command_log)
+    text = _sscard("read", "--reader", vpcd_reader, cwd=tmp_path)  # the text table of the same card
+    assert text.returncode == 0 and "INTERNAL" not in text.stderr, text.stderr
+    title = {"ssc": "社会保障卡 Social security card", "bank": "金融应用 Bank application"}
+    assert text.stdout.startswith(title.get(kind, "居民健康卡 Resident health card"))
+    _aligned(text.stdout)
+
+
+@pytest.mark.pcscd
+def test_app_bank_on_the_v3_ssc_through_pcscd(vpcd_card: Any, vpcd_reader: str, tmp_path: Path) -> None:
+    link = vpcd_card("v3_bank")
+    result = _sscard("read", "--reader", vpcd_reader, "--app", "bank", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["kind"] == "bank" and data["pan"] == "621799*********2347"
+    assert "6217995400000012347" not in result.stdout + result.stderr
+    assert link.card.command_log and all(header[1] != VERIFY for header in link.card.command_log)
+    text = _sscard("read", "--reader", vpcd_reader, "--app", "bank", cwd=tmp_path)
+    assert "621799*********2347" in text.stdout and "6217995400000012347" not in text.stdout
+
+
+@pytest.mark.pcscd
+def test_ireadcardbas_on_a_bank_card_through_pcscd(vpcd_card: Any, vpcd_reader: str, tmp_path: Path) -> None:
+    vpcd_card("bank_only")
+    result = _sscard("read", "--reader", vpcd_reader, "--format", "ireadcardbas", cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("error NOT_SSC: ") and "bank application (bank)" in result.stderr
+    assert "金融应用" in result.stderr
+
+
+@pytest.mark.pcscd
+def test_record_a_health_read_through_pcscd_and_replay_it_strictly(
+    vpcd_card: Any, vpcd_reader: str, tmp_path: Path
+) -> None:
+    from sscard.transports.trace import Trace
+
+    vpcd_card("health")
+    trace = tmp_path / "health.apdu"
+    recorded = _sscard("record", "--reader", vpcd_reader, "--json", str(trace), cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    header = Trace.load(trace).header
+    assert header["operation"] == "read" and header["applications"] == "ssc health bank"
+    replayed = _sscard("replay", str(trace), "--json", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout) == json.loads(recorded.stdout)
+    pinned = tmp_path / "pinned.apdu"
+    assert _sscard("record", "--reader", vpcd_reader, "--app", "health", str(pinned), cwd=tmp_path).returncode == 0
+    assert Trace.load(pinned).header["applications"] == "health"
+    assert _sscard("replay", str(pinned), "--json", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.pcscd
+def test_record_a_bank_read_through_pcscd_names_its_applications(
+    vpcd_card: Any, vpcd_reader: str, tmp_path: Path
+) -> None:
+    from sscard.transports.trace import Trace
+
+    vpcd_card("bank_only")
+    trace = tmp_path / "bank.apdu"
+    recorded = _sscard("record", "--reader", vpcd_reader, "--json", str(trace), cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    assert json.loads(recorded.stdout)["kind"] == "bank"
+    loaded = Trace.load(trace)
+    assert loaded.header["applications"] == "ssc health bank"
+    assert all(not exchange.command.startswith(("0020", "8020")) for exchange in loaded.exchanges)
+
+
+@pytest.mark.pcscd
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: the facade's bank read puts a fresh unpredictable number and the time into GPO "
+    "(os.urandom, now), so a strict replay of it diverges at GPO; needs the seam to give a replay "
+    "the recorded values (sscard.apps.bank / sscard.cardapp, not this helper's files)",
+)
+def test_replay_a_recorded_bank_read_strictly(vpcd_card: Any, vpcd_reader: str, tmp_path: Path) -> None:
+    vpcd_card("bank_only")
+    trace = tmp_path / "bank.apdu"
+    assert _sscard("record", "--reader", vpcd_reader, str(trace), cwd=tmp_path).returncode == 0
+    replayed = _sscard("replay", str(trace), "--json", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
