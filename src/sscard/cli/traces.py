@@ -82,7 +82,7 @@ def _check_app(ctx: Context) -> str | None:
     which refuses an option that cannot apply to it), before a file or the card is touched."""
     if ctx.args.operation not in (None, "read"):
         if ctx.args.app is not None:
-            raise UsageError("--app applies to --operation read only", "--app仅适用于--operation read")
+            raise UsageError("--app applies to --operation read only", "--app仅适用于读卡操作（--operation 'read'）")
         return None
     return read_app(ctx)
 
