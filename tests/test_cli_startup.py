@@ -142,6 +142,8 @@ EQUIVALENT = [
     ["read", "--hsm-step1"],
     ["read", "--hsm-step2", "--json", "--reader", "x", "--reader", "y"],
     ["read", "--wait", "inf"],
+    ["read", "--app", "bank", "--format", "ireadbanknumber"],
+    ["read", "-r", "Virtual PCD 00 00", "--app", "health", "--json"],
     ["--config", "read", "read"],  # a configuration file named "read"
 ]
 
@@ -150,6 +152,7 @@ FALLBACK = [
     ["read", "--rea", "x"],  # an abbreviation
     ["read", "-h"],
     ["read", "--itype", "9"],  # a wrong choice: argparse words the error
+    ["read", "--app", "library"],
     ["read", "--wait", "soon"],
     ["read", "--reader"],  # a value missing
     ["read", "--reader", "-x"],

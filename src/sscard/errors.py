@@ -722,6 +722,31 @@ class NoApplication(NotSsc):
         self.tried = tuple(name for name, _title, _reason in tried)
 
 
+class OtherApplication(NotSsc):
+    """NOT_SSC for a card that was read, as another application, when something only a social
+    security card has was asked for (``--format ireadcardbas``, ``--photo``): the code and exit
+    status of a card that is no SSC (the contract before the seam), the message naming what it is.
+    ``kind`` (``"bank"``, ``"health"``) is in :meth:`to_dict`."""
+
+    message_en = (
+        "This card is not a social security card: it carries the {title} ({kind}), "
+        "and {option} applies to social security cards only."
+    )
+    message_zh_text = "此卡不是社会保障卡，读到的是{title}；{option}仅适用于社会保障卡。"
+    zh_fallbacks: ClassVar[dict[str, str]] = {"title": "另一种卡应用", "option": "此项"}
+
+    def __init__(
+        self,
+        kind: str = "",
+        title: str = "another card application",
+        option: str = "this",
+        *,
+        title_zh: str | None = None,
+        option_zh: str | None = None,
+    ) -> None:
+        super().__init__(None, kind=kind, title=title, option=option, title_zh=title_zh, option_zh=option_zh)
+
+
 class RecordFlaggedInvalid(BadRecord):
     """A record the card itself marks invalid (flag ``FF``; the health card's vendor return code 112).
 

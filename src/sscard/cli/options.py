@@ -36,12 +36,23 @@ def json_opt(p: argparse.ArgumentParser) -> None:
 
 
 def read_opts(p: argparse.ArgumentParser) -> None:
+    from sscard.cardapp import APPLICATIONS
+    from sscard.cli.util import READ_FORMATS
+
     p.add_argument(
-        "--format", choices=("text", "json", "ireadcardbas"), default="text", help="output form (default text)"
+        "--app",
+        choices=APPLICATIONS.names,
+        help="read this card application only (default: whichever the card carries, the SSC first)",
+    )
+    p.add_argument(
+        "--format",
+        choices=READ_FORMATS,
+        default="text",
+        help="output form (default text; ireadcardbas: the SSC's, ireadbanknumber: the bank application's)",
     )
     p.add_argument("--terminal-id", help="终端机编号 for --format ireadcardbas")
     p.add_argument("--device-id", help="终端设备号 for --format ireadcardbas")
-    p.add_argument("--allow-partial", action="store_true", help="on 3.00 cards, return EF05 if EF06 is locked")
+    p.add_argument("--allow-partial", action="store_true", help="on 3.00 SSCs, return EF05 if EF06 is locked")
 
 
 def key_opts(p: argparse.ArgumentParser) -> None:

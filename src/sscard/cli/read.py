@@ -11,8 +11,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sscard.cli.util import EXIT_OK, Context, isatty, label_rows, warning_lines
-from sscard.errors import UsageError
+from sscard.cardapp import APPLICATIONS
+from sscard.cli.util import EXIT_OK, READ_FORMATS, Context, isatty, label_rows, warning_lines
+from sscard.errors import OtherApplication, UsageError
 
 if TYPE_CHECKING:
     import argparse
@@ -39,10 +40,45 @@ _HOLDER_LABELS = (
     ("birth_date", "出生日期", "Birth date"),
     ("birthplace_code", "出生地", "Birthplace code"),
 )
+# The bank application's (its JSON keys; the PAN is the masked one the JSON has).
+_BANK_LABELS = (
+    ("pan", "银行卡号", "Card number (PAN)"),
+    ("expiry", "有效期", "Expiry date"),
+    ("cardholder_name", "持卡人姓名", "Cardholder name"),
+    ("label", "应用标签", "Application label"),
+    ("preferred_name", "应用首选名称", "Preferred name"),
+    ("aid", "应用标识符", "AID"),
+)
+# The resident health card's: its card number is the resident's ID number.
+_HEALTH_HOLDER_LABELS = (
+    ("name", "姓名", "Name"),
+    ("gender", "性别", "Gender"),
+    ("nation", "民族", "Nation"),
+    ("birth_date", "出生日期", "Birth date"),
+)
+_HEALTH_CARD_LABELS = (
+    ("card_number", "卡号（身份证号码）", "Card number (ID number)"),
+    ("card_type", "卡类别", "Card type"),
+    ("version", "规范版本", "Version"),
+    ("issuer_name", "发卡机构", "Issuer"),
+    ("issue_date", "发卡日期", "Issue date"),
+    ("city_code", "城市代码", "City code"),
+    ("atr", "复位信息", "ATR"),
+)
 
 
 def render_card(data: dict[str, Any], reader: str) -> str:
-    """The readable, bilingual form of the JSON contract."""
+    """The readable, bilingual form of the JSON contract of any card application (its ``kind``).
+
+    It shows what the JSON shows, no more and no less: the SSC's SSN and the health card's
+    number (the resident's ID number) in clear, as their JSON does; the bank card's PAN masked,
+    as its JSON has it (docs/cli.md).
+    """
+    kind = data.get("kind", "ssc")
+    if kind == "bank":
+        return _render_bank(data, reader)
+    if kind == "health":
+        return _render_health(data, reader)
     lines = [f"社会保障卡 Social security card  [{reader}]"]
     holder, card = data["cardholder"], data["card"]
     rows: list[tuple[str, str, object]] = []
@@ -60,16 +96,106 @@ def render_card(data: dict[str, Any], reader: str) -> str:
     return "\n".join(lines)
 
 
+def _rows(values: dict[str, Any] | None, labels: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, object]]:
+    """Table rows of ``labels`` from ``values`` (``-`` for null, and for every row when ``values`` is)."""
+    return [(zh, en, "-" if values is None or values.get(key) is None else values[key]) for key, zh, en in labels]
+
+
+def _coded(values: dict[str, Any] | None, key: str) -> None:
+    """``男 (1)``: a label with its code, as the SSC table shows gender and nation."""
+    if values is not None and values.get(f"{key}_code") is not None:
+        values[key] = f"{values.get(key) or '?'} ({values[f'{key}_code']})"
+
+
+def _render_bank(data: dict[str, Any], reader: str) -> str:
+    lines = [f"金融应用 Bank application  [{reader}]"]
+    lines += label_rows(_rows(data, _BANK_LABELS))
+    return "\n".join(lines)
+
+
+def _render_health(data: dict[str, Any], reader: str) -> str:
+    lines = [f"居民健康卡 Resident health card  [{reader}]"]
+    holder = dict(data["cardholder"]) if data["cardholder"] is not None else None
+    _coded(holder, "gender")
+    _coded(holder, "nation")
+    lines += label_rows([*_rows(holder, _HEALTH_HOLDER_LABELS), *_rows(data["card"], _HEALTH_CARD_LABELS)])
+    lines += warning_lines(data["warnings"])
+    return "\n".join(lines)
+
+
+#: The card applications ``--app`` names (the registry's, in its order: ssc, health, bank).
+APPS: tuple[str, ...] = APPLICATIONS.names
+#: The application each national format (of :data:`~sscard.cli.util.READ_FORMATS`) belongs to.
+FORMAT_APPS = {"ireadcardbas": "ssc", "ireadbanknumber": "bank"}
+#: Options that apply to some applications only: (dest, as written, the applications).  With
+#: ``--app`` naming another, each is a usage error before the card is touched (docs/cli.md).
+APPLIES_TO: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("allow_partial", "--allow-partial", ("ssc",)),
+    ("photo", "--photo", ("ssc",)),
+    ("hsm_step1", "--hsm-step1", ("ssc",)),
+    ("hsm_step2", "--hsm-step2", ("ssc",)),
+    ("key_service", "--key-service", ("ssc", "health")),
+    ("sam_reader", "--sam-reader", ("ssc", "health")),
+)
+
+
+def read_app(ctx: Context) -> str | None:
+    """The application a read asks for: ``--app``, else ``bank`` for ``--format ireadbanknumber``
+    (an SSC that also carries the bank application would read as an SSC), else None: whichever
+    the card carries.  An option that cannot apply to it is a :class:`UsageError` here, before
+    the card is touched; ``--format ireadcardbas`` without ``--app`` reads whatever is there and
+    refuses another kind by name afterwards (:func:`require_ssc`)."""
+    args = ctx.args
+    app: str | None = getattr(args, "app", None)
+    fmt = "json" if ctx.json else getattr(args, "format", "text")
+    wanted = app or ("bank" if fmt == "ireadbanknumber" else None)
+    if wanted is None:
+        return None
+    title = APPLICATIONS.get(wanted)
+    given = [(option, apps) for dest, option, apps in APPLIES_TO if getattr(args, dest, None)]
+    if fmt in FORMAT_APPS:
+        given.append((f"--format {fmt}", (FORMAT_APPS[fmt],)))
+    for option, apps in given:
+        if wanted not in apps:
+            entries = [APPLICATIONS.get(name) for name in apps]
+            names = " and ".join(f"the {entry.title_en} ({entry.name})" for entry in entries)
+            raise UsageError(
+                f"{option} applies to {names} only, not to the {title.title_en} ({wanted})",
+                f"{option}仅适用于{'和'.join(entry.title_zh for entry in entries)}，不适用于{title.title_zh}",
+            )
+    return wanted
+
+
+def require_ssc(card: Any, option: str, option_zh: str) -> None:
+    """Refuse ``option`` (the SSC's own) on a card read as another application, naming it."""
+    if card.kind != "ssc":
+        title = APPLICATIONS.get(card.kind)
+        raise OtherApplication(card.kind, title.title_en, option, title_zh=title.title_zh, option_zh=option_zh)
+
+
 def read_card(ctx: Context, terminal: Any) -> int:
-    """Read the card in ``terminal`` and print it in the form asked for (``--json``, ``--format``)."""
-    card = terminal.read(require_cardholder=not ctx.args.allow_partial)
+    """Read the card in ``terminal`` and print it in the form asked for (``--json``, ``--format``).
+
+    Which application: :func:`read_app`.  ``--allow-partial`` is the SSC's (the health card
+    returns its EF05 data without the key service anyway; the bank application has nothing
+    locked); everything the SSC alone has is refused on another card before anything is printed.
+    """
+    card = terminal.read(read_app(ctx), require_cardholder=not getattr(ctx.args, "allow_partial", False))
     fmt = "json" if ctx.json else ctx.args.format
+    if fmt == "ireadcardbas":
+        require_ssc(card, "--format ireadcardbas", "国家接口格式（--format 'ireadcardbas'）")
+    if getattr(ctx.args, "photo", None):
+        require_ssc(card, "--photo", "读取照片（--photo）")
     if fmt == "json":
         print(json.dumps(card.to_json(), ensure_ascii=False), file=ctx.out)
     elif fmt == "ireadcardbas":
         from sscard.national import ireadcardbas
 
         print(ireadcardbas(card, ctx.config.terminal_id, ctx.config.device_id), file=ctx.out)
+    elif fmt == "ireadbanknumber":
+        from sscard.national.bank import ireadbanknumber
+
+        print(ireadbanknumber(card), file=ctx.out)
     else:
         print(render_card(card.to_json(), card.reader), file=ctx.out)
     return EXIT_OK
@@ -78,6 +204,7 @@ def read_card(ctx: Context, terminal: Any) -> int:
 def cmd_read(ctx: Context) -> int:
     if ctx.args.hsm_step1 and ctx.args.hsm_step2:
         raise UsageError("--hsm-step1 and --hsm-step2 are two separate calls", "两步须分开调用")
+    read_app(ctx)  # an option that cannot apply to --app: refused before any file or card is touched
     from sscard.files import check_private_path, create_private_file
 
     for path in (ctx.args.output, ctx.args.photo):
@@ -171,7 +298,8 @@ READ_OPTIONS: dict[str, tuple[str, Callable[[str], object] | None, tuple[object,
     "--itype": ("itype", int, (1, 2, 3, 4)),
     "--wait": ("wait", float, None),
     "--json": ("json", None, None),
-    "--format": ("format", str, ("text", "json", "ireadcardbas")),
+    "--app": ("app", str, APPS),
+    "--format": ("format", str, READ_FORMATS),
     "--terminal-id": ("terminal_id", str, None),
     "--device-id": ("device_id", str, None),
     "--allow-partial": ("allow_partial", None, None),

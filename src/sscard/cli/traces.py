@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sscard import __version__
+from sscard.cardapp import APPLICATIONS_HEADER, applications_header
 from sscard.cli.cards import pin_result
-from sscard.cli.read import read_card
+from sscard.cli.read import read_app, read_card
 from sscard.cli.util import EXIT_OK, Context
 from sscard.errors import UsageError
 
@@ -20,9 +21,11 @@ def cmd_record(ctx: Context) -> int:
     from sscard.files import check_private_path
     from sscard.transports.replay import RecordingTransport
 
+    app = _check_app(ctx)
     check_private_path(ctx.args.output)  # refused before the card is touched
 
     recorders: list[Any] = []
+    applications: list[str] = []
 
     def wrap(transport: Any) -> Any:
         recorder = RecordingTransport(transport, ctx.args.source or f"recorded with sscard {__version__}")
@@ -31,12 +34,17 @@ def cmd_record(ctx: Context) -> int:
 
     try:
         with ctx.open_terminal(transport_wrapper=wrap) as terminal:
+            if ctx.args.operation == "read":
+                # What this read will ask, in order: a replay asks exactly these (docs/trace-format.md).
+                applications.append(applications_header(terminal.applications, app))
             return _run_operation(ctx, terminal)
     finally:
         # A failing operation (NOT_SSC, PIN_BLOCKED …) is worth a fixture too: save what was said.
         if recorders:
             trace = recorders[-1].trace
             trace.header["operation"] = ctx.args.operation
+            if applications:
+                trace.header[APPLICATIONS_HEADER] = applications[0]
             trace.save(ctx.args.output)
             print(f"wrote {len(trace.exchanges)} exchanges to {ctx.args.output}", file=ctx.err)
 
@@ -59,6 +67,7 @@ def cmd_replay(ctx: Context) -> int:
             raise TraceInvalid(
                 f"{ctx.args.path}: header operation {ctx.args.operation[:20]!r} is not one of {REPLAY_OPERATIONS}"
             )
+    _check_app(ctx)
     accept_any_pin = bool(ctx.args.accept_any_pin)  # tests only: a trace cannot check a PIN
     with Terminal.open(REPLAY_PREFIX + ctx.args.path, config=ctx.config, accept_any_pin=accept_any_pin) as terminal:
         status = _run_operation(ctx, terminal)
@@ -66,6 +75,16 @@ def cmd_replay(ctx: Context) -> int:
         if last is not None:
             last.assert_finished()
     return status
+
+
+def _check_app(ctx: Context) -> str | None:
+    """``--app`` is for reads; with ``--operation read``, the application to read (:func:`read_app`,
+    which refuses an option that cannot apply to it), before a file or the card is touched."""
+    if ctx.args.operation not in (None, "read"):
+        if ctx.args.app is not None:
+            raise UsageError("--app applies to --operation read only", "--app仅适用于读卡操作（--operation 'read'）")
+        return None
+    return read_app(ctx)
 
 
 def _run_operation(ctx: Context, terminal: Any) -> int:

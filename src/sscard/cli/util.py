@@ -33,6 +33,11 @@ EXIT_CODES: dict[str, int] = {
     if row.category.exit_code is not None and row.category is not INTERNAL
 }
 
+#: ``read``'s output forms (``--format``; also record's, replay's and demo's).  A national format
+#: is one application's: ``ireadcardbas`` the social security card's, ``ireadbanknumber`` the bank
+#: application's (sscard.cli.read.FORMAT_APPS).
+READ_FORMATS = ("text", "json", "ireadcardbas", "ireadbanknumber")
+
 
 class Context:
     """What every command needs: parsed options, configuration and the output streams."""

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive
 
+from sscard.cardapp import APPLICATIONS
 from sscard.service.logs import clean
 from sscard.service.problems import BadRequest, ClientGone, RequestTooLarge
 
@@ -40,9 +41,16 @@ class _TooLarge(Exception):
     pass
 
 
-#: The fields each endpoint's body may have, with their JSON types (also the OpenAPI schemas).
-FIELDS: dict[str, dict[str, type]] = {
-    "/v1/read": {"allow_partial": bool},
+class Choice(tuple[str, ...]):
+    """A string field that must be one of these values (the OpenAPI ``enum``)."""
+
+    __slots__ = ()
+
+
+#: The fields each endpoint's body may have, with their JSON types or the strings allowed (also
+#: the OpenAPI schemas).  ``/v1/read``'s ``app``: the card application to read (sscard.cardapp).
+FIELDS: dict[str, dict[str, type | Choice]] = {
+    "/v1/read": {"allow_partial": bool, "app": Choice(APPLICATIONS.names)},
     "/v1/verify": {"pin": str},
     "/v1/sign-in": {"pin": str},
     "/v1/token/verify": {"token": str, "terminal_id": str},
@@ -85,6 +93,10 @@ async def body_of(request: Request) -> dict[str, Any]:
         if kind is None:
             raise BadRequest(f"unknown field {clean(key, 40)!r}", "请求中有未知字段")
         if value is None:
+            continue
+        if isinstance(kind, Choice):
+            if not isinstance(value, str) or value not in kind:
+                raise BadRequest(f"'{key}' must be one of {', '.join(kind)}", "字段取值无效")
             continue
         if type(value) is not kind:  # not isinstance: a bool is an int, and 0/1 are no booleans
             name = "true or false" if kind is bool else "a string"

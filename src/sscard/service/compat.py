@@ -51,7 +51,7 @@ async def call(service: Service, text: str) -> dict[str, Any]:
     terminal, config = service.terminal, service.config
     try:
         if function == "iReadCardBas":
-            card = await service.run(terminal.read)
+            card = await service.run(lambda: terminal.read("ssc"))  # the SSC's call: no other application
             output = ireadcardbas(card, config.terminal_id, config.device_id)
             return {"function": function, "code": 0, "output": output}
         if function == "iVerifyPIN":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sscard import __version__
-from sscard.service.bodies import FIELDS
+from sscard.service.bodies import FIELDS, Choice
 from sscard.service.problems import DEFAULT_STATUS, HTTP_STATUS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -18,10 +18,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _body(path: str, *required: str) -> dict[str, Any]:
     """The request-body schema of ``path``, from the fields the service checks (bodies.FIELDS)."""
 
-    types = {bool: {"type": "boolean"}, str: {"type": "string"}}
+    types: dict[type, dict[str, Any]] = {bool: {"type": "boolean"}, str: {"type": "string"}}
+
+    def field(kind: type | Choice) -> dict[str, Any]:
+        return {"type": "string", "enum": list(kind)} if isinstance(kind, Choice) else types[kind]
+
     schema: dict[str, Any] = {
         "type": "object",
-        "properties": {key: types[kind] for key, kind in FIELDS[path].items()},
+        "properties": {key: field(kind) for key, kind in FIELDS[path].items()},
         "additionalProperties": False,
     }
     if required:
@@ -102,8 +106,15 @@ def document() -> dict[str, Any]:
             "/v1/readers": {"get": _op("PC/SC readers with slot kinds", _obj(readers={"type": "array"}))},
             "/v1/read": {
                 "post": _op(
-                    "read card and cardholder: exactly the `sscard read --json` contract",
-                    {"$ref": "#/components/schemas/CardRead"},
+                    "read the card application the card carries (or `app`): exactly the `sscard read --json` contract",
+                    {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/CardRead"},
+                            {"$ref": "#/components/schemas/BankCard"},
+                            {"$ref": "#/components/schemas/HealthCard"},
+                        ],
+                        "discriminator": {"propertyName": "kind"},
+                    },
                     _body("/v1/read"),
                 )
             },
@@ -159,8 +170,65 @@ def document() -> dict[str, Any]:
                 },
                 "CardRead": {
                     "type": "object",
-                    "required": ["card", "cardholder", "warnings"],
-                    "properties": {"card": card, "cardholder": holder, "warnings": {"type": "array"}},
+                    "required": ["kind", "card", "cardholder", "warnings"],
+                    "properties": {
+                        "kind": {"const": "ssc"},
+                        "card": card,
+                        "cardholder": holder,
+                        "warnings": {"type": "array"},
+                    },
+                },
+                "BankCard": {
+                    "type": "object",
+                    "description": "the bank application (kind bank); the PAN masked: first 6, last 4 digits",
+                    "required": ["kind", "aid", "pan"],
+                    "properties": {
+                        "kind": {"const": "bank"},
+                        "aid": STRING,
+                        "selected_by": {"enum": ["ppse", "aid"]},
+                        "label": NULLABLE_STRING,
+                        "preferred_name": NULLABLE_STRING,
+                        "pan": STRING,
+                        "pan_sequence": NULLABLE_STRING,
+                        "expiry": NULLABLE_STRING,
+                        "cardholder_name": NULLABLE_STRING,
+                        "aip": STRING,
+                    },
+                },
+                "HealthCard": {
+                    "type": "object",
+                    "description": (
+                        "the resident health card (kind health); card_number is the resident's ID number; "
+                        "cardholder null (with an AUTH_REQUIRED warning) without a key service"
+                    ),
+                    "required": ["kind", "card", "cardholder", "warnings"],
+                    "properties": {
+                        "kind": {"const": "health"},
+                        "card": _obj(
+                            card_type=NULLABLE_STRING,
+                            version=NULLABLE_STRING,
+                            issuer_name=NULLABLE_STRING,
+                            issue_date=NULLABLE_STRING,
+                            card_number=NULLABLE_STRING,
+                            city_code=NULLABLE_STRING,
+                            atr=STRING,
+                        ),
+                        "cardholder": {
+                            "anyOf": [
+                                _obj(
+                                    name=NULLABLE_STRING,
+                                    gender_code=NULLABLE_STRING,
+                                    gender=NULLABLE_STRING,
+                                    nation_code=NULLABLE_STRING,
+                                    nation=NULLABLE_STRING,
+                                    birth_date=NULLABLE_STRING,
+                                ),
+                                {"type": "null"},
+                            ]
+                        },
+                        "warnings": {"type": "array"},
+                        "authenticated_by": STRING,
+                    },
                 },
                 "PinOutcome": _obj(state=STRING, tries_left={"type": ["integer", "null"]}),
                 "Session": _obj(

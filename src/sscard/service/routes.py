@@ -84,7 +84,8 @@ async def readers(request: Request, service: Service) -> Any:
 async def read(request: Request, service: Service) -> Any:
     body = await body_of(request)
     allow_partial = body.get("allow_partial") is True
-    card = await service.run(lambda: service.terminal.read(require_cardholder=not allow_partial))
+    app = body.get("app")  # one of the registry's names (bodies.FIELDS); None: whichever the card carries
+    card = await service.run(lambda: service.terminal.read(app=app, require_cardholder=not allow_partial))
     return card.to_json()
 
 
