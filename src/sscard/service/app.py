@@ -99,8 +99,14 @@ def create_app(
     allowed_origins: list[str] | None = None,
     token: str | None = None,
     allowed_hosts: list[str] | None = None,
+    socket_path: str | None = None,
 ) -> Starlette:
-    """The ASGI app; ``terminal`` defaults to ``Terminal.open(config=config)``."""
+    """The ASGI app; ``terminal`` defaults to ``Terminal.open(config=config)``.
+
+    ``socket_path`` (default ``[service] socket``): also answer libSSCardDriver.so on that
+    Unix-domain socket (docs/native.md); a socket systemd passed (``sscard.socket``) is used
+    instead of binding one.
+    """
     origins = allowed_origins if allowed_origins is not None else list(config.service_origins)
     shown_host = f"[{host}]" if ":" in host else host
     own = [f"{shown_host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
@@ -120,8 +126,10 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start_events()
         try:
+            service.start_native(socket_path if socket_path is not None else config.service_socket)
             yield
         finally:
+            service.stop_native()  # before the event monitor stops (and the terminal closes)
             service.stop_events()
 
     routes = [
@@ -175,7 +183,14 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(InternalError(type(exc).__name__))
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, allow_remote: bool = False) -> None:
+def serve(
+    config: Config,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    allow_remote: bool = False,
+    socket_path: str | None = None,
+) -> None:
     """Run the service until SIGINT/SIGTERM (uvicorn handles both), with the connection limits of
     :mod:`sscard.service.server`."""
     import uvicorn
@@ -190,7 +205,7 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, 
     )
 
     check_remote(host, allow_remote, config.service_token)
-    app = create_app(config, host=host, port=port)
+    app = create_app(config, host=host, port=port, socket_path=socket_path)
     service: Service = app.state.service
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)
