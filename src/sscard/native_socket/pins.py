@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sscard.errors import PinFormat
-from sscard.native_socket.protocol import BadCall, PinEntryCancelled, PinEntryTimeout
+from sscard.errors import PinEntryCancelled, PinEntryTimeout, PinFormat
+from sscard.native_socket.protocol import BadCall
 from sscard.ssc.application import PinOutcome, PinState
 from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal

@@ -27,7 +27,6 @@ from sscard.native_socket.protocol import (
     MAX_REQUEST,
     REQUEST_TIMEOUT,
     BadCall,
-    NativeCallError,
     Request,
     encode_answer,
     message,
@@ -210,7 +209,7 @@ class NativeSocketServer:
                 line = _read_line(conn)
                 request = parse_request(line)
                 rc, text = self.dispatch(request)
-            except (SscardError, NativeCallError) as exc:
+            except SscardError as exc:
                 rc, text = national_code(exc), message(exc)
             except OSError as exc:
                 log.info("native socket: dropped a request: %s", type(exc).__name__)
@@ -263,7 +262,7 @@ class NativeSocketServer:
             outcome = (
                 source.verify(self.terminal, timeout) if fn == "iVerifyPIN" else source.change(self.terminal, timeout)
             )
-        except (SscardError, NativeCallError) as exc:
+        except SscardError as exc:
             return national_code(exc), message(exc)
         return _pin_result(outcome)
 
