@@ -6,15 +6,20 @@ the same on the vpcd reader with the simulated card inserted.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,3 +193,117 @@ def test_serve_takes_over_the_socket_systemd_passes(native: dict[str, Path], tmp
         process.terminate()
         process.communicate(timeout=15)
     assert os.path.exists(path), "systemd's socket is systemd's to remove"
+
+
+# -- PINs through /v1/events and POST /v1/pin-entry --------------------------------------------------
+
+
+def _post(port: int, path: str, body: dict[str, Any], origin: str | None = None) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json", **({"Origin": origin} if origin else {})}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class Page:
+    """The kiosk page's part, on a thread: subscribe to /v1/events, answer the next pin_requested."""
+
+    def __init__(self, port: int, answer: dict[str, Any] | None) -> None:
+        self.port, self.answer = port, answer
+        self.ready = threading.Event()
+        self.event: dict[str, Any] | None = None
+        self.status: int | None = None
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "no hello on /v1/events"
+
+    async def _run(self) -> None:
+        import websockets
+
+        origin = f"http://127.0.0.1:{self.port}"
+        async with websockets.connect(f"ws://127.0.0.1:{self.port}/v1/events", origin=origin) as ws:  # type: ignore[arg-type]
+            assert json.loads(await ws.recv())["event"] == "hello"
+            self.ready.set()
+            while True:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if event.get("event") == "pin_requested":
+                    break
+            self.event = event
+            if self.answer is not None:
+                self.status, _ = await asyncio.to_thread(
+                    _post, self.port, "/v1/pin-entry", {"request": event["request"], **self.answer}, origin
+                )
+
+    def join(self) -> None:
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def test_verify_pin_answered_through_pin_entry(native: dict[str, Path], sscard_serve: Callable[..., Serve]) -> None:
+    served = sscard_serve()
+    page = Page(served.port, {"pin": "123456"})
+    [(rc, out)] = run_c(native["driver"], LIB, "iVerifyPIN", env=served.env)
+    page.join()
+    assert rc == 0 and out == b""
+    assert page.status == 204
+    assert page.event is not None and page.event["kind"] == "pin_requested" and page.event["operation"] == "verify"
+
+
+def test_wrong_pin_through_pin_entry_is_minus_51_and_never_logged(
+    native: dict[str, Path], sscard_serve: Callable[..., Serve]
+) -> None:
+    served = sscard_serve()
+    page = Page(served.port, {"pin": "918273"})
+    [(rc, out)] = run_c(native["driver"], LIB, "iVerifyPIN", env=served.env)
+    page.join()
+    assert rc == -51 and re.findall(rb"\d+", out) == [b"2"]
+    log = served.stop()
+    assert "918273" not in log
+
+
+def test_cancel_through_pin_entry_is_minus_31(native: dict[str, Path], sscard_serve: Callable[..., Serve]) -> None:
+    served = sscard_serve()
+    page = Page(served.port, {"cancel": True})
+    [(rc, out)] = run_c(native["driver"], LIB, "iVerifyPIN", env=served.env)
+    page.join()
+    assert rc == -31 and "取消".encode("gbk") in out and page.status == 204
+
+
+def test_change_pin_through_pin_entry(native: dict[str, Path], sscard_serve: Callable[..., Serve]) -> None:
+    served = sscard_serve()
+    page = Page(served.port, {"old": "123456", "new": "654321"})
+    [(rc, _)] = run_c(native["driver"], LIB, "iChangePIN", env=served.env)
+    page.join()
+    assert rc == 0 and page.event is not None and page.event["operation"] == "change"
+
+
+def test_no_answer_is_minus_32_and_a_late_answer_is_404(
+    native: dict[str, Path], sscard_serve: Callable[..., Serve]
+) -> None:
+    served = sscard_serve()
+    page = Page(served.port, None)
+    began = time.monotonic()
+    [(rc, out)] = run_c(native["driver"], LIB, "iVerifyPIN", env={**served.env, "SSCARD_PIN_TIMEOUT": "1"})
+    page.join()
+    assert rc == -32 and "超时".encode("gbk") in out and time.monotonic() - began < 10
+    assert page.event is not None
+    status, body = _post(served.port, "/v1/pin-entry", {"request": page.event["request"], "pin": "123456"})
+    assert status == 404 and json.loads(body)["error"]["code"] == "NOT_FOUND"
+
+
+def test_pin_entry_is_guarded_and_validated(sscard_serve: Callable[..., Serve]) -> None:
+    served = sscard_serve()
+    status, body = _post(served.port, "/v1/pin-entry", {"request": "nope", "pin": "123456"})
+    assert status == 404 and b"123456" not in body
+    status, body = _post(served.port, "/v1/pin-entry", {"request": "x", "pin": 123456})
+    assert status == 400 and json.loads(body)["error"]["code"] == "BAD_REQUEST" and b"123456" not in body
+    status, body = _post(served.port, "/v1/pin-entry", {"request": "x", "pinn": "1"})
+    assert status == 400
+    status, body = _post(served.port, "/v1/pin-entry", {"request": "x", "pin": "123456"}, origin="https://evil.example")
+    assert status == 403 and json.loads(body)["error"]["code"] == "ORIGIN_REFUSED"
+    assert "123456" not in served.stop()

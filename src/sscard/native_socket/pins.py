@@ -37,6 +37,20 @@ class _Pending:
     cancelled: bool = False
 
 
+def _pin_of(given: str | bytearray | Pin | None) -> Pin:
+    """The answer's PIN; a missing or non-ASCII one is an empty Pin, refused as PIN_FORMAT (−33)."""
+    if isinstance(given, Pin):
+        return given
+    if isinstance(given, bytearray):
+        return Pin(given)
+    if isinstance(given, str):
+        try:
+            return Pin.from_text(given)
+        except PinFormat:
+            pass
+    return Pin(bytearray())
+
+
 class PagePinSource:
     """The kiosk page types the PIN: publish ``pin_requested``, wait for :meth:`answer`.
 
@@ -53,9 +67,9 @@ class PagePinSource:
         self,
         request: str,
         *,
-        pin: str | bytearray | None = None,
-        old: str | bytearray | None = None,
-        new: str | bytearray | None = None,
+        pin: str | bytearray | Pin | None = None,
+        old: str | bytearray | Pin | None = None,
+        new: str | bytearray | Pin | None = None,
         cancel: bool = False,
     ) -> bool:
         """Deliver the answer to request ``request``; False when no such request is waiting.
@@ -71,12 +85,12 @@ class PagePinSource:
                 pending.cancelled = True
             else:
                 given = (pin,) if pending.operation == "verify" else (old, new)
-                pending.pins = tuple(
-                    Pin.from_text(p) if isinstance(p, str) else Pin(p) if isinstance(p, bytearray) else Pin(bytearray())
-                    for p in given
-                )
+                pending.pins = tuple(_pin_of(p) for p in given)
             pending.done.set()
-            return True
+        for given_pin in (pin, old, new):  # what the request does not use is wiped now
+            if isinstance(given_pin, Pin) and all(given_pin is not kept for kept in pending.pins):
+                given_pin.wipe()
+        return True
 
     @contextlib.contextmanager
     def _ask(self, operation: str, timeout: float) -> Iterator[tuple[Pin, ...]]:

@@ -59,6 +59,7 @@ from sscard.service.routes import (
     index,
     openapi,
     photo,
+    pin_entry,
     pin_status,
     read,
     readers,
@@ -145,6 +146,7 @@ def create_app(
         Route("/v1/sign-out", sign_out, methods=["POST"]),
         Route("/v1/session", current_session),
         Route("/v1/token/verify", token_verify, methods=["POST"]),
+        Route("/v1/pin-entry", pin_entry, methods=["POST"]),
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/compat", compat),
     ]

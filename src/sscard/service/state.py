@@ -93,7 +93,7 @@ class Service:
         if self.config.service_pin_source == "pinpad":
             source = PinpadPinSource()
         else:
-            self.pin_page = source = PagePinSource(self.hub.publish)
+            self.pin_page = source = PagePinSource(self._on_pin_request)
         self.native = NativeSocketServer(
             self.terminal,
             str(inherited.getsockname()) if inherited is not None else path or "",
@@ -117,6 +117,10 @@ class Service:
 
     def _on_event(self, event: Event) -> None:
         self.hub.publish(event.to_json())
+
+    def _on_pin_request(self, request: dict[str, Any]) -> None:
+        """``pin_requested`` on /v1/events: ``event`` as every event there has, ``kind`` as issue 13 names it."""
+        self.hub.publish({"event": request["kind"], **request})
 
     def _on_session(self, event: SessionEvent) -> None:
         payload = event.to_json()
