@@ -307,3 +307,33 @@ def test_pin_entry_is_guarded_and_validated(sscard_serve: Callable[..., Serve]) 
     status, body = _post(served.port, "/v1/pin-entry", {"request": "x", "pin": "123456"}, origin="https://evil.example")
     assert status == 403 and json.loads(body)["error"]["code"] == "ORIGIN_REFUSED"
     assert "123456" not in served.stop()
+
+
+@pytest.mark.pcscd
+def test_serve_socket_through_pcscd_vpcd(
+    native: dict[str, Path], sscard_serve: Callable[..., Serve], vpcd_card: Any, vpcd_reader: str
+) -> None:
+    """The issue's "done when", through the real pcscd + vpcd with the simulated card inserted."""
+    served = sscard_serve(vpcd_reader)
+    began = time.monotonic()
+    [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env=served.env)
+    assert rc == -2 and time.monotonic() - began < 1.0  # no card: at once
+    vpcd_card("rare_char")
+    expected = cli_line(vpcd_reader)
+    [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env=served.env)
+    assert rc == 0 and out == expected.encode("gb18030")
+    [(rc, out)] = run_c(native["driver"], LIB, "iReadCardBas", env={**served.env, "SSCARD_NATIVE_ENCODING": "utf-8"})
+    assert rc == 0 and out == expected.encode("utf-8")
+    for pin, wanted in (("000000", -51), ("123456", 0)):
+        page = Page(served.port, {"pin": pin})
+        [(rc, out)] = run_c(native["driver"], LIB, "iVerifyPIN", env=served.env)
+        page.join()
+        assert rc == wanted, out
+    page = Page(served.port, {"cancel": True})
+    [(rc, _)] = run_c(native["driver"], LIB, "iVerifyPIN", env=served.env)
+    page.join()
+    assert rc == -31
+    served.stop()
+    began = time.monotonic()
+    [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env=served.env)
+    assert rc == -11 and time.monotonic() - began < 1.0
