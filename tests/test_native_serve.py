@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from sscard.native_socket import SYSTEMD_SOCKET_UNIT
+from sscard.terminal import Terminal
 from test_native import LIB, cli_line, native, run_c
 
 __all__ = ["native"]  # the session fixture, shared with test_native.py
@@ -337,3 +338,41 @@ def test_serve_socket_through_pcscd_vpcd(
     began = time.monotonic()
     [(rc, _)] = run_c(native["driver"], LIB, "iReadCardBas", env=served.env)
     assert rc == -11 and time.monotonic() - began < 1.0
+
+
+# -- SCardControl on the transports (the pinpad PIN source's channel) --------------------------------
+
+
+def test_a_transport_without_scardcontrol_says_so() -> None:
+    from sscard.errors import ControlUnsupported
+    from sscard.native_socket.pins import CM_IOCTL_GET_FEATURE_REQUEST as GET_FEATURES
+
+    with Terminal.open("sim:typical") as terminal:
+        terminal.pin_status()
+        assert terminal.transport is not None
+        with pytest.raises(ControlUnsupported) as caught:
+            terminal.transport.control(GET_FEATURES, b"")
+        assert caught.value.code == "PARAMETER_ERROR" and caught.value.row.national_code == -14
+
+
+@pytest.mark.pcscd
+def test_pcsc_transport_control_reaches_the_reader(vpcd_card: Any, vpcd_reader: str) -> None:
+    """SCardControl through the real pcscd to vpcd: the feature query is answered (vpcd has no PIN
+    pad, so no FEATURE_VERIFY_PIN_DIRECT) or refused as a typed PC/SC error, never a crash."""
+    from sscard.errors import SscardError
+    from sscard.native_socket.pins import CM_IOCTL_GET_FEATURE_REQUEST as GET_FEATURES
+    from sscard.native_socket.pins import FEATURE_VERIFY_PIN_DIRECT, parse_features
+
+    vpcd_card("typical")
+    with Terminal.open(vpcd_reader) as terminal:
+        terminal.pin_status()
+        transport = terminal.transport
+        assert transport is not None and type(transport).__name__ == "PcscTransport"
+        try:
+            answer = transport.control(GET_FEATURES, b"")
+        except SscardError as exc:
+            assert exc.code in ("TRANSPORT_ERROR", "CARD_ERROR", "NO_READER"), exc
+        else:
+            assert FEATURE_VERIFY_PIN_DIRECT not in parse_features(answer)
+        with pytest.raises(SscardError):
+            transport.control(0x42000000 + 3999, b"\x01")  # no such control code: a typed error

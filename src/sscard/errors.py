@@ -427,6 +427,14 @@ class ParameterError(SscardError):
     message_zh_text = "参数错误。"
 
 
+class ControlUnsupported(ParameterError):
+    """A reader connection with no PC/SC control channel (``SCardControl``): a simulated card, a
+    replay.  A PARAMETER_ERROR (−14): the call asked for a PIN pad this reader does not have."""
+
+    message_en = "This reader has no control channel (no PIN pad)."
+    message_zh_text = "参数错误：该读卡器没有控制通道（无密码键盘）。"
+
+
 class CardLocked(SscardError):
     code = "CARD_LOCKED"
     message_en = "The card's application is permanently locked. Please go to a service counter."

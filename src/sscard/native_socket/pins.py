@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sscard.errors import PinEntryCancelled, PinEntryTimeout, PinFormat
+from sscard.errors import ControlUnsupported, PinEntryCancelled, PinEntryTimeout, PinFormat
 from sscard.native_socket.protocol import BadCall
 from sscard.ssc.application import PinOutcome, PinState
 from sscard.ssc.pin import Pin
@@ -243,8 +243,8 @@ def pinpad_outcome(answer: bytes) -> PinOutcome:
 class PinpadPinSource:
     """The reader's own PIN pad (PC/SC part 10): the PIN never reaches the host.
 
-    Needs ``control(code, data)`` on the terminal's connection (``SCardControl``); the PC/SC
-    transport gets it from the integrator (docs/native.md).  ``digits``: the PIN length the pad
+    Uses ``control(code, data)`` on the terminal's connection (``SCardControl`` on the PC/SC
+    card handle; other transports raise ControlUnsupported, −14).  ``digits``: the PIN length the pad
     takes (SSC PINs are issued with 6); ``timeout`` is passed to the reader (at most 255 s).
     """
 
@@ -254,9 +254,9 @@ class PinpadPinSource:
     def _run(self, terminal: Terminal, tag: int, structure: bytes) -> PinOutcome:
         """Find the feature and send the structure, inside one PC/SC transaction."""
         transport = terminal.transport  # connected by the status query just before
-        if transport is None or not callable(getattr(transport, "control", None)):
-            raise BadCall("this reader has no PC/SC control channel (no PIN pad)")
-        channel: Control = transport  # type: ignore[assignment]
+        if transport is None:
+            raise ControlUnsupported("no card connection")
+        channel: Control = transport
         with transport.transaction():
             code = parse_features(channel.control(CM_IOCTL_GET_FEATURE_REQUEST, b"")).get(tag)
             if code is None:
