@@ -68,6 +68,8 @@ queue_timeout = 10
 header_timeout = 10
 body_timeout = 10
 max_connections = 256
+socket = "/run/sscard/sscard.sock"
+pin_source = "pinpad"
 
 [logging]
 show_personal_data = false
@@ -94,6 +96,7 @@ def test_every_documented_key_is_accepted(tmp_path: Path) -> None:
     path.write_text(FULL, encoding="utf-8")
     config = load_config(path, env={})
     assert config.qr_terminator == "CRLF" and config.token_ttl == 300 and config.session_idle == 300.0
+    assert config.service_socket == "/run/sscard/sscard.sock" and config.service_pin_source == "pinpad"
     assert config.service_origins == ("http://127.0.0.1:8765",) and config.service_token == "s3cret-token"
     assert {key.path for key in SCHEMA} == {
         f"{section}.{line.split(' = ')[0]}"
@@ -134,6 +137,7 @@ BAD = [
     ('[qr]\nterminator = "TAB"\n', "qr.terminator", "TAB"),
     ("[service]\nheader_timeout = nan\n", "service.header_timeout", "nan"),
     ("[service]\nmax_connections = 7\n", "service.max_connections", "7"),
+    ('[service]\npin_source = "keyboard"\n', "service.pin_source", "keyboard"),
     ("[session]\nidle_timeout = 0\n", "session.idle_timeout", "0"),
     ("[session]\ntoken_ttl = 1.5\n", "session.token_ttl", "1.5"),
     ('[keys]\nservice = "vault"\n', "keys.service", "vault"),

@@ -52,6 +52,10 @@ STABLE_CODES = {
     "TRACE_INVALID",
     "REPLAY_PIN_REFUSED",
     "FILE_REFUSED",
+    # issue 13: the native socket's calls
+    "PIN_ENTRY_CANCELLED",
+    "PIN_ENTRY_TIMEOUT",
+    "PARAMETER_ERROR",
 }
 
 

@@ -61,6 +61,8 @@ Example::
     header_timeout = 10     # seconds a connection has to send a request's headers
     body_timeout = 10       # seconds from a request's headers to the end of its body
     max_connections = 256   # open connections; at the cap the oldest idle one is closed
+    # socket = "/run/sscard/sscard.sock"   # national-interface socket (docs/native.md)
+    pin_source = "page"     # page (the kiosk page, /v1/pin-entry) | pinpad (the reader's PIN pad)
 
     [logging]
     show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
@@ -101,6 +103,7 @@ DEFAULT_SAM_KEYWORDS = ("SAM",)
 DEFAULT_CONTACTLESS_KEYWORDS = ("PICC", "Contactless", "CL")
 KEY_SERVICES = ("none", "psam", "hsm", "software")
 QR_TERMINATORS = ("ANY", "CR", "LF", "CRLF", "NONE")
+PIN_SOURCES = ("page", "pinpad")
 #: Where a value came from when neither a file, the environment nor an option set it.
 DEFAULT_SOURCE = "default"
 
@@ -154,6 +157,9 @@ class Config:
     service_header_timeout: float = 10.0
     service_body_timeout: float = 10.0
     service_max_connections: int = 256
+    #: The national-interface socket libSSCardDriver.so calls (docs/native.md), and its PIN source.
+    service_socket: str | None = None
+    service_pin_source: str = "page"
     #: PIPL: logs and -vv APDU traces mask personal data unless this is set (docs/cli.md).
     show_personal_data: bool = False
     #: The configuration file read, None when there was none.
@@ -402,6 +408,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "header_timeout", "service_header_timeout", Number(0.1, 600)),
     Key("service", "body_timeout", "service_body_timeout", Number(0.1, 600)),
     Key("service", "max_connections", "service_max_connections", Number(8, 65_536, whole=True)),
+    Key("service", "socket", "service_socket", TEXT),
+    Key("service", "pin_source", "service_pin_source", Text(choices=PIN_SOURCES)),
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
 )
 

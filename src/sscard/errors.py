@@ -186,6 +186,9 @@ ERROR_TABLE: Mapping[str, ErrorRow] = {
     "PIN_FORMAT": _R(PIN, http_status=400, national_code=-33, health_code=101),
     "PIN_MISMATCH": _R(PIN, national_code=-34),
     "PIN_BLOCKED": _R(PIN_LOCKED, national_code=-52),
+    "PIN_ENTRY_CANCELLED": _R(PIN, national_code=-31),
+    "PIN_ENTRY_TIMEOUT": _R(PIN, national_code=-32),
+    "PARAMETER_ERROR": _R(USAGE, http_status=400, national_code=-14, health_code=101),
     # local files: configuration, traces, keys
     "CONFIG_ERROR": _R(LOCAL, http_status=500, health_code=101),
     "TRACE_MISMATCH": _R(LOCAL),
@@ -394,6 +397,42 @@ class PinBlocked(SscardError):
     code = "PIN_BLOCKED"
     message_en = "The PIN is blocked. Please go to a service counter to unblock it."
     message_zh_text = "密码已锁定，请到服务网点解锁。"
+
+
+class PinEntryCancelled(SscardError):
+    """The resident cancelled PIN entry (national −31, the native socket's PIN sources): no PIN
+    reached the card."""
+
+    code = "PIN_ENTRY_CANCELLED"
+    message_en = "PIN entry was cancelled."
+    message_zh_text = "密码输入已取消。"
+    retriable = True
+
+
+class PinEntryTimeout(SscardError):
+    """No PIN was entered within the call's PIN timeout (national −32): no PIN reached the card."""
+
+    code = "PIN_ENTRY_TIMEOUT"
+    message_en = "PIN entry timed out."
+    message_zh_text = "密码输入超时。"
+    retriable = True
+
+
+class ParameterError(SscardError):
+    """A national-interface call the socket cannot carry out (national −14, 参数错误): a bad
+    argument, a malformed request line, step 2 without step 1, no PIN pad."""
+
+    code = "PARAMETER_ERROR"
+    message_en = "Invalid parameter."
+    message_zh_text = "参数错误。"
+
+
+class ControlUnsupported(ParameterError):
+    """A reader connection with no PC/SC control channel (``SCardControl``): a simulated card, a
+    replay.  A PARAMETER_ERROR (−14): the call asked for a PIN pad this reader does not have."""
+
+    message_en = "This reader has no control channel (no PIN pad)."
+    message_zh_text = "参数错误：该读卡器没有控制通道（无密码键盘）。"
 
 
 class CardLocked(SscardError):

@@ -31,6 +31,11 @@ def cmd_serve(ctx: Context) -> int:
     if ctx.args.systemd_unit:
         ctx.out.write(_systemd_unit())
         return EXIT_OK
+    if ctx.args.systemd_socket_unit:
+        from importlib import resources
+
+        ctx.out.write(resources.files("sscard.service").joinpath("sscard.socket").read_text(encoding="utf-8"))
+        return EXIT_OK
     from sscard.readers import REPLAY_PREFIX
     from sscard.service.app import check_remote, serve
 
@@ -51,7 +56,16 @@ def cmd_serve(ctx: Context) -> int:
         file=ctx.err,
         flush=True,
     )
-    serve(ctx.config, host=ctx.args.host, port=ctx.args.port, allow_remote=ctx.args.allow_remote)
+    socket_path = ctx.args.socket or ctx.config.service_socket
+    if socket_path:
+        print(f"national-interface socket {socket_path} / 国家标准接口套接字已启用", file=ctx.err, flush=True)
+    serve(
+        ctx.config,
+        host=ctx.args.host,
+        port=ctx.args.port,
+        allow_remote=ctx.args.allow_remote,
+        socket_path=socket_path,
+    )
     return EXIT_OK
 
 
@@ -113,6 +127,16 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
         )
         p.add_argument(
             "--systemd-unit", action="store_true", help="print the systemd unit for this installation and exit"
+        )
+        p.add_argument(
+            "--socket",
+            metavar="PATH",
+            help="also answer libSSCardDriver.so on this Unix-domain socket (default [service] socket; docs/native.md)",
+        )
+        p.add_argument(
+            "--systemd-socket-unit",
+            action="store_true",
+            help="print the systemd socket unit (sscard.socket, /run/sscard/sscard.sock) and exit",
         )
 
     def install_rules_build(p: argparse.ArgumentParser) -> None:

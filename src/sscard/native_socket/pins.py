@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sscard.errors import PinFormat
-from sscard.native_socket.protocol import BadCall, PinEntryCancelled, PinEntryTimeout
+from sscard.errors import ControlUnsupported, PinEntryCancelled, PinEntryTimeout, PinFormat
+from sscard.native_socket.protocol import BadCall
 from sscard.ssc.application import PinOutcome, PinState
 from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal
@@ -37,6 +37,20 @@ class _Pending:
     cancelled: bool = False
 
 
+def _pin_of(given: str | bytearray | Pin | None) -> Pin:
+    """The answer's PIN; a missing or non-ASCII one is an empty Pin, refused as PIN_FORMAT (−33)."""
+    if isinstance(given, Pin):
+        return given
+    if isinstance(given, bytearray):
+        return Pin(given)
+    if isinstance(given, str):
+        try:
+            return Pin.from_text(given)
+        except PinFormat:
+            pass
+    return Pin(bytearray())
+
+
 class PagePinSource:
     """The kiosk page types the PIN: publish ``pin_requested``, wait for :meth:`answer`.
 
@@ -53,9 +67,9 @@ class PagePinSource:
         self,
         request: str,
         *,
-        pin: str | bytearray | None = None,
-        old: str | bytearray | None = None,
-        new: str | bytearray | None = None,
+        pin: str | bytearray | Pin | None = None,
+        old: str | bytearray | Pin | None = None,
+        new: str | bytearray | Pin | None = None,
         cancel: bool = False,
     ) -> bool:
         """Deliver the answer to request ``request``; False when no such request is waiting.
@@ -71,12 +85,12 @@ class PagePinSource:
                 pending.cancelled = True
             else:
                 given = (pin,) if pending.operation == "verify" else (old, new)
-                pending.pins = tuple(
-                    Pin.from_text(p) if isinstance(p, str) else Pin(p) if isinstance(p, bytearray) else Pin(bytearray())
-                    for p in given
-                )
+                pending.pins = tuple(_pin_of(p) for p in given)
             pending.done.set()
-            return True
+        for given_pin in (pin, old, new):  # what the request does not use is wiped now
+            if isinstance(given_pin, Pin) and all(given_pin is not kept for kept in pending.pins):
+                given_pin.wipe()
+        return True
 
     @contextlib.contextmanager
     def _ask(self, operation: str, timeout: float) -> Iterator[tuple[Pin, ...]]:
@@ -229,8 +243,8 @@ def pinpad_outcome(answer: bytes) -> PinOutcome:
 class PinpadPinSource:
     """The reader's own PIN pad (PC/SC part 10): the PIN never reaches the host.
 
-    Needs ``control(code, data)`` on the terminal's connection (``SCardControl``); the PC/SC
-    transport gets it from the integrator (docs/native.md).  ``digits``: the PIN length the pad
+    Uses ``control(code, data)`` on the terminal's connection (``SCardControl`` on the PC/SC
+    card handle; other transports raise ControlUnsupported, −14).  ``digits``: the PIN length the pad
     takes (SSC PINs are issued with 6); ``timeout`` is passed to the reader (at most 255 s).
     """
 
@@ -240,9 +254,9 @@ class PinpadPinSource:
     def _run(self, terminal: Terminal, tag: int, structure: bytes) -> PinOutcome:
         """Find the feature and send the structure, inside one PC/SC transaction."""
         transport = terminal.transport  # connected by the status query just before
-        if transport is None or not callable(getattr(transport, "control", None)):
-            raise BadCall("this reader has no PC/SC control channel (no PIN pad)")
-        channel: Control = transport  # type: ignore[assignment]
+        if transport is None:
+            raise ControlUnsupported("no card connection")
+        channel: Control = transport
         with transport.transaction():
             code = parse_features(channel.control(CM_IOCTL_GET_FEATURE_REQUEST, b"")).get(tag)
             if code is None:

@@ -4,13 +4,16 @@
     answer    RC TAB LENGTH LF, then LENGTH bytes of pOutInfo (encoded, no NUL)
 
 Two numbers to parse on the C side, so it needs no JSON parser.
+
+The errors of a call are :mod:`sscard.errors` classes with rows in its one table:
+``PIN_ENTRY_CANCELLED`` (−31), ``PIN_ENTRY_TIMEOUT`` (−32), ``PARAMETER_ERROR`` (−14).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sscard.errors import SscardError
+from sscard.errors import ParameterError, PinEntryCancelled, PinEntryTimeout, SscardError
 from sscard.national import return_code
 
 PROTOCOL = "SSCARD1"
@@ -23,53 +26,10 @@ MAX_PIN_TIMEOUT = 600.0
 REQUEST_TIMEOUT = 5.0
 
 
-class NativeCallError(Exception):
-    """A socket call's own failure, with a stable code, its national return code and both messages.
-
-    Not an :class:`~sscard.errors.SscardError` (yet): sscard.errors' one table would need rows for
-    these codes, and that file belongs to other work now; the server turns them into the answer
-    (``RC``, Chinese message) and they never leave this package.  ``detail`` is English for logs.
-    """
-
-    code = "NATIVE_ERROR"
-    national = -13
-    message_en = "The call failed."
-    message_zh = "调用失败。"
-
-    def __init__(self, detail: str | None = None) -> None:
-        super().__init__(detail or self.message_en)
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message_en} / {self.message_zh}"
-
-
-class PinEntryCancelled(NativeCallError):
-    """The resident cancelled PIN entry (national −31); no PIN reached the card."""
-
-    code = "PIN_CANCELLED"
-    national = -31
-    message_en = "PIN entry was cancelled."
-    message_zh = "密码输入已取消。"
-
-
-class PinEntryTimeout(NativeCallError):
-    """No PIN was entered in time (national −32); no PIN reached the card."""
-
-    code = "PIN_ENTRY_TIMEOUT"
-    national = -32
-    message_en = "PIN entry timed out."
-    message_zh = "密码输入超时。"
-
-
-class BadCall(NativeCallError):
-    """A request the socket cannot carry out (national −14, 参数错误): bad argument, no step 1."""
-
-    code = "PARAMETER"
-    national = -14
-    message_en = "Invalid parameter."
-    message_zh = "参数错误。"
-
+#: The socket's "bad call" error (national −14): :class:`sscard.errors.ParameterError`.
+BadCall = ParameterError
+#: The national code of a bad call, and of a result that does not fit pOutInfo.
+PARAMETER_CODE = -14
 
 #: National codes of errors the one table (sscard.errors.ERROR_TABLE) gives none or another.
 EXTRA_RETURN_CODES = {
@@ -77,14 +37,12 @@ EXTRA_RETURN_CODES = {
 }
 
 
-def national_code(error: SscardError | NativeCallError) -> int:
-    """The national return code of any error, this package's own included."""
-    if isinstance(error, NativeCallError):
-        return error.national
+def national_code(error: SscardError) -> int:
+    """The national return code of any error (the one table's, :data:`EXTRA_RETURN_CODES` first)."""
     return EXTRA_RETURN_CODES.get(error.code, return_code(error))
 
 
-def message(error: SscardError | NativeCallError) -> str:
+def message(error: SscardError) -> str:
     """What goes into pOutInfo on failure: the Chinese message (for −51 its only number is the tries left)."""
     return error.message_zh
 
@@ -157,7 +115,7 @@ def encode_answer(rc: int, text: str, request: Request | None) -> bytes:
     body = text.encode(codec, errors="replace")
     if len(body) > limit:
         if rc == 0:
-            rc = BadCall.national
+            rc = PARAMETER_CODE
             body = "pOutInfo 缓冲区太小 / buffer too small".encode(codec)
         cut = bytearray()
         for ch in body.decode(codec):
@@ -167,3 +125,24 @@ def encode_answer(rc: int, text: str, request: Request | None) -> bytes:
             cut += piece
         body = bytes(cut)
     return f"{rc}\t{len(body)}\n".encode("ascii") + body
+
+
+__all__ = [
+    "DEFAULT_SOCKET",
+    "EXTRA_RETURN_CODES",
+    "MAX_PIN_TIMEOUT",
+    "MAX_REQUEST",
+    "PARAMETER_CODE",
+    "PROTOCOL",
+    "REQUEST_TIMEOUT",
+    "BadCall",
+    "PinEntryCancelled",
+    "PinEntryTimeout",
+    "Request",
+    "encode_answer",
+    "escape",
+    "message",
+    "national_code",
+    "parse_request",
+    "unescape",
+]

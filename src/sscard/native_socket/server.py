@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
 from sscard.errors import PinBlocked, PinIncorrect, SscardError
@@ -26,7 +27,6 @@ from sscard.native_socket.protocol import (
     MAX_REQUEST,
     REQUEST_TIMEOUT,
     BadCall,
-    NativeCallError,
     Request,
     encode_answer,
     message,
@@ -41,27 +41,9 @@ log = logging.getLogger(__name__)
 #: The return code of a national function sscard does not implement (docs/native.md).
 NOT_SUPPORTED = -13
 
-#: The systemd socket unit (the integrator moves it beside sscard.service as sscard.socket).
-SYSTEMD_SOCKET_UNIT = """\
-# sscard.socket: the national-interface socket libSSCardDriver.so connects to (docs/native.md).
-# systemd creates it and starts sscard.service on the first call (as pcscd.socket does for
-# pcscd); the service takes it over from LISTEN_FDS.  Kiosk programs' users join group sscard.
-#   install -m 0644 sscard.socket /etc/systemd/system/ && systemctl enable --now sscard.socket
-
-[Unit]
-Description=sscard national-interface socket (libSSCardDriver.so)
-
-[Socket]
-ListenStream=/run/sscard/sscard.sock
-SocketUser=root
-SocketGroup=sscard
-SocketMode=0660
-DirectoryMode=0755
-Service=sscard.service
-
-[Install]
-WantedBy=sockets.target
-"""
+#: The systemd socket unit, shipped as ``sscard/service/sscard.socket`` (``sscard serve
+#: --systemd-socket-unit`` prints it).
+SYSTEMD_SOCKET_UNIT = resources.files("sscard.service").joinpath("sscard.socket").read_text(encoding="utf-8")
 
 
 def systemd_socket(first_fd: int = 3) -> socket.socket | None:
@@ -177,7 +159,8 @@ class NativeSocketServer:
             if group is not None:
                 import grp
 
-                os.chown(path, -1, grp.getgrnam(group).gr_gid)
+                with contextlib.suppress(KeyError):  # no such group: the socket keeps the process's
+                    os.chown(path, -1, grp.getgrnam(group).gr_gid)
         sock.listen(16)
         sock.settimeout(0.2)
         self._sock = sock
@@ -226,7 +209,7 @@ class NativeSocketServer:
                 line = _read_line(conn)
                 request = parse_request(line)
                 rc, text = self.dispatch(request)
-            except (SscardError, NativeCallError) as exc:
+            except SscardError as exc:
                 rc, text = national_code(exc), message(exc)
             except OSError as exc:
                 log.info("native socket: dropped a request: %s", type(exc).__name__)
@@ -279,7 +262,7 @@ class NativeSocketServer:
             outcome = (
                 source.verify(self.terminal, timeout) if fn == "iVerifyPIN" else source.change(self.terminal, timeout)
             )
-        except (SscardError, NativeCallError) as exc:
+        except SscardError as exc:
             return national_code(exc), message(exc)
         return _pin_result(outcome)
 

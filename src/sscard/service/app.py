@@ -59,6 +59,7 @@ from sscard.service.routes import (
     index,
     openapi,
     photo,
+    pin_entry,
     pin_status,
     read,
     readers,
@@ -99,8 +100,14 @@ def create_app(
     allowed_origins: list[str] | None = None,
     token: str | None = None,
     allowed_hosts: list[str] | None = None,
+    socket_path: str | None = None,
 ) -> Starlette:
-    """The ASGI app; ``terminal`` defaults to ``Terminal.open(config=config)``."""
+    """The ASGI app; ``terminal`` defaults to ``Terminal.open(config=config)``.
+
+    ``socket_path`` (default ``[service] socket``): also answer libSSCardDriver.so on that
+    Unix-domain socket (docs/native.md); a socket systemd passed (``sscard.socket``) is used
+    instead of binding one.
+    """
     origins = allowed_origins if allowed_origins is not None else list(config.service_origins)
     shown_host = f"[{host}]" if ":" in host else host
     own = [f"{shown_host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
@@ -120,8 +127,10 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start_events()
         try:
+            service.start_native(socket_path if socket_path is not None else config.service_socket)
             yield
         finally:
+            service.stop_native()  # before the event monitor stops (and the terminal closes)
             service.stop_events()
 
     routes = [
@@ -137,6 +146,7 @@ def create_app(
         Route("/v1/sign-out", sign_out, methods=["POST"]),
         Route("/v1/session", current_session),
         Route("/v1/token/verify", token_verify, methods=["POST"]),
+        Route("/v1/pin-entry", pin_entry, methods=["POST"]),
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/compat", compat),
     ]
@@ -175,7 +185,14 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(InternalError(type(exc).__name__))
 
 
-def serve(config: Config, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, allow_remote: bool = False) -> None:
+def serve(
+    config: Config,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    allow_remote: bool = False,
+    socket_path: str | None = None,
+) -> None:
     """Run the service until SIGINT/SIGTERM (uvicorn handles both), with the connection limits of
     :mod:`sscard.service.server`."""
     import uvicorn
@@ -190,7 +207,7 @@ def serve(config: Config, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, 
     )
 
     check_remote(host, allow_remote, config.service_token)
-    app = create_app(config, host=host, port=port)
+    app = create_app(config, host=host, port=port, socket_path=socket_path)
     service: Service = app.state.service
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)

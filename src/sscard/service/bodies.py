@@ -54,6 +54,7 @@ FIELDS: dict[str, dict[str, type | Choice]] = {
     "/v1/verify": {"pin": str},
     "/v1/sign-in": {"pin": str},
     "/v1/token/verify": {"token": str, "terminal_id": str},
+    "/v1/pin-entry": {"request": str, "pin": str, "old": str, "new": str, "cancel": bool},
 }
 
 

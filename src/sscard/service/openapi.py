@@ -149,6 +149,19 @@ def document() -> dict[str, Any]:
                     _body("/v1/token/verify", "token"),
                 )
             },
+            "/v1/pin-entry": {
+                "post": {
+                    "summary": "answer a pin_requested event (a national-interface PIN call): pin, old/new or cancel",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _body("/v1/pin-entry", "request")}},
+                    },
+                    "responses": {
+                        "204": {"description": "delivered to the waiting call"},
+                        "4XX": _json(_ERROR, "404 NOT_FOUND: no such request is waiting; 400: a bad body"),
+                    },
+                }
+            },
             "/v1/events": {
                 "get": {
                     "summary": "WebSocket: one JSON message per event (card, reader, service, scan, session)",

@@ -75,6 +75,13 @@ class NotFound(ServiceError):
     message_zh_text = "没有这个接口。"
 
 
+class PinRequestNotFound(NotFound):
+    """``POST /v1/pin-entry`` for a request that is not waiting (unknown, answered, timed out)."""
+
+    message_en = "No such PIN request is waiting (unknown, already answered or timed out)."
+    message_zh_text = "没有等待中的该密码输入请求（未知、已答复或已超时）。"
+
+
 class MethodNotAllowed(ServiceError):
     code = "METHOD_NOT_ALLOWED"
     message_en = "This endpoint does not take this request method."

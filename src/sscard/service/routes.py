@@ -22,7 +22,7 @@ from sscard import __version__
 from sscard.errors import SscardError, UsageError
 from sscard.service.bodies import MAX_BODY, body_of, text_field
 from sscard.service.logs import clean
-from sscard.service.problems import NO_STORE, ClientGone, error_response
+from sscard.service.problems import NO_STORE, ClientGone, PinRequestNotFound, error_response
 from sscard.service.state import Service
 from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal
@@ -215,3 +215,34 @@ async def compat(websocket: WebSocket) -> None:
             await websocket.send_json(await call(service, text))
     except WebSocketDisconnect:
         return
+
+
+@endpoint
+async def pin_entry(request: Request, service: Service) -> Any:
+    """The answer to a ``pin_requested`` event (a national-interface iVerifyPIN/iChangePIN waiting).
+
+    ``{"request", "pin"}`` (verify), ``{"request", "old", "new"}`` (change) or ``{"request",
+    "cancel": true}``: 204 once delivered, 404 for a request that is not waiting.  The PIN goes to
+    the waiting call as a :class:`~sscard.ssc.pin.Pin` (one buffer, wiped after the card answered);
+    it is never logged or echoed.  A PIN of the wrong form is delivered too: the caller gets −33.
+    """
+    body = await body_of(request)
+    ident = text_field(body, "request") or ""
+    source = service.pin_page
+    pins = {name: _entered(body, name) for name in ("pin", "old", "new")}
+    if source is None or not source.answer(ident, cancel=body.get("cancel") is True, **pins):
+        for pin in pins.values():
+            if pin is not None:
+                pin.wipe()
+        raise PinRequestNotFound()
+    return Response(status_code=204, headers=NO_STORE)
+
+
+def _entered(body: dict[str, Any], name: str) -> Pin | None:
+    text = body.get(name)
+    if not isinstance(text, str):
+        return None
+    try:
+        return Pin.from_text(text)
+    except SscardError:  # not ASCII: an empty PIN, which the waiting call refuses as PIN_FORMAT (−33)
+        return Pin(bytearray())

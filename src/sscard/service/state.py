@@ -17,6 +17,8 @@ import anyio
 
 from sscard.config import Config
 from sscard.events import Event, Monitor
+from sscard.native_socket import NativeSocketServer, PagePinSource, PinpadPinSource, PinSource, async_runner
+from sscard.native_socket import systemd_socket as inherited_socket
 from sscard.service.hub import Hub
 from sscard.service.logs import RefusalLog
 from sscard.service.problems import ServiceBusy
@@ -44,6 +46,9 @@ class Service:
     scanner_stop: threading.Event = field(default_factory=threading.Event)
     #: Every refusal (Origin, Host, token, size, busy, connection limits) is logged through this.
     refusals: RefusalLog = field(default_factory=lambda: RefusalLog(log))
+    #: The national-interface socket (docs/native.md) and the page's PIN requests, when listening.
+    native: NativeSocketServer | None = None
+    pin_page: PagePinSource | None = None
 
     async def run(self, operation: Callable[[], Any]) -> Any:
         """One card operation at a time; the blocking call runs on a worker thread."""
@@ -75,6 +80,35 @@ class Service:
                 daemon=True,
             ).start()
 
+    def start_native(self, path: str | None) -> None:
+        """Listen for libSSCardDriver.so on ``path`` (or on the socket systemd passed), if either.
+
+        Socket calls go through :meth:`run`, so they queue with the HTTP calls; a ``page`` PIN
+        source publishes ``pin_requested`` on the hub and ``POST /v1/pin-entry`` answers it.
+        """
+        inherited = inherited_socket()
+        if path is None and inherited is None:
+            return
+        source: PinSource
+        if self.config.service_pin_source == "pinpad":
+            source = PinpadPinSource()
+        else:
+            self.pin_page = source = PagePinSource(self._on_pin_request)
+        self.native = NativeSocketServer(
+            self.terminal,
+            str(inherited.getsockname()) if inherited is not None else path or "",
+            runner=async_runner(asyncio.get_running_loop(), self.run),
+            pin_source=source,
+            group=socket_group(),
+            sock=inherited,
+        ).start()
+        log.info("national-interface socket on %s", self.native.path)
+
+    def stop_native(self) -> None:
+        native, self.native = self.native, None
+        if native is not None:
+            native.close()
+
     def stop_events(self) -> None:
         self.scanner_stop.set()
         if self.monitor is not None:
@@ -84,7 +118,23 @@ class Service:
     def _on_event(self, event: Event) -> None:
         self.hub.publish(event.to_json())
 
+    def _on_pin_request(self, request: dict[str, Any]) -> None:
+        """``pin_requested`` on /v1/events: ``event`` as every event there has, ``kind`` as issue 13 names it."""
+        self.hub.publish({"event": request["kind"], **request})
+
     def _on_session(self, event: SessionEvent) -> None:
         payload = event.to_json()
         payload["method"] = event.session.method.value
         self.hub.publish(payload)
+
+
+def socket_group() -> str | None:
+    """``sscard`` when that group exists (the kiosk programs' users join it), else None: the
+    socket keeps the process's group (docs/native.md)."""
+    import grp
+
+    try:
+        grp.getgrnam("sscard")
+    except KeyError:
+        return None
+    return "sscard"

@@ -42,6 +42,13 @@ class Transport(Protocol):
         """Hold the card for one facade operation so no other process can interleave APDUs."""
         ...
 
+    def control(self, code: int, data: bytes) -> bytes:
+        """``SCardControl`` on the card handle (PC/SC part 10 PIN pads); the reader's answer.
+
+        Only a PC/SC reader has one: elsewhere :class:`~sscard.errors.ControlUnsupported`.
+        """
+        ...
+
     def close(self) -> None: ...
 
     def reset_and_close(self) -> None:
@@ -60,6 +67,11 @@ class TransportBase:
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         return _null_transaction()
+
+    def control(self, code: int, data: bytes) -> bytes:
+        from sscard.errors import ControlUnsupported
+
+        raise ControlUnsupported(f"{type(self).__name__} has no SCardControl")
 
     def close(self) -> None:
         return None

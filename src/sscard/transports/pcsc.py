@@ -406,6 +406,19 @@ class PcscTransport(TransportBase):
             error = self._card_gone_or(handle, error)
         raise error
 
+    def control(self, code: int, data: bytes) -> bytes:
+        """``SCardControl`` on the card handle (PC/SC part 10: the PIN pad features); its answer.
+
+        A non-success code is the PC/SC error it names (TransportFailure for an unsupported or
+        failed control code).  The data may carry a PIN_VERIFY_STRUCTURE: never logged.
+        """
+        handle = self._open_handle()
+        result, answer = scard.SCardControl(handle, code, list(data))
+        result = _u32(result)
+        if result != _SUCCESS:
+            raise pcsc_error(result, f"SCardControl({self._reader!r}, 0x{code:08X})")
+        return bytes(answer)
+
     def _card_gone_or(self, handle: int, error: SscardError) -> SscardError:
         """CardRemoved if the card left during a failed exchange, else ``error`` unchanged.
 
