@@ -497,7 +497,8 @@ def test_long_modules_say_why_at_their_top() -> None:
 #: What a file pointing outside the repository looks like: the shared folder a development
 #: checkout happens to sit beside, and the files in it.  The repository's own card reference is
 #: docs/card-reference.md and its design rules docs/design.md.
-OUTSIDE = ("../shared", "shared/reference", "social-security-card.md", "STYLE.md")
+# (Spelled in pieces so that this file, which names them, is not itself a file pointing outside.)
+OUTSIDE = ("../" + "shared", "shared/" + "reference", "social-security-" + "card.md", "STYLE" + ".md")
 #: Folders that are not the repository's own text (tools' caches, builds, the virtual environment).
 NOT_OURS = {
     ".git",
@@ -521,8 +522,6 @@ def test_no_file_points_outside_the_repository() -> None:
         parts = set(path.relative_to(root).parts)
         if not path.is_file() or parts & NOT_OURS or any(p.endswith(".egg-info") for p in parts):
             continue
-        if path.resolve() == Path(__file__).resolve():
-            continue  # this test names what it looks for
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
