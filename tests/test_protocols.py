@@ -76,6 +76,7 @@ def test_a_simulated_reader_answers_every_hook() -> None:
     reader = SimReader(SimulatedCard(load_persona("typical")), name="sim:typical")
     assert isinstance(reader, Reader) and reader.accepts_pin and reader.last is None
     assert reader.event_source() is not None and event_factory(reader) is not None
+    assert reader.recorded_header is None  # a card, not a recording
     transport = reader.connect()
     assert isinstance(transport, Transport) and reader.last is transport
     transport.assert_finished()  # a live card has no leftovers: a no-op
@@ -86,6 +87,7 @@ def test_a_replay_reader_has_no_events_and_refuses_pins_unless_a_test_opts_in() 
     reader = ReplayReader(FIXTURE)
     assert isinstance(reader, Reader) and reader.event_source() is None and event_factory(reader) is None
     assert not reader.accepts_pin and ReplayReader(FIXTURE, accept_any_pin=True).accepts_pin
+    assert reader.recorded_header is not None and reader.recorded_header["operation"] == "read"
     transport = reader.connect()
     assert reader.last is transport
     with pytest.raises(TraceMismatch):

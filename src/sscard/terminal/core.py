@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from sscard.apdu.processors import TraceSink, standard_stack
 from sscard.apps.ssc import CardRead, card_keys
-from sscard.cardapp import APPLICATIONS, CardResult, ReadContext, ReadOptions, Registry, read_card
+from sscard.cardapp import (
+    APPLICATIONS,
+    CardResult,
+    ReadContext,
+    ReadOptions,
+    Registry,
+    read_card,
+    recorded_applications,
+)
 from sscard.config import Config, load_config
 from sscard.errors import (
     AuthRequired,
@@ -346,13 +354,8 @@ class CardTerminal:
         """For a ``replay:`` reader, the applications the recorded read tried (its trace header,
         :func:`sscard.cardapp.recorded_applications`), so a strict replay asks what the recording
         asked; ``None`` (all of :attr:`applications`) for a real card."""
-        from sscard.transports.replay import ReplayReader
-
-        if isinstance(self.reader, ReplayReader):
-            from sscard.cardapp import recorded_applications
-
-            return recorded_applications(self.reader.trace.header)
-        return None
+        header = self.reader.recorded_header
+        return None if header is None else recorded_applications(header)
 
     def auth_check(self) -> str:
         """Is the card in the reader genuine?  Internal authentication only; returns who vouched.

@@ -8,7 +8,7 @@ a source where a hook does not apply implements it as a no-op (:class:`Transport
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
@@ -126,6 +126,12 @@ class Reader(Protocol):
         """Card and reader events for :class:`sscard.events.Monitor`; None where there are none."""
         ...
 
+    @property
+    def recorded_header(self) -> Mapping[str, str] | None:
+        """The header of the trace a reader replays (docs/trace-format.md), so a read asks what the
+        recording asked; None for a reader with a card in it."""
+        ...
+
 
 class ReaderBase:
     """The reader hooks that do not apply to every reader, as their "does not apply" answers."""
@@ -138,6 +144,10 @@ class ReaderBase:
         return True
 
     def event_source(self) -> EventSource | None:
+        return None
+
+    @property
+    def recorded_header(self) -> Mapping[str, str] | None:
         return None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 
 from sscard import __version__
@@ -128,6 +129,10 @@ class ReplayReader(ReaderBase):
     def accepts_pin(self) -> bool:
         """Only when a test opted in (``accept_any_pin``): a trace cannot check a PIN."""
         return self._accept_any_pin
+
+    @property
+    def recorded_header(self) -> Mapping[str, str]:
+        return self.trace.header
 
     def card_present(self) -> bool:
         return True
