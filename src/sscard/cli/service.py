@@ -161,7 +161,7 @@ def cmd_install_rules(ctx: Context) -> int:
 
 
 def build(b: Builder, sub: Any, name: str, text: str) -> None:
-    from sscard.cli.options import key_opts, reader_opt
+    from sscard.cli.options import json_opt, key_opts, reader_opt
 
     def serve_build(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -200,6 +200,6 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
         )
 
     if name == "serve":
-        b.command(sub, name, text, cmd_serve, b.options(reader_opt, key_opts), serve_build)
+        b.command(sub, name, text, cmd_serve, b.options(reader_opt, key_opts, json_opt), serve_build)
     elif name == "install-rules":
         b.command(sub, name, text, cmd_install_rules, build=install_rules_build)
