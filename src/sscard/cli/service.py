@@ -56,6 +56,10 @@ def cmd_serve(ctx: Context) -> int:
 
         raise ConfigError(f"[reader] name {ctx.config.reader!r}: sscard serve does not run on a replay: reader")
     check_remote(ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
+    if config.bridge_profile:  # a broken profile stops here, before the service says it started
+        from sscard.service.bridge_profiles import load_profile
+
+        load_profile(config.bridge_profile)
     print(
         f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
         f"/ 本地服务已启动",
@@ -95,23 +99,9 @@ def _list_bridges(ctx: Context) -> int:
     """The shipped vendor-bridge profiles: name, transport, port, path and what they answer."""
     from sscard.service.bridge_profiles import bundled, load_profile
 
-    rows = []
     for name in bundled():
-        profile = load_profile(name)
-        rows.append(
-            {
-                "name": profile.name,
-                "transport": profile.transport,
-                "port": profile.port,
-                "path": profile.path,
-                "calls": sorted(profile.calls),
-                "description": profile.description,
-            }
-        )
-    text = "\n".join(
-        f"{r['name']:<12} {r['transport']:<9} {r['port']:>5} {r['path']:<11} {r['description']}" for r in rows
-    )
-    ctx.emit({"bridges": rows}, text)
+        p = load_profile(name)
+        print(f"{p.name:<12} {p.transport:<9} {p.port:>5} {p.path:<11} {p.description}", file=ctx.out)
     return EXIT_OK
 
 
@@ -161,7 +151,7 @@ def cmd_install_rules(ctx: Context) -> int:
 
 
 def build(b: Builder, sub: Any, name: str, text: str) -> None:
-    from sscard.cli.options import json_opt, key_opts, reader_opt
+    from sscard.cli.options import key_opts, reader_opt
 
     def serve_build(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -200,6 +190,6 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
         )
 
     if name == "serve":
-        b.command(sub, name, text, cmd_serve, b.options(reader_opt, key_opts, json_opt), serve_build)
+        b.command(sub, name, text, cmd_serve, b.options(reader_opt, key_opts), serve_build)
     elif name == "install-rules":
         b.command(sub, name, text, cmd_install_rules, build=install_rules_build)
