@@ -61,7 +61,8 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
     def start(reader: str, bridge: str, config: str = "", token: str | None = None) -> Serve:
         port, bridge_port = _free_port(), _free_port()
         conf = tmp_path / f"sscard{len(started)}.toml"
-        conf.write_text(f'[service]\nallowed_origins = ["{PAGE}"]\n{config}', encoding="utf-8")
+        own = f"http://127.0.0.1:{port}"  # the service's own page (answers pin_requested)
+        conf.write_text(f'[service]\nallowed_origins = ["{PAGE}", "{own}"]\n{config}', encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_") or k == "SSCARD_VPCD_SLOT"}
         env["SSCARD_CONFIG"] = str(conf)
         if token:
@@ -162,6 +163,21 @@ def test_ssc_bridge_answers_as_the_vendor_bridge(serve: Callable[..., Serve]) ->
     assert "918273" not in served.stop()  # never logged
 
 
+def test_ssc_bridge_pin_call_without_a_pin_asks_the_pin_device(serve: Callable[..., Serve]) -> None:
+    """{"function": "iVerifyPIN", "iType": 3}, as the DLL's call: the page's PIN pad answers
+    ``pin_requested`` through ``POST /v1/pin-entry`` (the configured PIN source, default page)."""
+    from test_native_serve import Page
+
+    served = serve("sim:typical", "ssc-ws")
+    for answer, wanted in (({"pin": "918273"}, -51), ({"cancel": True}, -31), ({"pin": "123456"}, 0)):
+        page = Page(served.port, answer)
+        [result] = talk(served.bridge, [{"function": "iVerifyPIN", "iType": 3}])
+        page.join()
+        assert result["success"] == wanted, result
+        assert page.event is not None and page.event["operation"] == "verify" and page.status == 204
+    assert "918273" not in served.stop()
+
+
 def test_ssc_bridge_hsm_steps(serve: Callable[..., Serve]) -> None:
     from sscard.national import parse_ireadcardbas
     from sscard.psam.hsm import HsmStep1
@@ -233,7 +249,6 @@ def test_the_bridge_port_refuses_a_foreign_origin_and_a_foreign_host(serve: Call
     served = serve("sim:typical", "ssc-ws")
     assert refused_status(served.bridge, origin=FOREIGN) == 403
     assert refused_status(served.bridge, host=f"evil.example:{served.bridge}") == 403
-    assert refused_status(served.bridge, origin=f"http://127.0.0.1:{served.port}") == 403  # not in the list
     assert talk(served.bridge, [READ], host=f"localhost:{served.bridge}")[0]["success"] == 0
     log = served.stop()
     assert "refused (origin)" in log and "refused (host)" in log

@@ -11,7 +11,10 @@ cannot read the card through it any more than through ``/v1/read`` (docs/service
 bridge profiles").
 
 PINs (the ``pin``, ``old`` and ``new`` arguments) are read from the message, handed to the
-terminal as a :class:`~sscard.ssc.pin.Pin`, and never logged or echoed.
+terminal as a :class:`~sscard.ssc.pin.Pin`, and never logged or echoed.  A PIN call whose
+message carries none (``{"function": "iVerifyPIN", "iType": 3}``, the DLL's call) asks the
+configured PIN source (``[service] pin_source``: the page's PIN pad through ``pin_requested`` and
+``POST /v1/pin-entry``, or the reader's), as the native socket does.
 """
 
 from __future__ import annotations
@@ -103,7 +106,9 @@ class Bridge:
         call = self.profile.calls.get(name) if name is not None else None
         if call is None:
             return self._fallback(message, f"not supported by this bridge: {name}", f"本接口不支持此功能：{name}")
-        values = await self._run(call.operation, {arg: _text(message, field) for arg, field in call.args.items()})
+        # The arguments the message carries (strings only); a PIN call without one asks the PIN device.
+        args = {arg: message[field] for arg, field in call.args.items() if isinstance(message.get(field), str)}
+        values = await self._run(call.operation, args)
         values["call"] = name
         log.info("bridge %s %s → %s", self.profile.name, call.operation, values["code"])
         return render(call.answer, values, message)
@@ -141,7 +146,9 @@ class Bridge:
                 terminal.hsm_step2(args.get("step1", ""), args.get("answer", "")), config.terminal_id, config.device_id
             )
         if operation in ("iVerifyPIN", "iChangePIN"):
-            return lambda: self._pin(operation, args, values)
+            if any(name in args for name in ("pin", "old", "new")):
+                return lambda: self._pin(operation, args, values)
+            return lambda: self._pin_device(operation, values)
         return lambda: _idcard_line(self._read_idcard(), values)
 
     def _pin(self, operation: str, args: dict[str, str], values: dict[str, Any]) -> str:
@@ -153,6 +160,26 @@ class Bridge:
         else:
             old, new = Pin.from_text(args.get("old", "")), Pin.from_text(args.get("new", ""))
             outcome = self.service.terminal.change_pin(old, new)
+        values["tries_left"] = outcome.tries_left
+        outcome.raise_for_error()
+        return ""
+
+    def _pin_device(self, operation: str, values: dict[str, Any]) -> str:
+        """A PIN call whose message carries no PIN, as the DLL's iVerifyPIN(iType, pOutInfo): the
+        configured PIN source asks once (the page's PIN pad, or the reader's), after the card is
+        checked (no card −2, blocked −52 at once), as the native socket does (docs/native.md)."""
+        from sscard.errors import PinBlocked
+        from sscard.ssc.application import PinState
+
+        terminal, source = self.service.terminal, self.service.pin_source()
+        values["tries_left"] = None
+        terminal.check_pin_allowed()
+        status = terminal.pin_status()
+        values["tries_left"] = status.tries_left
+        if status.state is PinState.BLOCKED:
+            raise PinBlocked()
+        timeout = self.profile.pin_timeout
+        outcome = source.verify(terminal, timeout) if operation == "iVerifyPIN" else source.change(terminal, timeout)
         values["tries_left"] = outcome.tries_left
         outcome.raise_for_error()
         return ""
@@ -187,11 +214,6 @@ def _idcard_line(record: IdCardRecord, values: dict[str, Any]) -> str:
     )
     order = ("name", "gender", "nation", "birth_date", "address", "id_number", "valid_from", "valid_to", "issuer")
     return "".join(f"{values[key]}|" for key in order)
-
-
-def _text(message: dict[str, Any], field: str) -> str:
-    value = message.get(field)
-    return value if isinstance(value, str) else ""
 
 
 def routes(profile: Profile, service: Service) -> list[BaseRoute]:

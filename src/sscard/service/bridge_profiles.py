@@ -69,7 +69,7 @@ OPERATIONS: Mapping[str, Operation] = {
 TRANSPORTS = ("websocket", "http")
 #: The top-level keys of a profile file, and a call's keys.
 PROFILE_KEYS = frozenset(
-    {"name", "description", "transport", "port", "path", "select", "query", "fallback", "calls", "codes"}
+    {"name", "description", "transport", "port", "path", "select", "query", "pin_timeout", "fallback", "calls", "codes"}
 )
 CALL_KEYS = frozenset({"operation", "args", "answer"})
 
@@ -103,6 +103,8 @@ class Profile:
     #: sscard error code → the number this bridge answers with (the national code otherwise).
     codes: Mapping[str, int]
     source: str
+    #: Seconds the resident has to type a PIN on the PIN device (a PIN call whose message has none).
+    pin_timeout: float = 60.0
 
     def operations(self) -> set[str]:
         return {call.operation for call in self.calls.values()}
@@ -185,6 +187,9 @@ def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
         raise _fail(
             source, "query", "an http bridge needs the query parameter holding the message", "必须给出查询参数名"
         )
+    pin_timeout = data.get("pin_timeout", 60)
+    if isinstance(pin_timeout, bool) or not isinstance(pin_timeout, int | float) or not 1 <= pin_timeout <= 600:
+        raise _fail(source, "pin_timeout", "must be a number of seconds from 1 to 600", "必须是1到600的秒数")
     codes = data.get("codes", {})
     if not isinstance(codes, dict):
         raise _fail(source, "codes", "must be a table", "必须是表")
@@ -219,6 +224,7 @@ def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
         fallback=fallback["answer"],
         codes=dict(codes),
         source=source,
+        pin_timeout=float(pin_timeout),
     )
 
 
