@@ -403,3 +403,17 @@ def test_the_bridges_through_pcscd_vpcd(serve: Callable[..., Serve], vpcd_card: 
     assert wrong["success"] == -51
     assert get(url, {"Origin": PAGE})[2] == {"success": 0, "pOutInfo": expected}
     assert refused_status(ssc.bridge, origin=FOREIGN) == 403
+
+
+def test_the_documented_profile_example_loads(tmp_path: Path) -> None:
+    """docs/service.md "Writing a profile": the example is a valid profile, its answers render."""
+    from sscard.service.bridge_profiles import render
+
+    docs = (Path(__file__).parents[1] / "docs" / "service.md").read_text(encoding="utf-8")
+    example = docs.split("**Writing a profile.**", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    profile = load_profile(_write(tmp_path / "our-vendor.toml", example))
+    call = profile.calls["ReadCardPassword"]
+    assert (call.operation, dict(call.args)) == ("iVerifyPIN", {"pin": "password"})
+    values = {"code": -51, "output": "密码错误，还可尝试2次。", "tries_left": 2}
+    answer = render(call.answer, values, {"seq": 7, "password": "123456"})
+    assert answer == {"result": -51, "msg": "密码错误，还可尝试2次。", "left": 2, "echo": 7}

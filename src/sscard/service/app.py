@@ -21,7 +21,8 @@ This module is the wiring: the app from its parts and the server that runs it.  
 importing only those below it: :mod:`.problems` (the service's errors, the JSON error form, the
 HTTP statuses of the one error table), :mod:`.hub` (the event fan-out), :mod:`.bodies` (request
 bodies), :mod:`.guard` (Origin/Host/token, size), :mod:`.state` (the :class:`Service` the routes
-share), :mod:`.compat` (the vendor-bridge messages), :mod:`.routes`, :mod:`.openapi`,
+share), :mod:`.compat` (the vendor-bridge messages), :mod:`.bridge_profiles` and :mod:`.bridge` (vendor
+bridges' own ports and message shapes, as data), :mod:`.routes`, :mod:`.openapi`,
 :mod:`.server` (uvicorn's HTTP protocols with the connection limits), :mod:`.logs`.
 """
 
