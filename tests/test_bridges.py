@@ -58,17 +58,21 @@ class Serve:
 def serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
     started: list[Serve] = []
 
-    def start(reader: str, bridge: str, config: str = "", token: str | None = None) -> Serve:
+    def start(reader: str, bridge: str, config: str = "", token: str | None = None, by_config: bool = False) -> Serve:
+        """``by_config``: the bridge from ``[bridge] profile``/``port`` instead of ``--bridge``."""
         port, bridge_port = _free_port(), _free_port()
         conf = tmp_path / f"sscard{len(started)}.toml"
         own = f"http://127.0.0.1:{port}"  # the service's own page (answers pin_requested)
+        if by_config:
+            config += f'[bridge]\nprofile = "{bridge}"\nport = {bridge_port}\n'
         conf.write_text(f'[service]\nallowed_origins = ["{PAGE}", "{own}"]\n{config}', encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_") or k == "SSCARD_VPCD_SLOT"}
         env["SSCARD_CONFIG"] = str(conf)
         if token:
             env["SSCARD_SERVICE_TOKEN"] = token
         process = subprocess.Popen(
-            [*SERVE, "--reader", reader, "--port", str(port), "--bridge", f"{bridge}:{bridge_port}"],
+            [*SERVE, "--reader", reader, "--port", str(port)]
+            + ([] if by_config else ["--bridge", f"{bridge}:{bridge_port}"]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -218,7 +222,7 @@ def test_idcard_bridge_reads_the_id_card(serve: Callable[..., Serve], tmp_path: 
     from sscard.sim.serial_idcard import SimulatedIdCardReader, load_idcard
 
     with SimulatedIdCardReader(load_idcard("zhangsan")) as reader:
-        served = serve("sim:typical", "idcard-ws", config=f'[idcard]\nport = "{reader.path}"\n')
+        served = serve("sim:typical", "idcard-ws", config=f'[idcard]\nport = "{reader.path}"\n', by_config=True)
         [answer] = talk(served.bridge, [{"type": 4}])
         assert answer == {
             "type": 4,
