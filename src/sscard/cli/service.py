@@ -50,9 +50,9 @@ def cmd_serve(ctx: Context) -> int:
 
         raise ConfigError(f"[reader] name {ctx.config.reader!r}: sscard serve does not run on a replay: reader")
     check_remote(ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
+    port = ctx.args.port or ctx.config.service_port  # --port, else [service] port (8765)
     print(
-        f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
-        f"/ 本地服务已启动",
+        f"sscard service on http://{ctx.args.host}:{port}/ (reader: {ctx.config.reader or 'auto'}) / 本地服务已启动",
         file=ctx.err,
         flush=True,
     )
@@ -62,7 +62,7 @@ def cmd_serve(ctx: Context) -> int:
     serve(
         ctx.config,
         host=ctx.args.host,
-        port=ctx.args.port,
+        port=port,
         allow_remote=ctx.args.allow_remote,
         socket_path=socket_path,
     )
@@ -119,7 +119,7 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
 
     def serve_build(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-        p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+        p.add_argument("--port", type=int, help="port (default [service] port, 8765)")
         p.add_argument(
             "--allow-remote",
             action="store_true",

@@ -41,6 +41,7 @@ from starlette.routing import Route, WebSocketRoute
 from sscard.config import Config
 from sscard.service.bodies import FIELDS, MAX_BODY
 from sscard.service.guard import Guard, check_remote, client_is_loopback
+from sscard.service.logs import RequestIds
 from sscard.service.problems import (
     DEFAULT_STATUS,
     HTTP_STATUS,
@@ -161,7 +162,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(Guard, service=service), cors],
+        middleware=[
+            Middleware(RequestIds, reader=service.terminal.reader.name),  # request ids in the log
+            Middleware(Guard, service=service),
+            cors,
+        ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.service = service
@@ -212,8 +217,15 @@ def serve(
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)
     quiet_uvicorn()
+    from uvicorn.config import LOGGING_CONFIG
+
+    from sscard.logfmt import custom_logging
+
     uvicorn.run(
         app,
+        # With --log-format json or a log file, uvicorn's loggers go through sscard's handler too;
+        # otherwise its own text lines, as always.
+        log_config=None if custom_logging() else LOGGING_CONFIG,
         host=host,
         port=port,
         log_level="info",
