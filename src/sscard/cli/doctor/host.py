@@ -15,8 +15,8 @@ from sscard.cli.doctor.findings import (
 from sscard.config import DEFAULT_SOURCE
 
 SERIAL_DEVICES = (
-    ("qr_port", "serial.qr", "QR scanner", "扫码器", "[qr] port"),
-    ("idcard_port", "serial.idcard", "ID-card reader", "身份证阅读器", "[idcard] port"),
+    ("qr_port", "serial.qr", "QR scanner", "扫码器", "[qr] port", "[qr]中的'port'"),
+    ("idcard_port", "serial.idcard", "ID-card reader", "身份证阅读器", "[idcard] port", "[idcard]中的'port'"),
 )
 
 
@@ -25,7 +25,7 @@ def check_serial(p: Probe) -> list[Finding]:
     import stat
 
     findings = []
-    for attribute, check, en, zh, key in SERIAL_DEVICES:
+    for attribute, check, en, zh, key, key_zh in SERIAL_DEVICES:
         path = getattr(p.config, attribute)
         if not path:
             continue
@@ -37,7 +37,7 @@ def check_serial(p: Probe) -> list[Finding]:
                     f"the {en} {path} is missing",
                     f"{zh}设备{path}不存在",
                     f"plug the {en} in; check its udev link (udevadm info {path}) and {key}",
-                    f"请连接{zh}，并检查udev链接和{key}",
+                    f"请连接{zh}，并检查udev链接和{key_zh}",
                     {"path": path},
                 )
             )
@@ -69,7 +69,7 @@ def check_serial(p: Probe) -> list[Finding]:
                     f"as root: sscard install-rules; usermod -aG sscard {p.user} (61-sscard-serial.rules)"
                     if denied
                     else f"check that {path} is the {en} ({key})",
-                    "请以root运行`sscard install-rules`，并将用户加入sscard组" if denied else f"请检查{key}",
+                    "请以root运行`sscard install-rules`，并将用户加入sscard组" if denied else f"请检查{key_zh}",
                     {"path": path},
                 )
             )
@@ -109,7 +109,7 @@ def check_service_port(p: Probe) -> Finding:
                 f"no service configured, and none answers on the default port {port}",
                 f"未配置本地服务，默认端口{port}上也无响应",
                 "if this kiosk uses it: set [service] port and start it (systemctl enable --now sscard)",
-                "如需本地服务，请设置[service] port并启动：`systemctl enable --now sscard`",
+                "如需本地服务，请设置[service]中的'port'并启动：`systemctl enable --now sscard`",
                 {"port": port},
             )
         return Finding(
@@ -140,7 +140,7 @@ def check_service_port(p: Probe) -> Finding:
             f"the service answers on port {port} but refuses doctor (HTTP {response.status})",
             f"本地服务在端口{port}上响应，但拒绝了检查请求（HTTP {response.status}）",
             "give doctor the service's [service] token in its configuration",
-            "请在配置中提供[service] token",
+            "请在配置中提供[service]中的'token'",
             {"port": port, "http_status": response.status},
         )
     return Finding(
@@ -149,7 +149,7 @@ def check_service_port(p: Probe) -> Finding:
         f"something other than sscard answers on port {port} (HTTP {response.status})",
         f"端口{port}上响应的不是sscard本地服务",
         "find the program on that port (ss -ltnp) or move [service] port",
-        "请用`ss -ltnp`查找占用该端口的程序，或修改[service] port",
+        "请用`ss -ltnp`查找占用该端口的程序，或修改[service]中的'port'",
         {"port": port, "http_status": response.status},
     )
 
@@ -194,7 +194,7 @@ def check_service_socket(p: Probe) -> Finding:
         f"something other than sscard answers on {path}",
         f"{path}上响应的不是sscard",
         "check [service] socket",
-        "请检查[service] socket",
+        "请检查[service]中的'socket'",
         {"path": path},
     )
 

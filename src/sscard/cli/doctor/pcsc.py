@@ -119,9 +119,9 @@ def check_readers(p: Probe) -> Finding:
             "readers",
             Status.FAULT,
             f"no reader for the card matches [reader] name {p.config.reader!r}; readers: {names}",
-            "没有与[reader] name匹配的读卡器",
+            "没有与[reader]中的'name'匹配的读卡器",
             "correct [reader] name (sscard readers lists the names)",
-            "请修改[reader] name（`sscard readers`可列出读卡器名称）",
+            "请修改[reader]中的'name'（`sscard readers`可列出读卡器名称）",
             {"readers": rows},
         )
     return Finding(
@@ -282,7 +282,10 @@ def check_psam(p: Probe) -> Finding:
     service = p.config.key_service
     if service == "none":
         return Finding(
-            "psam", Status.SKIPPED, "no key service configured ([keys] service)", "未配置密钥服务（[keys] service）"
+            "psam",
+            Status.SKIPPED,
+            "no key service configured ([keys] service)",
+            "未配置密钥服务（[keys]中的'service'）",
         )
     if service == "hsm":
         return Finding("psam", Status.OK, "HSM two-step: the keys are at the backend", "加密机两步模式：密钥在后台")
@@ -298,7 +301,7 @@ def check_psam(p: Probe) -> Finding:
                 f"software keys: {exc.message}",
                 f"软件密钥：{exc.message_zh}",
                 "fix [keys] file / keyset / allow_software",
-                "请检查[keys] file、keyset和allow_software",
+                "请检查[keys]中的'file'、'keyset'和'allow_software'",
                 {"error": exc.to_dict()},
             )
         return Finding(
@@ -307,7 +310,7 @@ def check_psam(p: Probe) -> Finding:
             "software keys: for the simulator and tests only",
             "软件密钥仅用于模拟卡和测试",
             'a kiosk uses a PSAM: [keys] service = "psam" and the PSAM in the SAM slot',
-            "自助终端请使用PSAM：设置[keys] service为'psam'，并将PSAM插入SAM卡座",
+            "自助终端请使用PSAM：设置[keys]中的'service'为'psam'，并将PSAM插入SAM卡座",
         )
     return _check_psam_card(p)
 
@@ -337,7 +340,7 @@ def _check_psam_card(p: Probe) -> Finding:
             f"PSAM key service: {exc.message}",
             f"PSAM密钥服务不可用：{exc.message_zh}",
             "insert the PSAM into the SAM slot and set [reader] sam to that slot (sscard readers shows the slots)",
-            "请将PSAM插入SAM卡座，并将[reader] sam设为该卡座",
+            "请将PSAM插入SAM卡座，并将[reader]中的'sam'设为该卡座",
             {"error": exc.to_dict()},
         )
     return Finding(
