@@ -350,3 +350,32 @@ def test_a_polkit_refusal_is_access_denied_and_doctor_names_it(tmp_path: Path, m
     assert answering.zh == "权限不足：pcscd拒绝当前用户访问（polkit）"
     assert permission.status is Status.FAULT and permission.zh.startswith("权限不足：")
     assert worst(findings) is Status.FAULT and EXIT[worst(findings)] == 2
+
+
+def test_serve_and_doctor_find_each_other_through_the_config(tmp_path: Path) -> None:
+    """``[service] port`` and ``socket``: ``sscard serve`` listens there and ``sscard doctor`` looks there
+    (the simulated card in process: no pcscd needed for the service's side)."""
+    port, path = free_port(), tmp_path / "sscard.sock"
+    config = write_config(tmp_path, f'[service]\nport = {port}\nsocket = "{path}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sscard.cli", "--config", config, "serve", "--reader", "sim:typical"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the service did not come up"
+            time.sleep(0.2)
+        _, payload, _ = doctor("--reader", "sim:typical", config=config)
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert_named(payload, "service.port", "ok", f"the service answers on port {port}", "响应正常")
+    assert_named(payload, "service.socket", "ok", f"the national-interface socket {path} answers", "响应正常")
+    assert_named(payload, "card.ssc", "ok", "a social security card", "社会保障卡")
