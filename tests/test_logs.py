@@ -227,3 +227,14 @@ def test_serve_writes_uvicorn_and_sscard_lines_as_json(tmp_path: Path) -> None:
     assert "INFO:" not in stderr  # uvicorn's own text handler was not installed
     with contextlib.suppress(FileNotFoundError):
         assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+
+
+def test_a_failed_request_logs_its_code_and_request_id_never_the_body() -> None:
+    stream = io.StringIO()
+    configure_logging(logging.INFO, stream, "json")
+    with make_client() as client:
+        answer = client.post("/v1/verify", json={"pin": "12"}, headers={"X-Request-ID": "desk-3"})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "PIN_FORMAT"
+    (line,) = [line for line in json_lines(stream.getvalue()) if line["code"] == "PIN_FORMAT"]
+    assert line["event"] == "POST /v1/verify: PIN_FORMAT" and line["request_id"] == "desk-3"
+    assert '"12"' not in stream.getvalue()
