@@ -121,14 +121,18 @@ def _ntp_synchronized() -> bool | None:
 
 
 def _installed_at() -> float:
-    """When this sscard was installed (its package's mtime): a clock before it is certainly wrong."""
-    return Path(__file__).resolve().parents[1].joinpath("__init__.py").stat().st_mtime
+    """When this sscard was installed (its package's ``__init__.py``): a clock before it is certainly wrong."""
+    return Path(__file__).resolve().parents[2].joinpath("__init__.py").stat().st_mtime
 
 
 def _default_user() -> str:
+    """The kiosk user to check: whoever ran ``sudo sscard doctor``, else this process's user."""
     import getpass
 
-    return os.environ.get("SUDO_USER") or getpass.getuser()
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return str(os.geteuid())
 
 
 @dataclass
