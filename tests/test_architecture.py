@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.backoff", 0),
     ("sscard._toml", 0),
     ("sscard.clock", 0),
+    ("sscard.logfmt", 0),
     ("sscard.transports", 1),
     ("sscard.transports.*", 1),
     ("sscard.apdu", 2),

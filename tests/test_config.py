@@ -68,6 +68,7 @@ queue_timeout = 10
 header_timeout = 10
 body_timeout = 10
 max_connections = 256
+port = 8765
 socket = "/run/sscard/sscard.sock"
 pin_source = "pinpad"
 
@@ -77,6 +78,10 @@ port = 12342
 
 [logging]
 show_personal_data = false
+format = "json"
+file = "/var/log/sscard/sscard.log"
+max_bytes = 1048576
+backups = 3
 
 [medical]
 ec_url = "https://ec.example.invalid/ec"

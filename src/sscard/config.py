@@ -61,6 +61,7 @@ Example::
     header_timeout = 10     # seconds a connection has to send a request's headers
     body_timeout = 10       # seconds from a request's headers to the end of its body
     max_connections = 256   # open connections; at the cap the oldest idle one is closed
+    port = 8765             # sscard serve's port (and where sscard doctor looks for it)
     # socket = "/run/sscard/sscard.sock"   # national-interface socket (docs/native.md)
     pin_source = "page"     # page (the kiosk page, /v1/pin-entry) | pinpad (the reader's PIN pad)
 
@@ -70,6 +71,10 @@ Example::
 
     [logging]
     show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
+    format = "text"         # text (journald-friendly) | json (one object per line)
+    # file = "/var/log/sscard/sscard.log"   # instead of standard error; rotated at max_bytes
+    max_bytes = 10485760    # rotate the log file at this size
+    backups = 5             # rotated files kept (sscard.log.1 … .5)
 
     [medical]               # hospital front desks: the platform's input fields (docs/medical.md)
     ec_url = "https://…"    # the platform's e-voucher endpoint (ec.query); unset: codes unresolved
@@ -83,7 +88,8 @@ Example::
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
 ``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``, ``SSCARD_QR_PORT``,
-``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``, ``SSCARD_EC_URL``; command-line
+``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``, ``SSCARD_SERVICE_PORT``, ``SSCARD_LOG_FORMAT``,
+``SSCARD_LOG_FILE``, ``SSCARD_EC_URL``; command-line
 options override both.  No PIN is ever read from configuration or the environment.
 
 Every key is declared once, in :data:`SCHEMA` (one line per key: section, key, the Config field it
@@ -173,7 +179,9 @@ class Config:
     service_header_timeout: float = 10.0
     service_body_timeout: float = 10.0
     service_max_connections: int = 256
-    #: The national-interface socket libSSCardDriver.so calls (docs/native.md), and its PIN source.
+    #: The service's port (``sscard serve``, found there by ``sscard doctor``), its
+    #: national-interface socket libSSCardDriver.so calls (docs/native.md), and its PIN source.
+    service_port: int = 8765
     service_socket: str | None = None
     service_pin_source: str = "page"
     #: A vendor bridge served beside the API (docs/service.md, "Vendor bridge profiles"): the
@@ -197,6 +205,11 @@ class Config:
     medical_device_type: str = ""
     #: UNCONFIRMED: the platform's psn_cert_type for a resident ID card (medical/data/platform.toml).
     medical_psn_cert_type: str = "01"
+    #: The log's form and file (docs/cli.md "Logs"): text or json; a rotated file, its size and count.
+    log_format: str = "text"
+    log_file: str | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
     #: The configuration file read, None when there was none.
     source: str | None = None
     #: Where each field's value came from: the file, ``env SSCARD_…``, ``option``; absent = default.
@@ -443,6 +456,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "header_timeout", "service_header_timeout", Number(0.1, 600)),
     Key("service", "body_timeout", "service_body_timeout", Number(0.1, 600)),
     Key("service", "max_connections", "service_max_connections", Number(8, 65_536, whole=True)),
+    Key("service", "port", "service_port", Number(1, 65_535, whole=True), "SSCARD_SERVICE_PORT"),
     Key("service", "socket", "service_socket", TEXT),
     Key("service", "pin_source", "service_pin_source", Text(choices=PIN_SOURCES)),
     Key("bridge", "profile", "bridge_profile", TEXT),
@@ -459,6 +473,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("medical", "office_name", "medical_office_name", Text(optional=False)),
     Key("medical", "device_type", "medical_device_type", Text(optional=False)),
     Key("medical", "psn_cert_type", "medical_psn_cert_type", Text(optional=False)),
+    Key("logging", "format", "log_format", Text(choices=("text", "json")), "SSCARD_LOG_FORMAT"),
+    Key("logging", "file", "log_file", TEXT, "SSCARD_LOG_FILE"),
+    Key("logging", "max_bytes", "log_max_bytes", Number(1024, 2**40, whole=True)),
+    Key("logging", "backups", "log_backups", Number(0, 1000, whole=True)),
 )
 
 _KEYS: dict[tuple[str, str], Key] = {(key.section, key.name): key for key in SCHEMA}

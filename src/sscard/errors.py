@@ -368,6 +368,15 @@ class TransportFailure(SscardError):
     retriable = True
 
 
+class AccessDenied(TransportFailure):
+    """pcscd refused this process (``SCARD_W_SECURITY_VIOLATION``: polkit said no), told apart from
+    other transport failures because its fix is a permission (udev/README.md), not a reader."""
+
+    message_en = "The smart-card service (pcscd) refused this user access (polkit)."
+    message_zh_text = "智能卡服务（pcscd）拒绝了当前用户的访问（polkit权限不足）。"
+    retriable = False
+
+
 # --- card application level -------------------------------------------------------------------
 
 

@@ -65,6 +65,12 @@ COMMAND_TABLE: tuple[tuple[str, str, str, str], ...] = (
         "安装（或输出）非root自助终端用户所需的udev和polkit规则",
     ),
     ("config", "config", "the configuration: the effective values and their sources", "配置：生效的配置值及其来源"),
+    (
+        "doctor",
+        "doctor",
+        "check this kiosk: what is wrong and what to do (docs/doctor.md)",
+        "现场诊断：检查本机故障并给出处理方法",
+    ),
 )
 #: The commands, for building only the one given (build_parser).
 COMMANDS = frozenset(name for name, *_ in COMMAND_TABLE)

@@ -60,9 +60,9 @@ def cmd_serve(ctx: Context) -> int:
         from sscard.service.bridge_profiles import load_profile
 
         load_profile(config.bridge_profile)
+    port = ctx.args.port or ctx.config.service_port  # --port, else [service] port (8765)
     print(
-        f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
-        f"/ 本地服务已启动",
+        f"sscard service on http://{ctx.args.host}:{port}/ (reader: {ctx.config.reader or 'auto'}) / 本地服务已启动",
         file=ctx.err,
         flush=True,
     )
@@ -75,7 +75,7 @@ def cmd_serve(ctx: Context) -> int:
     serve(
         config,
         host=ctx.args.host,
-        port=ctx.args.port,
+        port=port,
         allow_remote=ctx.args.allow_remote,
         socket_path=socket_path,
     )
@@ -155,7 +155,7 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
 
     def serve_build(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-        p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+        p.add_argument("--port", type=int, help="port (default [service] port, 8765)")
         p.add_argument(
             "--allow-remote",
             action="store_true",

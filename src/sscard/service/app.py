@@ -44,6 +44,7 @@ from starlette.routing import Route, WebSocketRoute
 from sscard.config import Config
 from sscard.service.bodies import FIELDS, MAX_BODY
 from sscard.service.guard import OPEN_PATHS, Guard, GuardPolicy, check_remote, client_is_loopback
+from sscard.service.logs import RequestIds
 from sscard.service.problems import (
     DEFAULT_STATUS,
     HTTP_STATUS,
@@ -162,7 +163,8 @@ def create_app(
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/compat", compat),
     ]
-    middleware = _guarded(service)
+    # request ids in the log, then the guard and CORS
+    middleware = [Middleware(RequestIds, reader=service.terminal.reader.name), *_guarded(service)]
     bridge_port = None
     if profile is not None:
         from sscard.service.bridge import BridgePolicy, ByPort
@@ -173,7 +175,10 @@ def create_app(
         policy = BridgePolicy(service, frozenset([*names, f"[::1]:{bridge_port}"]))
         bridge = Starlette(
             routes=bridge_routes(profile, service),
-            middleware=_guarded(policy, open_paths=frozenset()),
+            middleware=[
+                Middleware(RequestIds, reader=service.terminal.reader.name),
+                *_guarded(policy, open_paths=frozenset()),
+            ],
             exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         )
         # Outside the main app's guard: the bridge port's connections get the bridge's (same rules).
@@ -267,8 +272,15 @@ def serve(
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)
     quiet_uvicorn()
+    from uvicorn.config import LOGGING_CONFIG
+
+    from sscard.logfmt import custom_logging
+
     settings = uvicorn.Config(
         app,
+        # With --log-format json or a log file, uvicorn's loggers go through sscard's handler too;
+        # otherwise its own text lines, as always.
+        log_config=None if custom_logging() else LOGGING_CONFIG,
         host=host,
         port=port,
         log_level="info",

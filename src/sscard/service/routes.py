@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -28,6 +29,7 @@ from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("sscard.service")
 
 
 def endpoint(handler: Callable[[Request, Service], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
@@ -38,6 +40,8 @@ def endpoint(handler: Callable[[Request, Service], Awaitable[Any]]) -> Callable[
         try:
             result = await handler(request, service)
         except SscardError as exc:
+            # One line per failed request (-v), its stable code in the JSON log's "code"; never a body.
+            log.info("%s %s: %s", request.method, clean(request.url.path), exc.code, extra={"code": exc.code})
             return error_response(exc)
         except ClientGone:
             # Nobody is left to answer (uvicorn drops what is sent); one line, no traceback.

@@ -43,6 +43,7 @@ from sscard.errors import (
     ReplayPinRefused,
     TransportFailure,
 )
+from sscard.logfmt import log_context
 from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication
 from sscard.ssc.pin import Pin, PinLike
 from sscard.terminal.keys import open_key_service
@@ -230,6 +231,7 @@ class CardTerminal:
                 except _CONNECTION_ERRORS:
                     self._drop()
                     raise
+            stack.enter_context(log_context(reader=transport.name))  # the reader in JSON log lines
             try:
                 yield transport, SscApplication(standard_stack(transport, self.trace_sink)), fresh
             except _CONNECTION_ERRORS:
