@@ -191,6 +191,15 @@ static char* forwarded(double* timeout, int* check_pin) {
     return text;
 }
 
+/* Unloading the library (dlclose) frees what Init kept. */
+__attribute__((destructor)) static void forget_settings(void) {
+    pthread_mutex_lock(&settings_lock);
+    json_t* old = settings;
+    settings = NULL;
+    pthread_mutex_unlock(&settings_lock);
+    json_decref(old);
+}
+
 static int initialised(void) {
     pthread_mutex_lock(&settings_lock);
     int ready = settings != NULL;
