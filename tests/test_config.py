@@ -73,6 +73,19 @@ pin_source = "pinpad"
 
 [logging]
 show_personal_data = false
+
+[medical]
+ec_url = "https://ec.example.invalid/ec"
+timeout = 10
+org_id = "H41010000001"
+card_passtype = "1"
+business_type = "01101"
+operator_id = "op1"
+operator_name = "Operator"
+office_id = "dept1"
+office_name = "Registration"
+device_type = "kiosk"
+psn_cert_type = "01"
 """
 
 

@@ -67,10 +67,19 @@ Example::
     [logging]
     show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
 
+    [medical]               # hospital front desks: the platform's input fields (docs/medical.md)
+    ec_url = "https://…"    # the platform's e-voucher endpoint (ec.query); unset: codes unresolved
+    timeout = 10            # seconds for one ec.query, connection to last byte; never retried
+    org_id = "H41010000001" # 定点编号, the institution's code, sent as orgId
+    card_passtype = "2"     # "1": verify the SSC's PIN; "2": not (the HIS checks its own password)
+    business_type = "01101" # ec.query businessType; operator_id, operator_name, office_id,
+                            # office_name, device_type: its other data fields (default "")
+    psn_cert_type = "01"    # UNCONFIRMED: the platform's code for 居民身份证 (medical/data/platform.toml)
+
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
 ``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``, ``SSCARD_QR_PORT``,
-``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``; command-line
+``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``, ``SSCARD_EC_URL``; command-line
 options override both.  No PIN is ever read from configuration or the environment.
 
 Every key is declared once, in :data:`SCHEMA` (one line per key: section, key, the Config field it
@@ -104,6 +113,9 @@ DEFAULT_CONTACTLESS_KEYWORDS = ("PICC", "Contactless", "CL")
 KEY_SERVICES = ("none", "psam", "hsm", "software")
 QR_TERMINATORS = ("ANY", "CR", "LF", "CRLF", "NONE")
 PIN_SOURCES = ("page", "pinpad")
+#: CARD_PASSTYPE of the medical insurance library (docs/card-reference.md §7): "1" verify the
+#: card's PIN, "2" a database password (the HIS's own; sscard asks for no PIN).
+CARD_PASSTYPES = ("1", "2")
 #: Where a value came from when neither a file, the environment nor an option set it.
 DEFAULT_SOURCE = "default"
 
@@ -162,6 +174,21 @@ class Config:
     service_pin_source: str = "page"
     #: PIPL: logs and -vv APDU traces mask personal data unless this is set (docs/cli.md).
     show_personal_data: bool = False
+    #: Hospital front desks (docs/medical.md): the e-voucher endpoint (None: codes stay
+    #: unresolved), its timeout, the institution's code, whether the SSC's PIN is verified, and
+    #: the other fields of the ec.query request.
+    medical_ec_url: str | None = None
+    medical_timeout: float = 10.0
+    medical_org_id: str = ""
+    medical_card_passtype: str = "2"
+    medical_business_type: str = "01101"
+    medical_operator_id: str = ""
+    medical_operator_name: str = ""
+    medical_office_id: str = ""
+    medical_office_name: str = ""
+    medical_device_type: str = ""
+    #: UNCONFIRMED: the platform's psn_cert_type for a resident ID card (medical/data/platform.toml).
+    medical_psn_cert_type: str = "01"
     #: The configuration file read, None when there was none.
     source: str | None = None
     #: Where each field's value came from: the file, ``env SSCARD_…``, ``option``; absent = default.
@@ -411,6 +438,17 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "socket", "service_socket", TEXT),
     Key("service", "pin_source", "service_pin_source", Text(choices=PIN_SOURCES)),
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
+    Key("medical", "ec_url", "medical_ec_url", TEXT, "SSCARD_EC_URL"),
+    Key("medical", "timeout", "medical_timeout", Number(low=0, high=600, above=True)),
+    Key("medical", "org_id", "medical_org_id", Text(optional=False)),
+    Key("medical", "card_passtype", "medical_card_passtype", Text(choices=CARD_PASSTYPES)),
+    Key("medical", "business_type", "medical_business_type", Text(optional=False)),
+    Key("medical", "operator_id", "medical_operator_id", Text(optional=False)),
+    Key("medical", "operator_name", "medical_operator_name", Text(optional=False)),
+    Key("medical", "office_id", "medical_office_id", Text(optional=False)),
+    Key("medical", "office_name", "medical_office_name", Text(optional=False)),
+    Key("medical", "device_type", "medical_device_type", Text(optional=False)),
+    Key("medical", "psn_cert_type", "medical_psn_cert_type", Text(optional=False)),
 )
 
 _KEYS: dict[tuple[str, str], Key] = {(key.section, key.name): key for key in SCHEMA}
