@@ -454,3 +454,260 @@ def test_several_parts_on_the_wire() -> None:
     assert encode_parts(-2, ("无卡", "", b""), request) == b"-2\t4\n" + "无卡".encode("gbk")
     refused = encode_parts(0, ("x" * 64, "", b""), request)
     assert refused.startswith(b"-14\t") and refused.count(b"\t") == 1
+
+
+# -- GetPersonInfo: any credential, the platform's fields -----------------------------------------
+
+EVOUCHER = "4243754826492874240001130000"  # docs/card-reference.md §9
+#: What the simulated platform resolves EVOUCHER to (its answer's data, JSON inside JSON).
+EC_PERSON = {"ecToken": "ec-token-3f9d", "idNo": "110101199001011237", "idType": "01", "userName": "王五"}
+
+
+class Platform:
+    """A simulated medical insurance platform on 127.0.0.1: answers ec.query, keeps the requests."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        platform = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                platform.requests.append(json.loads(body))
+                answer = {"code": 0, "message": "成功", "data": json.dumps(EC_PERSON, ensure_ascii=False)}
+                raw = json.dumps(answer, ensure_ascii=False).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ec/query"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    served = Platform()
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def qr_scanner(tmp_path: Path) -> Iterator[Any]:
+    from sscard.sim.serial_qr import SimulatedQrScanner
+
+    with SimulatedQrScanner(link=tmp_path / "sscard-qr") as scanner:
+        yield scanner
+
+
+@pytest.fixture
+def front_desk(tmp_path: Path) -> Iterator[Callable[..., tuple[Served, Any]]]:
+    """A socket server on a simulated SSC reader (empty unless ``persona``), with ``config``."""
+    import queue
+
+    from sscard.native_socket import NativeSocketServer, PagePinSource
+    from sscard.sim import SimulatedCard, load_persona
+    from sscard.terminal import Terminal
+    from sscard.transports.sim import SimReader
+
+    started: list[tuple[Any, Any]] = []
+
+    def start(config: Config, persona: str | None = None) -> tuple[Served, Any]:
+        reader = SimReader(SimulatedCard(load_persona(persona or "typical")), "sim:desk")
+        if persona is None:
+            reader.remove()
+        terminal = Terminal(reader, config=config)
+        events: queue.Queue[dict[str, Any]] = queue.Queue()
+        source = PagePinSource(events.put)
+        server = NativeSocketServer(terminal, str(tmp_path / f"desk{len(started)}.sock"), pin_source=source).start()
+        started.append((server, terminal))
+        return Served(server, source, events), reader
+
+    yield start
+    for server, terminal in started:
+        server.close()
+        terminal.close()
+
+
+def desk_config(idcard_reader: SimulatedIdCardReader, qr: Any, **changes: Any) -> Config:
+    values: dict[str, Any] = {
+        "idcard_port": str(idcard_reader.path),
+        "qr_port": str(qr.path),
+        "terminal_id": "410100813475",
+        "require_pin": False,
+    }
+    return Config(**{**values, **changes})
+
+
+def person(out: bytes, encoding: str = "gb18030") -> dict[str, Any]:
+    data = json.loads(out.decode(encoding))
+    assert isinstance(data, dict) and all(isinstance(v, str) for v in data.values())
+    return data
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "utf-8"])
+def test_get_person_info_for_an_ssc_is_03_with_the_card_sn(
+    heasec: dict[str, Path],
+    front_desk: Callable[..., tuple[Served, Any]],
+    idcard_reader: SimulatedIdCardReader,
+    qr_scanner: Any,
+    encoding: str,
+) -> None:
+    served, _ = front_desk(desk_config(idcard_reader, qr_scanner), persona="rare_char")
+    env = {**served.env, "SSCARD_NATIVE_ENCODING": encoding}
+    [_, (rc, out, _)] = run_heasec(heasec["heasec"], LIB, "Init", init(), "GetPersonInfo", "", env=env)
+    assert rc == 0, out
+    line = cli_line("sim:rare_char").split("|")
+    expected = {
+        "mdtrt_cert_type": "03",
+        "mdtrt_cert_no": line[1],
+        "card_sn": line[3],
+        "psn_cert_type": "01",
+        "certno": line[1],
+        "psn_name": line[4],
+    }
+    codec = "gb18030" if encoding == "gbk" else "utf-8"
+    assert person(out, codec) == expected
+    assert out == json.dumps(expected, ensure_ascii=False).encode(codec)  # byte for byte
+    assert served.events.empty()  # CARD_PASSTYPE "2": no PIN asked
+
+
+def test_get_person_info_for_an_id_card_is_02(
+    heasec: dict[str, Path],
+    front_desk: Callable[..., tuple[Served, Any]],
+    idcard_reader: SimulatedIdCardReader,
+    qr_scanner: Any,
+) -> None:
+    served, _ = front_desk(desk_config(idcard_reader, qr_scanner))
+    idcard_reader.place(load_idcard("zhangsan"))
+    [_, (rc, out, _)] = run_heasec(
+        heasec["heasec"], LIB, "Init", init(), "GetPersonInfo", '{"any": "keys"}', env=served.env
+    )
+    assert rc == 0, out
+    assert person(out) == {
+        "mdtrt_cert_type": "02",
+        "mdtrt_cert_no": "110101198503071235",
+        "card_sn": "",
+        "psn_cert_type": "01",
+        "certno": "110101198503071235",
+        "psn_name": "张三",
+    }
+
+
+def _scan_soon(qr: Any, code: str) -> Any:
+    import threading
+
+    def go() -> None:
+        assert qr.wait_for_reader(10)
+        qr.scan(code)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_get_person_info_for_an_evoucher_is_01_resolved_through_the_platform(
+    heasec: dict[str, Path],
+    front_desk: Callable[..., tuple[Served, Any]],
+    idcard_reader: SimulatedIdCardReader,
+    qr_scanner: Any,
+    platform: Platform,
+) -> None:
+    served, _ = front_desk(desk_config(idcard_reader, qr_scanner, medical_ec_url=platform.url))
+    thread = _scan_soon(qr_scanner, EVOUCHER)
+    settings = init(EC_URL=platform.url, ORG_ID="H44030400007")
+    [_, (rc, out, _)] = run_heasec(heasec["heasec"], LIB, "Init", settings, "GetPersonInfo", "", env=served.env)
+    thread.join(10)
+    assert rc == 0, out.decode("gb18030")
+    assert person(out) == {
+        "mdtrt_cert_type": "01",
+        "mdtrt_cert_no": "ec-token-3f9d",
+        "card_sn": "",
+        "psn_cert_type": "01",
+        "certno": "110101199001011237",
+        "psn_name": "王五",
+    }
+    [sent] = platform.requests  # once, with Init's ORG_ID
+    assert sent["transType"] == "ec.query" and sent["orgId"] == "H44030400007"
+    assert EVOUCHER in json.dumps(sent)
+
+
+def test_get_person_info_without_ec_url_answers_the_raw_code(
+    heasec: dict[str, Path],
+    front_desk: Callable[..., tuple[Served, Any]],
+    idcard_reader: SimulatedIdCardReader,
+    qr_scanner: Any,
+    platform: Platform,
+) -> None:
+    served, _ = front_desk(desk_config(idcard_reader, qr_scanner, medical_ec_url=platform.url))
+    thread = _scan_soon(qr_scanner, EVOUCHER)
+    [_, (rc, out, _)] = run_heasec(heasec["heasec"], LIB, "Init", init(EC_URL=""), "GetPersonInfo", "", env=served.env)
+    thread.join(10)
+    assert rc == 0 and person(out)["mdtrt_cert_type"] == "01" and person(out)["mdtrt_cert_no"] == EVOUCHER
+    assert person(out)["certno"] == "" and platform.requests == []
+
+
+def test_get_person_info_refuses_an_ec_url_the_service_does_not_allow(
+    heasec: dict[str, Path],
+    front_desk: Callable[..., tuple[Served, Any]],
+    idcard_reader: SimulatedIdCardReader,
+    qr_scanner: Any,
+    platform: Platform,
+) -> None:
+    for allowed in (None, "https://ec.example/other"):
+        served, _ = front_desk(desk_config(idcard_reader, qr_scanner, medical_ec_url=allowed))
+        began = time.monotonic()
+        results = run_heasec(
+            heasec["heasec"], LIB, "Init", init(EC_URL=platform.url), "GetPersonInfo", "", env=served.env
+        )
+        [_, (rc, out, _)] = results
+        assert rc == -14 and out == "参数错误：读卡服务未允许此电子凭证地址。".encode("gbk")
+        assert platform.requests == [] and time.monotonic() - began < 2  # refused before any wait
+
+
+def test_get_person_info_with_card_passtype_1_asks_the_pin(
+    heasec: dict[str, Path],
+    front_desk: Callable[..., tuple[Served, Any]],
+    idcard_reader: SimulatedIdCardReader,
+    qr_scanner: Any,
+) -> None:
+    served, _ = front_desk(desk_config(idcard_reader, qr_scanner), persona="typical")
+    answered = [served.answer_next(pin="000000"), served.answer_next(pin="123456")]
+    calls = ["Init", init(CARD_PASSTYPE="1"), "GetPersonInfo", "", "GetPersonInfo", ""]
+    results = run_heasec(heasec["heasec"], LIB, *calls, env=served.env)
+    for thread in answered:
+        thread.join(10)
+    assert results[1][0] == -51 and results[1][1] == "密码错误，还可尝试2次。".encode("gbk")
+    assert results[2][0] == 0 and person(results[2][1])["mdtrt_cert_type"] == "03"
+
+
+def test_get_person_info_with_nothing_presented_times_out(
+    heasec: dict[str, Path],
+    front_desk: Callable[..., tuple[Served, Any]],
+    idcard_reader: SimulatedIdCardReader,
+    qr_scanner: Any,
+) -> None:
+    served, _ = front_desk(desk_config(idcard_reader, qr_scanner))
+    began = time.monotonic()
+    [_, (rc, out, _)] = run_heasec(heasec["heasec"], LIB, "Init", init(TIMEOUT=1), "GetPersonInfo", "", env=served.env)
+    assert rc == -12 and out and 0.9 < time.monotonic() - began < 5
+
+
+def test_get_person_info_with_bad_indata_is_minus_14(heasec: dict[str, Path], tmp_path: Path) -> None:
+    env = {"SSCARD_SOCKET": str(tmp_path / "none"), "SSCARD_NATIVE_ENCODING": "utf-8"}
+    results = run_heasec(heasec["heasec"], LIB, "Init", init(), "GetPersonInfo", "[1]", "GetPersonInfo", "{x", env=env)
+    assert [r[0] for r in results] == [0, -14, -14]
+    assert results[1][1].decode() == "输入参数不是有效的JSON对象 / pInData is not a JSON object: not an object"
+    assert results[2][1].decode() == "输入参数不是有效的JSON对象 / pInData is not a JSON object: not JSON"

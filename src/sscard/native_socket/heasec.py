@@ -29,6 +29,7 @@ from sscard.native_socket.protocol import Answer, BadCall
 
 if TYPE_CHECKING:
     from sscard.idcard import IdCardRecord
+    from sscard.medical import HttpEcResolver
     from sscard.terminal import Terminal
 
 #: ``pOutBuff``'s fields in order (docs/card-reference.md §7; the order is one integrator's, unconfirmed).
@@ -132,11 +133,37 @@ class MedicalSettings:
         return cls(ec_url, float(timeout), org_id, card_passtype, area_code)
 
 
+def resolver_for(terminal: Terminal, settings: MedicalSettings) -> HttpEcResolver | None:
+    """The e-voucher resolver of a GetPersonInfo: None for an empty ``EC_URL`` (the code stays
+    unresolved), EcUrlNotAllowed for an address other than the service's ``[medical] ec_url``.
+
+    Init's ``TIMEOUT`` and ``ORG_ID`` (else ``[medical] org_id``) go into the request; the rest
+    of ``ec.query`` (business type, operator, office, device) is the service's ``[medical]``.
+    """
+    from sscard.medical import HttpEcResolver
+
+    if not settings.ec_url:
+        return None
+    config = terminal.config
+    if settings.ec_url != config.medical_ec_url:
+        raise EcUrlNotAllowed()
+    return HttpEcResolver(
+        settings.ec_url,
+        timeout=settings.timeout,
+        org_id=settings.org_id or config.medical_org_id,
+        business_type=config.medical_business_type,
+        operator_id=config.medical_operator_id,
+        operator_name=config.medical_operator_name,
+        office_id=config.medical_office_id,
+        office_name=config.medical_office_name,
+        device_type=config.medical_device_type,
+    )
+
+
 def person_info(
     terminal: Terminal,
     settings: MedicalSettings,
     *,
-    allowed_ec_urls: frozenset[str],
     verify_pin: Callable[[Terminal], None] | None,
 ) -> Answer:
     """Wait for any credential (``TIMEOUT`` s) and answer its platform fields as a JSON object.
@@ -144,13 +171,9 @@ def person_info(
     ``CARD_PASSTYPE`` ``"1"``: an SSC's PIN is checked through ``verify_pin`` (the service's PIN
     source) before the fields are answered; ``"2"`` (the HIS checks a password of its own): not.
     """
-    from sscard.medical import HttpEcResolver, medical_credential
+    from sscard.medical import medical_credential
 
-    resolver = None
-    if settings.ec_url:
-        if settings.ec_url not in allowed_ec_urls:
-            raise EcUrlNotAllowed()
-        resolver = HttpEcResolver(settings.ec_url, timeout=settings.timeout, org_id=settings.org_id)
+    resolver = resolver_for(terminal, settings)
     credential = medical_credential(
         terminal,
         settings.timeout,
@@ -169,5 +192,6 @@ __all__ = [
     "person_info",
     "photo_wanted",
     "read_sfz",
+    "resolver_for",
     "sfz_line",
 ]

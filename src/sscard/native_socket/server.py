@@ -126,9 +126,7 @@ class NativeSocketServer:
     """Answer the C library's requests on a Unix-domain socket, one thread per connection.
 
     ``runner(operation)`` runs each card operation (the service passes one that takes its own
-    lock, so socket calls and HTTP calls never overlap); ``pin_source`` supplies PINs;
-    ``ec_urls`` are the e-voucher addresses GetPersonInfo may resolve through (``[medical]
-    ec_url``; none: an ``EC_URL`` from a client is refused).
+    lock, so socket calls and HTTP calls never overlap); ``pin_source`` supplies PINs.
     """
 
     FUNCTIONS = (
@@ -152,13 +150,11 @@ class NativeSocketServer:
         mode: int = 0o660,
         group: str | None = None,
         sock: socket.socket | None = None,
-        ec_urls: frozenset[str] = frozenset(),
     ) -> None:
         self.terminal = terminal
         self.path = path
         self.runner = runner or lock_runner()
         self.pin_source = pin_source
-        self.ec_urls = ec_urls
         self._hsm_step1: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -252,7 +248,6 @@ class NativeSocketServer:
                 lambda: heasec.person_info(
                     self.terminal,
                     settings,
-                    allowed_ec_urls=self.ec_urls,
                     verify_pin=lambda terminal: self._verify_for_credential(terminal, request.pin_timeout),
                 )
             )
