@@ -26,8 +26,9 @@ from sscard.native_socket import Request, encode_parts
 from sscard.native_socket.heasec import SFZ_FIELDS
 from sscard.sim.serial_idcard import SimulatedIdCardReader, load_idcard
 from test_native import NATIVE, Served, cli_line, native, serve
+from test_native_serve import sscard_serve
 
-__all__ = ["native", "serve"]  # fixtures shared with test_native.py
+__all__ = ["native", "serve", "sscard_serve"]  # fixtures shared with test_native.py, test_native_serve.py
 
 LIB = NATIVE / "build" / "libHeaSecReadInfo.so"
 ASAN_LIB = NATIVE / "build" / "asan" / "libHeaSecReadInfo.so"
@@ -711,3 +712,80 @@ def test_get_person_info_with_bad_indata_is_minus_14(heasec: dict[str, Path], tm
     assert [r[0] for r in results] == [0, -14, -14]
     assert results[1][1].decode() == "输入参数不是有效的JSON对象 / pInData is not a JSON object: not an object"
     assert results[2][1].decode() == "输入参数不是有效的JSON对象 / pInData is not a JSON object: not JSON"
+
+
+# -- through pcscd + vpcd and `sscard serve --socket` ---------------------------------------------
+
+
+@pytest.mark.pcscd
+def test_heasec_through_sscard_serve_on_pcscd_vpcd(
+    heasec: dict[str, Path],
+    sscard_serve: Callable[..., Any],
+    vpcd_card: Any,
+    vpcd_reader: str,
+    idcard_reader: SimulatedIdCardReader,
+    tmp_path: Path,
+) -> None:
+    """The issue's "done when" for item 3: a C program that knows only HeaSecReadInfo.h gets the
+    11-field line from a simulated SSC through the real pcscd, the ID-card fields from the
+    simulated reader on a pty, GetPersonInfo's 03; PINs through /v1/pin-entry; then the service
+    stops and every function is −11 within a second.  The same under ASan/UBSan."""
+    from test_native_serve import Page
+
+    served = sscard_serve(vpcd_reader, extra_env={"SSCARD_IDCARD_PORT": str(idcard_reader.path)})
+    prog, lib = heasec["heasec"], LIB
+    began = time.monotonic()
+    [_, (rc, _, _)] = run_heasec(prog, lib, "Init", init(), "ReadCardBas", env=served.env)
+    assert rc == -2 and time.monotonic() - began < 1.0  # no card: at once
+    vpcd_card("rare_char")
+    expected = cli_line(vpcd_reader)
+    for encoding, codec in (("gbk", "gb18030"), ("utf-8", "utf-8")):
+        env = {**served.env, "SSCARD_NATIVE_ENCODING": encoding}
+        [_, (rc, info, busi)] = run_heasec(prog, lib, "Init", init(), "ReadCardBas", env=env)
+        assert rc == 0 and info == expected.encode(codec) and busi == b""
+    idcard_reader.place(load_idcard("zhangsan"))
+    photo = tmp_path / "sfz.wlt"
+    [_, (rc, out, _)] = run_heasec(prog, lib, "Init", init(), "ReadSFZ", str(photo), env=served.env)
+    assert rc == 0 and out == ZHANGSAN.encode("gb18030")
+    assert photo.read_bytes() == load_idcard("zhangsan").photo and stat.S_IMODE(photo.stat().st_mode) == 0o600
+    idcard_reader.take_card()
+    for pin, wanted in (("000000", -51), ("123456", 0)):
+        page = Page(served.port, {"pin": pin})
+        [_, _, (rc, out, _)] = run_heasec(prog, lib, "Init", init(), "ReadCardBas", "VerifyPIN", env=served.env)
+        page.join()
+        assert rc == wanted, out
+        assert page.event is not None and page.event["operation"] == "verify"
+    [_, (rc, out, _)] = run_heasec(prog, lib, "Init", init(), "GetPersonInfo", "", env=served.env)
+    line = expected.split("|")
+    assert rc == 0 and person(out) == {
+        "mdtrt_cert_type": "03",
+        "mdtrt_cert_no": line[1],
+        "card_sn": line[3],
+        "psn_cert_type": "01",
+        "certno": line[1],
+        "psn_name": line[4],
+    }
+    # the same calls under ASan/UBSan
+    env = {**served.env, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    idcard_reader.place(load_idcard("lisi_long_term"))
+    page = Page(served.port, {"pin": "123456"})
+    calls = ["ReadCardBas", "Init", init(), "ReadCardBas", "ReadSFZ", str(tmp_path / "asan.wlt"), "VerifyPIN"]
+    results = run_heasec(heasec["heasec_asan"], ASAN_LIB, *calls, env=env)
+    page.join()
+    assert [r[0] for r in results] == [-14, 0, 0, 0, 0]
+    assert results[2][1] == expected.encode("gb18030") and results[3][1] == LISI.encode("gb18030")
+    idcard_reader.take_card()
+    log = served.stop()
+    assert "000000" not in log and "123456" not in log
+    assert "110101198503071235" not in log and line[1] not in log  # no personal data at the default level
+    for call, arg in (
+        ("ReadCardBas", None),
+        ("VerifyPIN", None),
+        ("ChangePIN", None),
+        ("ReadSFZ", ""),
+        ("GetPersonInfo", ""),
+    ):
+        began = time.monotonic()
+        extra = [arg] if arg is not None else []
+        [_, (rc, out, _)] = run_heasec(prog, lib, "Init", init(), call, *extra, env=served.env)
+        assert rc == -11 and time.monotonic() - began < 1.0 and out, call
