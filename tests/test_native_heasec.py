@@ -445,6 +445,10 @@ def test_install_and_pkg_config_build_a_program_that_knows_only_the_header(
     assert proc.stdout.decode() == cli_line("sim:typical").split("|")[1] + "\n"  # the SSN
 
 
+def test_the_doc_shows_the_example_that_is_compiled() -> None:
+    assert (NATIVE / "examples/his_read.c").read_text() in (NATIVE.parent / "docs/native.md").read_text()
+
+
 # -- the wire -------------------------------------------------------------------------------------
 
 
