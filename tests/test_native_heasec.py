@@ -322,6 +322,14 @@ def test_readsfz_refuses_a_symlinked_photo_path_before_reading_the_card(
     [_, (rc, out, _)] = run_heasec(heasec["heasec"], LIB, "Init", init(), "ReadSFZ", str(link), env=env)
     assert rc == -14 and out.decode().startswith("无法写入相片文件 / cannot write the photo file: ")
     assert target.read_bytes() == b"keep" and idcard_reader.requests == []  # the card was not read
+    fifo = tmp_path / "fifo.wlt"
+    os.mkfifo(fifo)
+    for refused in (fifo, tmp_path / "no-such-dir" / "p.wlt", target / "p.wlt"):
+        [_, (rc, out, _)] = run_heasec(heasec["heasec"], LIB, "Init", init(), "ReadSFZ", str(refused), env=env)
+        assert rc == -14 and out.decode().startswith(f"无法写入相片文件 / cannot write the photo file: {refused} ("), (
+            refused
+        )
+    assert idcard_reader.requests == []
 
 
 def test_readsfz_without_a_card_or_a_reader(

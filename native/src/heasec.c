@@ -271,10 +271,30 @@ static int photo_target(const char* path, char* target, size_t size) {
         return ENAMETOOLONG;
     }
     /* As sscard.files: an existing file must be a regular file (never a symlink, FIFO, device). */
-    if (lstat(target, &info) == 0 && !S_ISREG(info.st_mode)) {
-        return S_ISLNK(info.st_mode) ? ELOOP : EINVAL;
+    if (lstat(target, &info) == 0) {
+        return S_ISREG(info.st_mode) ? 0 : (S_ISLNK(info.st_mode) ? ELOOP : EINVAL);
     }
-    return 0;
+    if (errno != ENOENT) {
+        return errno;
+    }
+    /* A new file: its directory must exist and take it (the open checks again). */
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", target);
+    char* slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        snprintf(parent, sizeof parent, ".");
+    } else if (slash == parent) {
+        parent[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    if (stat(parent, &info) != 0) {
+        return errno;
+    }
+    if (!S_ISDIR(info.st_mode)) {
+        return ENOTDIR;
+    }
+    return access(parent, W_OK | X_OK) == 0 ? 0 : errno;
 }
 
 /* Write the photo to a new file created 0600 (an old regular file is replaced); 0 or an errno. */
