@@ -749,7 +749,7 @@ def test_heasec_through_sscard_serve_on_pcscd_vpcd(
     began = time.monotonic()
     [_, (rc, _, _)] = run_heasec(prog, lib, "Init", init(), "ReadCardBas", env=served.env)
     assert rc == -2 and time.monotonic() - began < 1.0  # no card: at once
-    vpcd_card("rare_char")
+    link = vpcd_card("rare_char")
     expected = cli_line(vpcd_reader)
     for encoding, codec in (("gbk", "gb18030"), ("utf-8", "utf-8")):
         env = {**served.env, "SSCARD_NATIVE_ENCODING": encoding}
@@ -777,6 +777,16 @@ def test_heasec_through_sscard_serve_on_pcscd_vpcd(
         "certno": line[1],
         "psn_name": line[4],
     }
+    # the SSC taken out, the ID card on the reader: 02
+    link.remove()
+    from support import pcsc_env
+
+    pcsc_env.wait_for_reader(vpcd_reader, present=False)
+    idcard_reader.place(load_idcard("zhangsan"))
+    [_, (rc, out, _)] = run_heasec(prog, lib, "Init", init(), "GetPersonInfo", "", env=served.env)
+    assert rc == 0 and person(out)["mdtrt_cert_type"] == "02" and person(out)["psn_name"] == "张三"
+    idcard_reader.take_card()
+    vpcd_card("rare_char")
     # the same calls under ASan/UBSan
     env = {**served.env, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     idcard_reader.place(load_idcard("lisi_long_term"))
