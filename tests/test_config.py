@@ -71,6 +71,10 @@ max_connections = 256
 socket = "/run/sscard/sscard.sock"
 pin_source = "pinpad"
 
+[bridge]
+profile = "ssc-ws"
+port = 12342
+
 [logging]
 show_personal_data = false
 

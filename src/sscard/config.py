@@ -64,6 +64,10 @@ Example::
     # socket = "/run/sscard/sscard.sock"   # national-interface socket (docs/native.md)
     pin_source = "page"     # page (the kiosk page, /v1/pin-entry) | pinpad (the reader's PIN pad)
 
+    [bridge]                # a vendor bridge's messages on its port (docs/service.md)
+    # profile = "ssc-ws"    # a shipped profile (sscard serve --list-bridges) or a TOML path
+    # port = 12342          # default: the profile's own
+
     [logging]
     show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
 
@@ -172,6 +176,10 @@ class Config:
     #: The national-interface socket libSSCardDriver.so calls (docs/native.md), and its PIN source.
     service_socket: str | None = None
     service_pin_source: str = "page"
+    #: A vendor bridge served beside the API (docs/service.md, "Vendor bridge profiles"): the
+    #: profile (a shipped name or a TOML path) and its port (None: the profile's own).
+    bridge_profile: str | None = None
+    bridge_port: int | None = None
     #: PIPL: logs and -vv APDU traces mask personal data unless this is set (docs/cli.md).
     show_personal_data: bool = False
     #: Hospital front desks (docs/medical.md): the e-voucher endpoint (None: codes stay
@@ -437,6 +445,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "max_connections", "service_max_connections", Number(8, 65_536, whole=True)),
     Key("service", "socket", "service_socket", TEXT),
     Key("service", "pin_source", "service_pin_source", Text(choices=PIN_SOURCES)),
+    Key("bridge", "profile", "bridge_profile", TEXT),
+    Key("bridge", "port", "bridge_port", Number(1, 65_535, whole=True)),
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
     Key("medical", "ec_url", "medical_ec_url", TEXT, "SSCARD_EC_URL"),
     Key("medical", "timeout", "medical_timeout", Number(low=0, high=600, above=True)),

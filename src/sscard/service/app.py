@@ -21,14 +21,17 @@ This module is the wiring: the app from its parts and the server that runs it.  
 importing only those below it: :mod:`.problems` (the service's errors, the JSON error form, the
 HTTP statuses of the one error table), :mod:`.hub` (the event fan-out), :mod:`.bodies` (request
 bodies), :mod:`.guard` (Origin/Host/token, size), :mod:`.state` (the :class:`Service` the routes
-share), :mod:`.compat` (the vendor-bridge messages), :mod:`.routes`, :mod:`.openapi`,
+share), :mod:`.compat` (the vendor-bridge messages), :mod:`.bridge_profiles` and :mod:`.bridge` (vendor
+bridges' own ports and message shapes, as data), :mod:`.routes`, :mod:`.openapi`,
 :mod:`.server` (uvicorn's HTTP protocols with the connection limits), :mod:`.logs`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -40,7 +43,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from sscard.config import Config
 from sscard.service.bodies import FIELDS, MAX_BODY
-from sscard.service.guard import Guard, check_remote, client_is_loopback
+from sscard.service.guard import OPEN_PATHS, Guard, GuardPolicy, check_remote, client_is_loopback
 from sscard.service.problems import (
     DEFAULT_STATUS,
     HTTP_STATUS,
@@ -89,6 +92,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 8765
+log = logging.getLogger("sscard.service")
 
 
 def create_app(
@@ -106,8 +110,16 @@ def create_app(
 
     ``socket_path`` (default ``[service] socket``): also answer libSSCardDriver.so on that
     Unix-domain socket (docs/native.md); a socket systemd passed (``sscard.socket``) is used
-    instead of binding one.
+    instead of binding one.  ``[bridge] profile``: also answer that vendor bridge's messages on
+    its port (``app.state.bridge_port``, which :func:`serve` listens on too; docs/service.md,
+    "Vendor bridge profiles").  A broken profile is a CONFIG_ERROR here, at start-up.
     """
+    profile = None
+    if config.bridge_profile:
+        from sscard.service.bridge_profiles import load_profile
+
+        profile = load_profile(config.bridge_profile)
+        _check_bridge(profile, config, port)
     origins = allowed_origins if allowed_origins is not None else list(config.service_origins)
     shown_host = f"[{host}]" if ":" in host else host
     own = [f"{shown_host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
@@ -150,22 +162,65 @@ def create_app(
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/compat", compat),
     ]
+    middleware = _guarded(service)
+    bridge_port = None
+    if profile is not None:
+        from sscard.service.bridge import BridgePolicy, ByPort
+        from sscard.service.bridge import routes as bridge_routes
+
+        bridge_port = config.bridge_port or profile.port
+        names = [f"{shown_host}:{bridge_port}", f"localhost:{bridge_port}", f"127.0.0.1:{bridge_port}"]
+        policy = BridgePolicy(service, frozenset([*names, f"[::1]:{bridge_port}"]))
+        bridge = Starlette(
+            routes=bridge_routes(profile, service),
+            middleware=_guarded(policy, open_paths=frozenset()),
+            exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        )
+        # Outside the main app's guard: the bridge port's connections get the bridge's (same rules).
+        middleware.insert(0, Middleware(ByPort, bridge=bridge, port=bridge_port))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.service = service
+    app.state.bridge_port = bridge_port
+    return app
+
+
+def _guarded(policy: GuardPolicy, open_paths: frozenset[str] | None = None) -> list[Middleware]:
+    """The guard and CORS, the same for the service's port and a vendor bridge's."""
     cors = Middleware(
         CORSMiddleware,
-        allow_origins=sorted(service.allowed_origins),
+        allow_origins=sorted(policy.allowed_origins),
         allow_methods=["GET", "POST"],
         allow_headers=["Content-Type", "Authorization"],
         # Chrome's Private Network Access: an allowed page on the network may reach loopback.
         allow_private_network=True,
     )
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        middleware=[Middleware(Guard, service=service), cors],
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
-    )
-    app.state.service = service
-    return app
+    guard = Middleware(Guard, service=policy, open_paths=OPEN_PATHS if open_paths is None else open_paths)
+    return [guard, cors]
+
+
+def _check_bridge(profile: Any, config: Config, port: int) -> None:
+    """The bridge needs its own port, and ``read_idcard`` an ID-card reader (CONFIG_ERROR at start-up)."""
+    from sscard.errors import ConfigError
+
+    bridge_port = config.bridge_port or profile.port
+    if bridge_port == port:
+        raise ConfigError(
+            f"[bridge] port {bridge_port} is the service's own port: give the bridge another",
+            problem_zh=f"接口桥端口 {bridge_port} 与服务端口相同，请另选端口",
+            key="bridge.port",
+        )
+    if "read_idcard" in profile.operations() and not config.idcard_port:
+        raise ConfigError(
+            f"bridge profile {profile.source} reads ID cards: set [idcard] port",
+            problem_zh=f"接口桥配置 {profile.source} 需要读取身份证，请设置[idcard]中的'port'",
+            key="idcard.port",
+            file=profile.source,
+        )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -212,7 +267,7 @@ def serve(
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)
     quiet_uvicorn()
-    uvicorn.run(
+    settings = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -224,3 +279,32 @@ def serve(
         timeout_keep_alive=KEEP_ALIVE,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
+    bridge_port = app.state.bridge_port
+    if bridge_port is None:
+        uvicorn.Server(settings).run()
+        return
+    # The vendor bridge: a second listening socket of the same server (same protocol classes, so
+    # the same connection limits), routed to the bridge by the port it arrived on (bridge.ByPort).
+    sockets = [_listen(host, port), _listen(host, bridge_port)]
+    uvicorn.Server(settings).run(sockets=sockets)
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening TCP socket on ``host:port``; in use or not allowed is a UsageError, in both languages."""
+    import socket
+
+    from sscard.errors import UsageError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port} ({exc.strerror})", f"无法监听 {host}:{port}（端口被占用或无权限）"
+        ) from None
+    sock.listen(2048)
+    log.info("listening on %s:%d", host, port)
+    return sock

@@ -49,6 +49,7 @@ class Service:
     #: The national-interface socket (docs/native.md) and the page's PIN requests, when listening.
     native: NativeSocketServer | None = None
     pin_page: PagePinSource | None = None
+    _pin_source: PinSource | None = None
 
     async def run(self, operation: Callable[[], Any]) -> Any:
         """One card operation at a time; the blocking call runs on a worker thread."""
@@ -89,11 +90,7 @@ class Service:
         inherited = inherited_socket()
         if path is None and inherited is None:
             return
-        source: PinSource
-        if self.config.service_pin_source == "pinpad":
-            source = PinpadPinSource()
-        else:
-            self.pin_page = source = PagePinSource(self._on_pin_request)
+        source = self.pin_source()
         self.native = NativeSocketServer(
             self.terminal,
             str(inherited.getsockname()) if inherited is not None else path or "",
@@ -103,6 +100,16 @@ class Service:
             sock=inherited,
         ).start()
         log.info("national-interface socket on %s", self.native.path)
+
+    def pin_source(self) -> PinSource:
+        """The configured PIN source (``[service] pin_source``), made once: the native socket's
+        iVerifyPIN/iChangePIN and a vendor bridge's PIN calls without a PIN share it."""
+        if self._pin_source is None:
+            if self.config.service_pin_source == "pinpad":
+                self._pin_source = PinpadPinSource()
+            else:
+                self.pin_page = self._pin_source = PagePinSource(self._on_pin_request)
+        return self._pin_source
 
     def stop_native(self) -> None:
         native, self.native = self.native, None
