@@ -209,15 +209,15 @@ ERROR_TABLE: Mapping[str, ErrorRow] = {
     "TOKEN_NOT_YET_VALID": _R(TOKEN),
     "TOKEN_WRONG_TERMINAL": _R(TOKEN),
     "TOKEN_EXPIRED": _R(TOKEN_OLD),
-    # serial devices: QR scanners, ID-card readers
-    "DEVICE_NOT_FOUND": _R(SERIAL),
-    "DEVICE_REMOVED": _R(SERIAL),
-    "DEVICE_TIMEOUT": _R(SERIAL),
-    "FRAME_ERROR": _R(SERIAL),
+    # serial devices: QR scanners, ID-card readers (national codes: libHeaSecReadInfo's ReadSFZ, docs/native.md)
+    "DEVICE_NOT_FOUND": _R(SERIAL, national_code=-11),
+    "DEVICE_REMOVED": _R(SERIAL, national_code=-11),
+    "DEVICE_TIMEOUT": _R(SERIAL, national_code=-12),
+    "FRAME_ERROR": _R(SERIAL, national_code=-12),
     "SCAN_REJECTED": _R(SERIAL),
-    "ID_CARD_NO_CARD": _R(SERIAL),
-    "ID_CARD_SELECT_FAILED": _R(SERIAL),
-    "ID_CARD_READ_FAILED": _R(SERIAL),
+    "ID_CARD_NO_CARD": _R(SERIAL, national_code=-2),
+    "ID_CARD_SELECT_FAILED": _R(SERIAL, national_code=-12),
+    "ID_CARD_READ_FAILED": _R(SERIAL, national_code=-12),
     "ID_CARD_ERROR": _R(SERIAL),
     # the medical insurance platform's e-voucher resolution (sscard.medical, docs/medical.md)
     "EC_UNREACHABLE": _R(PLATFORM, http_status=502),
