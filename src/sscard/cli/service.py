@@ -50,6 +50,8 @@ def cmd_serve(ctx: Context) -> int:
 
         raise ConfigError(f"[reader] name {ctx.config.reader!r}: sscard serve does not run on a replay: reader")
     check_remote(ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
+    if ctx.args.metrics_port is not None:
+        check_remote(ctx.args.metrics_host or ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
     print(
         f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
         f"/ 本地服务已启动",
@@ -65,6 +67,8 @@ def cmd_serve(ctx: Context) -> int:
         port=ctx.args.port,
         allow_remote=ctx.args.allow_remote,
         socket_path=socket_path,
+        metrics_port=ctx.args.metrics_port,
+        metrics_host=ctx.args.metrics_host,
     )
     return EXIT_OK
 
@@ -132,6 +136,17 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
             "--socket",
             metavar="PATH",
             help="also answer libSSCardDriver.so on this Unix-domain socket (default [service] socket; docs/native.md)",
+        )
+        p.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="also listen on PORT for scrapers: only /metrics, /healthz and /readyz there (docs/fleet.md)",
+        )
+        p.add_argument(
+            "--metrics-host",
+            metavar="HOST",
+            help="address of the --metrics-port listener (default: --host; beyond loopback needs --allow-remote)",
         )
         p.add_argument(
             "--systemd-socket-unit",

@@ -28,7 +28,9 @@ share), :mod:`.compat` (the vendor-bridge messages), :mod:`.routes`, :mod:`.open
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -39,6 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from sscard.config import Config
+from sscard.errors import UsageError
 from sscard.service.bodies import FIELDS, MAX_BODY
 from sscard.service.guard import Guard, check_remote, client_is_loopback
 from sscard.service.problems import (
@@ -52,6 +55,7 @@ from sscard.service.problems import (
     error_response,
     http_status,
 )
+from sscard.service.ready import ScrapeOnly, healthz, metrics, readyz
 from sscard.service.routes import (
     compat,
     current_session,
@@ -101,8 +105,13 @@ def create_app(
     token: str | None = None,
     allowed_hosts: list[str] | None = None,
     socket_path: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> Starlette:
     """The ASGI app; ``terminal`` defaults to ``Terminal.open(config=config)``.
+
+    ``metrics_port``: the scraper-only listener's port (``--metrics-port``), which answers only
+    ``/metrics``, ``/healthz`` and ``/readyz`` (:class:`~sscard.service.ready.ScrapeOnly`).
 
     ``socket_path`` (default ``[service] socket``): also answer libSSCardDriver.so on that
     Unix-domain socket (docs/native.md); a socket systemd passed (``sscard.socket``) is used
@@ -111,6 +120,10 @@ def create_app(
     origins = allowed_origins if allowed_origins is not None else list(config.service_origins)
     shown_host = f"[{host}]" if ":" in host else host
     own = [f"{shown_host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
+    if metrics_port is not None:
+        scrape_host = metrics_host or host
+        shown_scrape = f"[{scrape_host}]" if ":" in scrape_host else scrape_host
+        own += [f"{shown_scrape}:{metrics_port}", f"localhost:{metrics_port}", f"127.0.0.1:{metrics_port}"]
     if not origins:
         origins = [f"http://{name}" for name in own]
     hosts = allowed_hosts if allowed_hosts is not None else own
@@ -149,6 +162,9 @@ def create_app(
         Route("/v1/pin-entry", pin_entry, methods=["POST"]),
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/compat", compat),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
     ]
     cors = Middleware(
         CORSMiddleware,
@@ -161,7 +177,8 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(Guard, service=service), cors],
+        middleware=[Middleware(Guard, service=service), cors]
+        + ([Middleware(ScrapeOnly, port=metrics_port)] if metrics_port is not None else []),
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.service = service
@@ -192,9 +209,15 @@ def serve(
     *,
     allow_remote: bool = False,
     socket_path: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     """Run the service until SIGINT/SIGTERM (uvicorn handles both), with the connection limits of
-    :mod:`sscard.service.server`."""
+    :mod:`sscard.service.server`.
+
+    ``metrics_port`` adds the scraper-only listener on ``metrics_host`` (default ``host``): the
+    same server and app, answering only /metrics, /healthz and /readyz there.
+    """
     import uvicorn
 
     from sscard.service.server import (
@@ -207,20 +230,43 @@ def serve(
     )
 
     check_remote(host, allow_remote, config.service_token)
-    app = create_app(config, host=host, port=port, socket_path=socket_path)
+    scrape_host = metrics_host or host
+    if metrics_port is not None:
+        check_remote(scrape_host, allow_remote, config.service_token)
+    app = create_app(
+        config, host=host, port=port, socket_path=socket_path, metrics_port=metrics_port, metrics_host=scrape_host
+    )
     service: Service = app.state.service
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)
     quiet_uvicorn()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-        ws="auto",
-        ws_max_size=MAX_BODY,
-        http=protocol_classes(limits, service.refusals),
-        timeout_keep_alive=KEEP_ALIVE,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-    )
+    options: dict[str, Any] = {
+        "log_level": "info",
+        "access_log": False,
+        "ws": "auto",
+        "ws_max_size": MAX_BODY,
+        "http": protocol_classes(limits, service.refusals),
+        "timeout_keep_alive": KEEP_ALIVE,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+    }
+    if metrics_port is None:
+        uvicorn.run(app, host=host, port=port, **options)
+        return
+    server_config = uvicorn.Config(app, host=host, port=port, **options)
+    server = uvicorn.Server(server_config)
+    sockets = [server_config.bind_socket(), _listen(scrape_host, metrics_port)]
+    server.run(sockets=sockets)
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run does
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The scraper-only listener's socket (uvicorn serves pre-bound sockets side by side)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port} for --metrics-port ({exc.strerror})",
+            f"无法监听指标端口{port}",
+        ) from None
