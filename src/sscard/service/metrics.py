@@ -17,8 +17,9 @@ Every label value is bounded and impersonal: operation names are the facade's me
 outcomes are ``ok`` or a stable error code of the one error table, reasons are the guard's
 literals, devices are ``qr``/``idcard``.  No card number, name, ATR, PIN, path or client address
 ever becomes a label.  Each service has its own registry (no global state between apps in one
-process).  prometheus_client costs ~75 ms to import, so only the service imports this module,
-never ``sscard`` start-up (tests/test_cli_startup.py).
+process).  prometheus_client takes 75 ms or more to import alone (~20 ms on top of the service's
+own imports), so only the service imports this module, never ``sscard`` start-up
+(tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
