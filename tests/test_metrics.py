@@ -356,6 +356,42 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def _websocket_refused(port: int) -> bool:
+    """Whether the event WebSocket's handshake is refused on ``port``."""
+    import asyncio
+
+    import websockets
+
+    async def attempt() -> bool:
+        try:
+            origin = f"http://127.0.0.1:{port}"
+            url = f"ws://127.0.0.1:{port}/v1/events"
+            async with websockets.connect(url, origin=origin, open_timeout=10) as ws:  # type: ignore[arg-type]
+                await ws.recv()
+                return False
+        except websockets.exceptions.InvalidStatus:
+            return True
+
+    return asyncio.run(attempt())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--port", "8765", "--metrics-port", "8765"], "is the service's own port"),
+        (["--metrics-port", "9465", "--metrics-host", "0.0.0.0"], "--allow-remote"),
+    ],
+)
+def test_metrics_port_is_refused_on_the_service_port_and_beyond_loopback_without_allow_remote(
+    extra: list[str], message: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_")}
+    command = [sys.executable, "-m", "sscard.cli", "serve", "--reader", "sim:typical", *extra]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
 def test_metrics_port_is_a_scraper_only_listener_of_the_same_service(tmp_path: Path) -> None:
     port, scrape_port = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_")}
@@ -385,6 +421,7 @@ def test_metrics_port_is_a_scraper_only_listener_of_the_same_service(tmp_path: P
         for path in ("/v1/status", "/v1/read", "/"):
             assert _get(scrape_port, path)[0] == 404
         assert _get(port, "/metrics")[0] == 200  # the main port has them too
+        assert _websocket_refused(scrape_port) and not _websocket_refused(port)
     finally:
         process.terminate()
         process.communicate(timeout=15)

@@ -37,7 +37,7 @@ def cmd_serve(ctx: Context) -> int:
         ctx.out.write(resources.files("sscard.service").joinpath("sscard.socket").read_text(encoding="utf-8"))
         return EXIT_OK
     from sscard.readers import REPLAY_PREFIX
-    from sscard.service.app import check_remote, serve
+    from sscard.service.app import check_metrics_port, check_remote, serve
 
     # A replay reader answers a recorded VERIFY to any PIN: never behind a kiosk service (issue 11).
     if ctx.args.reader and ctx.args.reader.startswith(REPLAY_PREFIX):
@@ -51,6 +51,7 @@ def cmd_serve(ctx: Context) -> int:
         raise ConfigError(f"[reader] name {ctx.config.reader!r}: sscard serve does not run on a replay: reader")
     check_remote(ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
     if ctx.args.metrics_port is not None:
+        check_metrics_port(ctx.args.port, ctx.args.metrics_port)
         check_remote(ctx.args.metrics_host or ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
     print(
         f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "

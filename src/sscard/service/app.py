@@ -120,12 +120,12 @@ def create_app(
     origins = allowed_origins if allowed_origins is not None else list(config.service_origins)
     shown_host = f"[{host}]" if ":" in host else host
     own = [f"{shown_host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
-    if metrics_port is not None:
+    if not origins:
+        origins = [f"http://{name}" for name in own]
+    if metrics_port is not None:  # the scraper-only port's Host names (it serves no page: no Origin)
         scrape_host = metrics_host or host
         shown_scrape = f"[{scrape_host}]" if ":" in scrape_host else scrape_host
         own += [f"{shown_scrape}:{metrics_port}", f"localhost:{metrics_port}", f"127.0.0.1:{metrics_port}"]
-    if not origins:
-        origins = [f"http://{name}" for name in own]
     hosts = allowed_hosts if allowed_hosts is not None else own
     service = Service(
         config=config,
@@ -232,6 +232,7 @@ def serve(
     check_remote(host, allow_remote, config.service_token)
     scrape_host = metrics_host or host
     if metrics_port is not None:
+        check_metrics_port(port, metrics_port)
         check_remote(scrape_host, allow_remote, config.service_token)
     app = create_app(
         config, host=host, port=port, socket_path=socket_path, metrics_port=metrics_port, metrics_host=scrape_host
@@ -258,6 +259,15 @@ def serve(
     server.run(sockets=sockets)
     if not server.started:
         raise SystemExit(3)  # as uvicorn.run does
+
+
+def check_metrics_port(port: int, metrics_port: int) -> None:
+    """The scraper-only port must be another port: on the same one it would hide every endpoint."""
+    if metrics_port == port:
+        raise UsageError(
+            f"--metrics-port {metrics_port} is the service's own port; give another port",
+            "指标端口不能与服务端口相同",
+        )
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -122,7 +122,7 @@ async def _look(service: Service) -> None:
     probe waits on the same one, so a probe every few seconds cannot pile up blocked threads.
     """
     pending = service.probe
-    if pending is None or pending.done():
+    if pending is None or pending.done() or pending.get_loop() is not asyncio.get_running_loop():
         pending = service.probe = asyncio.ensure_future(anyio.to_thread.run_sync(service.terminal.reader.card_present))
     await asyncio.wait_for(asyncio.shield(pending), PROBE_TIMEOUT)
 
