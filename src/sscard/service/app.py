@@ -20,8 +20,9 @@ threads (``anyio.to_thread``) so the event loop keeps serving the event stream m
 This module is the wiring: the app from its parts and the server that runs it.  The parts, each
 importing only those below it: :mod:`.problems` (the service's errors, the JSON error form, the
 HTTP statuses of the one error table), :mod:`.hub` (the event fan-out), :mod:`.bodies` (request
-bodies), :mod:`.guard` (Origin/Host/token, size), :mod:`.state` (the :class:`Service` the routes
-share), :mod:`.compat` (the vendor-bridge messages), :mod:`.routes`, :mod:`.openapi`,
+bodies), :mod:`.guard` (Origin/Host/token, size), :mod:`.metrics` (Prometheus), :mod:`.state`
+(the :class:`Service` the routes share), :mod:`.compat` (the vendor-bridge messages),
+:mod:`.routes`, :mod:`.ready` (``/healthz``, ``/readyz``, ``/metrics``), :mod:`.openapi`,
 :mod:`.server` (uvicorn's HTTP protocols with the connection limits), :mod:`.logs`.
 """
 
