@@ -285,6 +285,33 @@ def test_serial_devices_readiness_follows_a_real_pty_and_a_missing_device(tmp_pa
         os.close(device)
 
 
+def test_a_qr_scanner_unplugged_and_plugged_back_turns_readiness_and_its_gauge(tmp_path: Path) -> None:
+    from sscard.sim.serial_qr import SimulatedQrScanner
+
+    with SimulatedQrScanner(link=tmp_path / "sscard-qr") as scanner:
+        config = Config(reader="sim:typical", qr_port=str(tmp_path / "sscard-qr"))
+        test_client, _ = make_client(config=config)
+        with test_client:
+
+            def wait_for(status: int, up: float) -> None:
+                deadline = time.monotonic() + 10
+                while True:
+                    ready = test_client.get("/readyz")
+                    gauge = value(scrape(test_client), "sscard_serial_device_up", device="qr")
+                    if ready.status_code == status and gauge == up:
+                        return
+                    assert time.monotonic() < deadline, (ready.json(), gauge)
+                    time.sleep(0.05)
+
+            assert scanner.wait_for_reader(10)  # the service's follower has the port open
+            wait_for(200, 1)
+            scanner.unplug()
+            wait_for(503, 0)
+            scanner.plug()
+            assert scanner.wait_for_reader(10)
+            wait_for(200, 1)
+
+
 # -- the observer seam -------------------------------------------------------------------------
 
 

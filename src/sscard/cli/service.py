@@ -62,6 +62,9 @@ def cmd_serve(ctx: Context) -> int:
     socket_path = ctx.args.socket or ctx.config.service_socket
     if socket_path:
         print(f"national-interface socket {socket_path} / 国家标准接口套接字已启用", file=ctx.err, flush=True)
+    if ctx.args.metrics_port is not None:
+        where = f"{ctx.args.metrics_host or ctx.args.host}:{ctx.args.metrics_port}"
+        print(f"metrics for scrapers on http://{where}/metrics / 监控指标端口已启用", file=ctx.err, flush=True)
     serve(
         ctx.config,
         host=ctx.args.host,
