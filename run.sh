@@ -22,8 +22,11 @@ PCSCD_SOCKET=${PCSCLITE_CSOCK_NAME:-/run/pcscd/pcscd.comm}
 # its screenshots show the Chinese text; opensc for its opensc-tool, the C peer the benchmark suite
 # compares `sscard read` with (benchmarks/process.py); zsh, to check `sscard completion zsh`'s script
 # (tests/test_cli_polish.py; bash is there anyway); make and gcc for native/'s libSSCardDriver.so and
-# libHeaSecReadInfo.so, libjansson-dev for the latter's Init JSON (docs/native.md).
-DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh make libjansson-dev)
+# libHeaSecReadInfo.so, libjansson-dev for the latter's Init JSON (docs/native.md);
+# prometheus for its promtool, which checks and unit-tests docs/fleet-alerts.yml (tests/test_fleet_alerts.py;
+# 19 MB, ~11 s to install; where systemd runs, Debian also enables its server, which nothing here uses).
+DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh make libjansson-dev
+    prometheus)
 
 step() { printf '==> %s\n' "$*"; }
 die() {

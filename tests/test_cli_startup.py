@@ -39,6 +39,7 @@ DENIED = (
     "starlette",
     "uvicorn",
     "websockets",
+    "prometheus_client",  # the service's /metrics only (75 ms or more to import alone)
     "serial",  # pyserial: QR scanners and ID-card readers only
     "shtab",
     "importlib.resources",

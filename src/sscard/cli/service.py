@@ -39,7 +39,7 @@ def cmd_serve(ctx: Context) -> int:
     if ctx.args.list_bridges:
         return _list_bridges(ctx)
     from sscard.readers import REPLAY_PREFIX
-    from sscard.service.app import check_remote, serve
+    from sscard.service.app import check_metrics_port, check_remote, serve
 
     config = ctx.config
     if ctx.args.bridge:
@@ -61,6 +61,9 @@ def cmd_serve(ctx: Context) -> int:
 
         load_profile(config.bridge_profile)
     port = ctx.args.port or ctx.config.service_port  # --port, else [service] port (8765)
+    if ctx.args.metrics_port is not None:
+        check_metrics_port(port, ctx.args.metrics_port)
+        check_remote(ctx.args.metrics_host or ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
     print(
         f"sscard service on http://{ctx.args.host}:{port}/ (reader: {ctx.config.reader or 'auto'}) / 本地服务已启动",
         file=ctx.err,
@@ -72,12 +75,17 @@ def cmd_serve(ctx: Context) -> int:
     if config.bridge_profile:
         shown = f"{config.bridge_profile}" + (f" port {config.bridge_port}" if config.bridge_port else "")
         print(f"vendor bridge {shown} / 厂商接口桥已启用", file=ctx.err, flush=True)
+    if ctx.args.metrics_port is not None:
+        where = f"{ctx.args.metrics_host or ctx.args.host}:{ctx.args.metrics_port}"
+        print(f"metrics for scrapers on http://{where}/metrics / 监控指标端口已启用", file=ctx.err, flush=True)
     serve(
         config,
         host=ctx.args.host,
         port=port,
         allow_remote=ctx.args.allow_remote,
         socket_path=socket_path,
+        metrics_port=ctx.args.metrics_port,
+        metrics_host=ctx.args.metrics_host,
     )
     return EXIT_OK
 
@@ -175,6 +183,17 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
             help="also answer a vendor bridge's messages on its port (default [bridge] profile; see --list-bridges)",
         )
         p.add_argument("--list-bridges", action="store_true", help="list the shipped vendor-bridge profiles and exit")
+        p.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="also listen on PORT for scrapers: only /metrics, /healthz and /readyz there (docs/fleet.md)",
+        )
+        p.add_argument(
+            "--metrics-host",
+            metavar="HOST",
+            help="address of the --metrics-port listener (default: --host; beyond loopback needs --allow-remote)",
+        )
         p.add_argument(
             "--systemd-socket-unit",
             action="store_true",

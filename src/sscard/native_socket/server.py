@@ -126,7 +126,8 @@ class NativeSocketServer:
     """Answer the C library's requests on a Unix-domain socket, one thread per connection.
 
     ``runner(operation)`` runs each card operation (the service passes one that takes its own
-    lock, so socket calls and HTTP calls never overlap); ``pin_source`` supplies PINs.
+    lock, so socket calls and HTTP calls never overlap); ``pin_source`` supplies PINs;
+    ``on_call(function, rc)`` hears of each call once answered (the service's metrics).
     """
 
     FUNCTIONS = (
@@ -147,6 +148,7 @@ class NativeSocketServer:
         *,
         runner: Runner | None = None,
         pin_source: PinSource | None = None,
+        on_call: Callable[[str, int], None] | None = None,
         mode: int = 0o660,
         group: str | None = None,
         sock: socket.socket | None = None,
@@ -155,6 +157,9 @@ class NativeSocketServer:
         self.path = path
         self.runner = runner or lock_runner()
         self.pin_source = pin_source
+        #: Told ``(function, return code)`` after each call (the service's metrics); the function is
+        #: one of :attr:`FUNCTIONS` or ``other``, never what an unknown request line said.
+        self.on_call = on_call
         self._hsm_step1: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -233,6 +238,9 @@ class NativeSocketServer:
                 conn.settimeout(REQUEST_TIMEOUT)
                 conn.sendall(encode(answer, request))
             log.info("native %s → %d", request.function if request else "?", answer[0])
+            if self.on_call is not None:
+                function = request.function if request and request.function in self.FUNCTIONS else "other"
+                self.on_call(function, answer[0])
 
     def dispatch(self, request: Request) -> Answer:
         """Run one function; ``(return code, pOutInfo text)`` or, for several outputs, its parts."""

@@ -20,9 +20,10 @@ threads (``anyio.to_thread``) so the event loop keeps serving the event stream m
 This module is the wiring: the app from its parts and the server that runs it.  The parts, each
 importing only those below it: :mod:`.problems` (the service's errors, the JSON error form, the
 HTTP statuses of the one error table), :mod:`.hub` (the event fan-out), :mod:`.bodies` (request
-bodies), :mod:`.guard` (Origin/Host/token, size), :mod:`.state` (the :class:`Service` the routes
-share), :mod:`.compat` (the vendor-bridge messages), :mod:`.bridge_profiles` and :mod:`.bridge` (vendor
-bridges' own ports and message shapes, as data), :mod:`.routes`, :mod:`.openapi`,
+bodies), :mod:`.guard` (Origin/Host/token, size), :mod:`.metrics` (Prometheus), :mod:`.state`
+(the :class:`Service` the routes share), :mod:`.compat` (the vendor-bridge messages),
+:mod:`.bridge_profiles` and :mod:`.bridge` (vendor bridges' own ports and message shapes, as
+data), :mod:`.routes`, :mod:`.ready` (``/healthz``, ``/readyz``, ``/metrics``), :mod:`.openapi`,
 :mod:`.server` (uvicorn's HTTP protocols with the connection limits), :mod:`.logs`.
 """
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,6 +44,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from sscard.config import Config
+from sscard.errors import UsageError
 from sscard.service.bodies import FIELDS, MAX_BODY
 from sscard.service.guard import OPEN_PATHS, Guard, GuardPolicy, check_remote, client_is_loopback
 from sscard.service.logs import RequestIds
@@ -56,6 +59,7 @@ from sscard.service.problems import (
     error_response,
     http_status,
 )
+from sscard.service.ready import ScrapeOnly, healthz, metrics, readyz
 from sscard.service.routes import (
     compat,
     current_session,
@@ -106,6 +110,8 @@ def create_app(
     token: str | None = None,
     allowed_hosts: list[str] | None = None,
     socket_path: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> Starlette:
     """The ASGI app; ``terminal`` defaults to ``Terminal.open(config=config)``.
 
@@ -114,6 +120,9 @@ def create_app(
     instead of binding one.  ``[bridge] profile``: also answer that vendor bridge's messages on
     its port (``app.state.bridge_port``, which :func:`serve` listens on too; docs/service.md,
     "Vendor bridge profiles").  A broken profile is a CONFIG_ERROR here, at start-up.
+
+    ``metrics_port``: the scraper-only listener's port (``--metrics-port``), which answers only
+    ``/metrics``, ``/healthz`` and ``/readyz`` (:class:`~sscard.service.ready.ScrapeOnly`).
     """
     profile = None
     if config.bridge_profile:
@@ -126,6 +135,10 @@ def create_app(
     own = [f"{shown_host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"]
     if not origins:
         origins = [f"http://{name}" for name in own]
+    if metrics_port is not None:  # the scraper-only port's Host names (it serves no page: no Origin)
+        scrape_host = metrics_host or host
+        shown_scrape = f"[{scrape_host}]" if ":" in scrape_host else scrape_host
+        own += [f"{shown_scrape}:{metrics_port}", f"localhost:{metrics_port}", f"127.0.0.1:{metrics_port}"]
     hosts = allowed_hosts if allowed_hosts is not None else own
     service = Service(
         config=config,
@@ -150,6 +163,9 @@ def create_app(
         Route("/", index),
         Route("/v1/openapi.json", openapi),
         Route("/v1/status", status),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
         Route("/v1/readers", readers),
         Route("/v1/read", read, methods=["POST"]),
         Route("/v1/photo", photo, methods=["GET", "POST"]),
@@ -165,6 +181,8 @@ def create_app(
     ]
     # request ids in the log, then the guard and CORS
     middleware = [Middleware(RequestIds, reader=service.terminal.reader.name), *_guarded(service)]
+    if metrics_port is not None:
+        middleware.append(Middleware(ScrapeOnly, port=metrics_port))
     bridge_port = None
     if profile is not None:
         from sscard.service.bridge import BridgePolicy, ByPort
@@ -252,9 +270,16 @@ def serve(
     *,
     allow_remote: bool = False,
     socket_path: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     """Run the service until SIGINT/SIGTERM (uvicorn handles both), with the connection limits of
-    :mod:`sscard.service.server`."""
+    :mod:`sscard.service.server`.
+
+    ``metrics_port`` adds the scraper-only listener on ``metrics_host`` (default ``host``): the
+    same server and app, answering only /metrics, /healthz and /readyz there.  A vendor bridge
+    (``[bridge] profile``) is one more listening socket of the same server.
+    """
     import uvicorn
 
     from sscard.service.server import (
@@ -267,7 +292,13 @@ def serve(
     )
 
     check_remote(host, allow_remote, config.service_token)
-    app = create_app(config, host=host, port=port, socket_path=socket_path)
+    scrape_host = metrics_host or host
+    if metrics_port is not None:
+        check_metrics_port(port, metrics_port)
+        check_remote(scrape_host, allow_remote, config.service_token)
+    app = create_app(
+        config, host=host, port=port, socket_path=socket_path, metrics_port=metrics_port, metrics_host=scrape_host
+    )
     service: Service = app.state.service
     limits = Limits(config.service_header_timeout, config.service_body_timeout, config.service_max_connections)
     raise_nofile(limits.max_connections)
@@ -292,21 +323,34 @@ def serve(
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     bridge_port = app.state.bridge_port
-    if bridge_port is None:
+    if bridge_port is None and metrics_port is None:
         uvicorn.Server(settings).run()
         return
-    # The vendor bridge: a second listening socket of the same server (same protocol classes, so
-    # the same connection limits), routed to the bridge by the port it arrived on (bridge.ByPort).
-    sockets = [_listen(host, port), _listen(host, bridge_port)]
-    uvicorn.Server(settings).run(sockets=sockets)
+    # A vendor bridge or the scrapers' port: more listening sockets of the same server (same
+    # protocol classes, so the same connection limits), routed by the port a connection arrived
+    # on (bridge.ByPort, ready.ScrapeOnly).
+    sockets = [_listen(host, port)]
+    if bridge_port is not None:
+        sockets.append(_listen(host, bridge_port))
+    if metrics_port is not None:
+        sockets.append(_listen(scrape_host, metrics_port))
+    server = uvicorn.Server(settings)
+    server.run(sockets=sockets)
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run does
 
 
-def _listen(host: str, port: int) -> Any:
+def check_metrics_port(port: int, metrics_port: int) -> None:
+    """The scraper-only port must be another port: on the same one it would hide every endpoint."""
+    if metrics_port == port:
+        raise UsageError(
+            f"--metrics-port {metrics_port} is the service's own port; give another port",
+            "指标端口不能与服务端口相同",
+        )
+
+
+def _listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port``; in use or not allowed is a UsageError, in both languages."""
-    import socket
-
-    from sscard.errors import UsageError
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

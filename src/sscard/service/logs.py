@@ -78,9 +78,13 @@ class RefusalLog:
         self._lock = threading.Lock()
         #: reason → (time of the last line written, refusals suppressed since)
         self._state: dict[str, tuple[float, int]] = {}
+        #: Told every refusal's reason, suppressed or not (the service's metrics count them).
+        self.counted: Callable[[str], None] | None = None
 
     def refused(self, reason: str, detail: str) -> bool:
         """Log one refusal (``detail`` already :func:`clean`); False when it was suppressed."""
+        if self.counted is not None:
+            self.counted(reason)
         now = self.clock()
         with self._lock:
             last, suppressed = self._state.get(reason, (None, 0))

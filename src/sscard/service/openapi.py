@@ -174,6 +174,7 @@ def document() -> dict[str, Any]:
                     "responses": {"101": {"description": "switching to WebSocket"}},
                 }
             },
+            **_health_paths(),
         },
         "components": {
             "schemas": {
@@ -267,3 +268,25 @@ def document() -> dict[str, Any]:
 def _statuses() -> dict[str, Any]:
     """The HTTP status of each error code (the one error table's column), and of every other code."""
     return {"codes": dict(sorted(HTTP_STATUS.items())), "default": DEFAULT_STATUS}
+
+
+def _health_paths() -> dict[str, Any]:
+    """``/healthz``, ``/readyz``, ``/metrics`` (sscard.service.ready; docs/service.md "Health and metrics")."""
+    check = {"type": "object", "properties": {"ok": {"type": "boolean"}, "code": STRING}, "required": ["ok"]}
+    checks = {name: check for name in ("pcscd", "reader", "serial", "operations")}
+    ready = _obj(status={"enum": ["ready", "not_ready"]}, checks=_obj(**checks))
+    return {
+        "/healthz": {"get": _op("liveness: the process answers", _obj(status=STRING, service=STRING, version=STRING))},
+        "/readyz": {
+            "get": {
+                "summary": "readiness: pcscd, the reader, the serial devices, no card operation stuck; 200 or 503",
+                "responses": {"200": _json(ready, "ready"), "503": _json(ready, "not ready: the failed checks' codes")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text format (sscard_* metrics, docs/service.md)",
+                "responses": {"200": {"description": "the metrics", "content": {"text/plain": {}}}},
+            }
+        },
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from sscard.native_socket import NativeSocketServer, PagePinSource, PinpadPinSou
 from sscard.native_socket import systemd_socket as inherited_socket
 from sscard.service.hub import Hub
 from sscard.service.logs import RefusalLog
+from sscard.service.metrics import Metrics
 from sscard.service.problems import ServiceBusy
 from sscard.session import SessionEvent
 from sscard.terminal import Terminal
@@ -50,14 +52,26 @@ class Service:
     native: NativeSocketServer | None = None
     pin_page: PagePinSource | None = None
     _pin_source: PinSource | None = None
+    #: GET /metrics (sscard.service.metrics): the terminal's observer, fed the events and refusals too.
+    metrics: Metrics = field(init=False)
+    #: The readiness probe's look at the reader still running, if any (sscard.service.ready).
+    probe: asyncio.Future[bool] | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.config, subscribers=lambda: len(self.hub.queues))
+        self.terminal.observer = self.metrics
+        self.refusals.counted = self.metrics.refused
 
     async def run(self, operation: Callable[[], Any]) -> Any:
         """One card operation at a time; the blocking call runs on a worker thread."""
+        began = time.perf_counter()
         try:
             await asyncio.wait_for(self.lock.acquire(), timeout=self.queue_timeout)
         except asyncio.TimeoutError:
+            self.metrics.queued(time.perf_counter() - began)
             self.refusals.refused("busy", f"a request waited {self.queue_timeout:g} s for the reader")
             raise ServiceBusy(f"waited {self.queue_timeout:g} s for the reader") from None
+        self.metrics.queued(time.perf_counter() - began)
         try:
             return await anyio.to_thread.run_sync(operation)
         finally:
@@ -96,6 +110,7 @@ class Service:
             str(inherited.getsockname()) if inherited is not None else path or "",
             runner=async_runner(asyncio.get_running_loop(), self.run),
             pin_source=source,
+            on_call=self.metrics.native_call,
             group=socket_group(),
             sock=inherited,
         ).start()
@@ -123,6 +138,7 @@ class Service:
         self.terminal.close()
 
     def _on_event(self, event: Event) -> None:
+        self.metrics.on_event(event)
         self.hub.publish(event.to_json())
 
     def _on_pin_request(self, request: dict[str, Any]) -> None:
