@@ -77,6 +77,7 @@ show_personal_data = false
 [medical]
 ec_url = "https://ec.example.invalid/ec"
 timeout = 10
+allow_http = false
 org_id = "H41010000001"
 card_passtype = "1"
 business_type = "01101"

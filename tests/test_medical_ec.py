@@ -208,6 +208,10 @@ def test_plain_http_is_refused_for_a_remote_host() -> None:
         HttpEcResolver("ftp://ec.example.com/ec", timeout=1)
     HttpEcResolver("https://ec.example.com/ec", timeout=1)  # accepted (not contacted)
     HttpEcResolver("http://localhost:9/ec", timeout=1)
+    HttpEcResolver("http://10.1.2.3:8080/ec", timeout=1, allow_http=True)  # a 前置机 on the LAN, asked for
+    with pytest.raises(ConfigError, match="allow_http"):
+        resolver_from_config(Config(medical_ec_url="http://10.1.2.3:8080/ec"))
+    assert resolver_from_config(Config(medical_ec_url="http://10.1.2.3:8080/ec", medical_allow_http=True))
 
 
 def test_the_signer_sees_the_request_and_its_changes_are_sent(platform: Platform) -> None:

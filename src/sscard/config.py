@@ -70,6 +70,7 @@ Example::
     [medical]               # hospital front desks: the platform's input fields (docs/medical.md)
     ec_url = "https://…"    # the platform's e-voucher endpoint (ec.query); unset: codes unresolved
     timeout = 10            # seconds for one ec.query, connection to last byte; never retried
+    allow_http = false      # true: plain http:// to a host that is not loopback (a 前置机 on the LAN)
     org_id = "H41010000001" # 定点编号, the institution's code, sent as orgId
     card_passtype = "2"     # "1": verify the SSC's PIN; "2": not (the HIS checks its own password)
     business_type = "01101" # ec.query businessType; operator_id, operator_name, office_id,
@@ -179,6 +180,8 @@ class Config:
     #: the other fields of the ec.query request.
     medical_ec_url: str | None = None
     medical_timeout: float = 10.0
+    #: Plain http:// to a host that is not loopback (a front-end processor on a private network).
+    medical_allow_http: bool = False
     medical_org_id: str = ""
     medical_card_passtype: str = "2"
     medical_business_type: str = "01101"
@@ -440,6 +443,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
     Key("medical", "ec_url", "medical_ec_url", TEXT, "SSCARD_EC_URL"),
     Key("medical", "timeout", "medical_timeout", Number(low=0, high=600, above=True)),
+    Key("medical", "allow_http", "medical_allow_http", FLAG),
     Key("medical", "org_id", "medical_org_id", Text(optional=False)),
     Key("medical", "card_passtype", "medical_card_passtype", Text(choices=CARD_PASSTYPES)),
     Key("medical", "business_type", "medical_business_type", Text(optional=False)),
