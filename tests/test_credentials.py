@@ -7,6 +7,7 @@ on the other end, and the simulated SSC card in process — or through pcscd for
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,3 +238,18 @@ def test_sscard_watch_reports_scans_in_the_event_stream(qr: SimulatedQrScanner) 
     assert event["kind"] == "medical_insurance_evoucher" and event["code"] == EVOUCHER
     assert event["reader"] == str(qr.path) and event["time"][10] == "T"
     assert watch.returncode == 0
+
+
+def test_the_sources_that_lost_are_stopped_without_an_error_logged(
+    qr: SimulatedQrScanner, idcard: SimulatedIdCardReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14: closing the losing QR source's port under its reading thread made pyserial raise
+    (a TypeError on the closed descriptor) and the wait logged "credential source qr failed" with a
+    traceback about every other time: a service log full of errors after ordinary waits."""
+    terminal = Terminal(SimReader(SimulatedCard(load_persona("typical")), "sim:kiosk"), config=kiosk(qr, idcard))
+    with caplog.at_level("DEBUG", logger="sscard.credentials"):
+        for _ in range(10):
+            assert terminal.wait_for_credential(timeout=10).kind is CredentialKind.SSC_CARD
+            time.sleep(0.2)  # the stopped threads finish (and would log) before the next wait
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == []

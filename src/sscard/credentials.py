@@ -117,6 +117,11 @@ class _Sources:
             try:
                 target()
             except Exception as exc:  # a bug in a source must not hang the wait: report it
+                if self.stop.is_set():
+                    # Stopped: close() shut the port under the reading thread, and pyserial raises
+                    # whatever the closed descriptor gives it.  Nobody waits for this source any more.
+                    log.debug("credential source %s ended while stopping: %r", name, exc)
+                    return
                 log.exception("credential source %s failed", name)
                 self.results.put(("error", exc))
 
