@@ -253,3 +253,53 @@ def test_the_sources_that_lost_are_stopped_without_an_error_logged(
             time.sleep(0.2)  # the stopped threads finish (and would log) before the next wait
     errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
     assert errors == []
+
+
+def test_a_scanner_follower_yields_the_port_to_a_wait_and_takes_it_back(
+    qr: SimulatedQrScanner, idcard: SimulatedIdCardReader
+) -> None:
+    """Issue 14: the service follows [qr] port while /v1/medical/credential waits on the same port.
+    Two readers of one serial port each get part of the bytes; the follower closes the port for
+    the wait and opens it again afterwards, so every scan is read whole by exactly one of them."""
+    from sscard.credentials import follow_scanner, qr_config
+
+    config = kiosk(qr, idcard)
+    followed: list[str] = []
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=follow_scanner,
+        args=(str(qr.path), qr_config(config), stop, lambda e: followed.append((e.data or {}).get("code", ""))),
+        daemon=True,
+    )
+    follower.start()
+    assert qr.wait_for_reader(5)
+    scanned: list[str] = []
+    done = threading.Event()
+
+    def keep_scanning() -> None:
+        n = 0
+        while not done.wait(0.3):
+            if qr.reader_connected:
+                scanned.append(f"{EVOUCHER[:-4]}{n:04d}")
+                qr.scan(scanned[-1])
+                n += 1
+
+    scanner = threading.Thread(target=keep_scanning, daemon=True)
+    scanner.start()
+    try:
+        credential = Terminal(empty_reader(), config=config).wait_for_credential(timeout=10, idcard=False)
+    finally:
+        done.set()
+        scanner.join(timeout=5)
+    assert credential.qr is not None and credential.qr.code in scanned
+    assert credential.qr.code not in followed  # read by the wait alone
+    assert qr.wait_for_reader(5)  # the follower has the port again
+    time.sleep(0.3)
+    qr.scan(EVOUCHER)
+    deadline = time.monotonic() + 5
+    while EVOUCHER not in followed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    follower.join(timeout=5)
+    assert EVOUCHER in followed and not follower.is_alive()
+    assert set(followed) <= {*scanned, EVOUCHER}  # whole codes only: no scan split between readers

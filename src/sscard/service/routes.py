@@ -156,8 +156,8 @@ async def medical_credential(request: Request, service: Service) -> Any:
     platform's person-query fields (docs/medical.md).
 
     One card operation: it holds the reader for the whole wait, so other requests queue (and may
-    get SERVICE_BUSY after ``queue_timeout``).  The service's own scanner follower is paused for the
-    wait (one reader of the scanner's port at a time); scans still reach ``/v1/events``.  ``pin``
+    get SERVICE_BUSY after ``queue_timeout``).  The service's scanner follower yields the port to
+    the wait (:mod:`sscard.credentials`); the wait's scans reach ``/v1/events`` as its would.  ``pin``
     is used only when ``[medical] card_passtype`` is ``"1"`` and an SSC is presented, verified once,
     and wiped on the worker thread once the wait is over, whatever was presented.
     """
@@ -176,10 +176,9 @@ async def medical_credential(request: Request, service: Service) -> Any:
 
     def operation() -> Any:
         try:
-            with service.scanner_paused():
-                return wait_for_medical(
-                    service.terminal, timeout, resolver=resolver, verify_pin=verify, on_event=service.publish_event
-                )
+            return wait_for_medical(
+                service.terminal, timeout, resolver=resolver, verify_pin=verify, on_event=service.publish_event
+            )
         finally:
             if pin is not None:
                 pin.wipe()  # an ID card or a QR code came, or the wait failed: the PIN is not needed

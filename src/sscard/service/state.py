@@ -7,10 +7,9 @@ a :class:`Service`; the application wiring (:mod:`.app`) makes one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +44,6 @@ class Service:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     monitor: Monitor | None = None
     scanner_stop: threading.Event = field(default_factory=threading.Event)
-    scanner_thread: threading.Thread | None = None
-    #: Set when the service stops: a paused scanner follower is not started again.
-    stopping: bool = False
     #: Every refusal (Origin, Host, token, size, busy, connection limits) is logged through this.
     refusals: RefusalLog = field(default_factory=lambda: RefusalLog(log))
     #: The national-interface socket (docs/native.md) and the page's PIN requests, when listening.
@@ -74,40 +70,15 @@ class Service:
             pattern = None if self.config.reader and self.config.reader.startswith("sim:") else self.config.reader
             self.monitor = Monitor(pattern, source=source)
             self.monitor.start(self._on_event)
-        self._start_scanner()
+        if self.config.qr_port:
+            from sscard.credentials import follow_scanner, qr_config
 
-    def _start_scanner(self) -> None:
-        """Follow ``[qr] port``: every scan a ``qr_scanned`` event on the hub."""
-        if not self.config.qr_port:
-            return
-        from sscard.credentials import follow_scanner, qr_config
-
-        self.scanner_stop = threading.Event()
-        self.scanner_thread = threading.Thread(
-            target=follow_scanner,
-            args=(self.config.qr_port, qr_config(self.config), self.scanner_stop, self._on_event),
-            name="sscard-service-scan",
-            daemon=True,
-        )
-        self.scanner_thread.start()
-
-    @contextlib.contextmanager
-    def scanner_paused(self) -> Iterator[None]:
-        """The scanner follower stopped (its port closed) for the duration, then started again:
-        a credential wait (``/v1/medical/credential``) reads the port itself, and a serial port
-        read by two threads gives each some of the bytes.  Called on a worker thread under the
-        one-operation lock, so at most one wait pauses it at a time."""
-        thread = self.scanner_thread
-        if thread is None or not thread.is_alive():
-            yield
-            return
-        self.scanner_stop.set()
-        thread.join(timeout=5.0)
-        try:
-            yield
-        finally:
-            if not self.stopping:
-                self._start_scanner()
+            threading.Thread(
+                target=follow_scanner,
+                args=(self.config.qr_port, qr_config(self.config), self.scanner_stop, self._on_event),
+                name="sscard-service-scan",
+                daemon=True,
+            ).start()
 
     def start_native(self, path: str | None) -> None:
         """Listen for libSSCardDriver.so on ``path`` (or on the socket systemd passed), if either.
@@ -139,7 +110,6 @@ class Service:
             native.close()
 
     def stop_events(self) -> None:
-        self.stopping = True
         self.scanner_stop.set()
         if self.monitor is not None:
             self.monitor.stop()
