@@ -75,7 +75,8 @@ Example::
     card_passtype = "2"     # "1": verify the SSC's PIN; "2": not (the HIS checks its own password)
     business_type = "01101" # ec.query businessType; operator_id, operator_name, office_id,
                             # office_name, device_type: its other data fields (default "")
-    psn_cert_type = "01"    # UNCONFIRMED: the platform's code for 居民身份证 (medical/data/platform.toml)
+    psn_cert_type = "01"    # the platform's code for 居民身份证; default "": medical/data/platform.toml's
+                            # (01, UNCONFIRMED)
 
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
@@ -190,8 +191,9 @@ class Config:
     medical_office_id: str = ""
     medical_office_name: str = ""
     medical_device_type: str = ""
-    #: UNCONFIRMED: the platform's psn_cert_type for a resident ID card (medical/data/platform.toml).
-    medical_psn_cert_type: str = "01"
+    #: The platform's psn_cert_type for a resident ID card; "" (the default): the one of
+    #: medical/data/platform.toml, which is UNCONFIRMED (01), so that the code is in one place.
+    medical_psn_cert_type: str = ""
     #: The configuration file read, None when there was none.
     source: str | None = None
     #: Where each field's value came from: the file, ``env SSCARD_…``, ``option``; absent = default.
