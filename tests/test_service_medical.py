@@ -281,9 +281,12 @@ def test_one_card_operation_at_a_time(qr: SimulatedQrScanner, idcard: SimulatedI
     client, _ = make_client(qr, idcard, service_queue_timeout=0.3)
     results: list[int] = []
     with client:
-        waiting = threading.Thread(target=lambda: results.append(client.post(PATH, json={"timeout": 2}).status_code))
+        service = client.app.state.service  # type: ignore[attr-defined]
+        waiting = threading.Thread(target=lambda: results.append(client.post(PATH, json={"timeout": 3}).status_code))
         waiting.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 5
+        while not service.lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the wait holds the reader
         busy = client.post("/v1/read", json={})
         waiting.join(timeout=10)
     assert busy.status_code == 503 and busy.json()["error"]["code"] == "SERVICE_BUSY"
