@@ -58,6 +58,7 @@ DENIED = (
     "sscard.qr",
     "sscard.idcard",
     "sscard.national",
+    "sscard.medical",  # hospital front desks and their HTTPS client (issue 14)
     # the CLI's other command families, its parser and option builder (issue 12)
     "sscard.cli.parser",
     "sscard.cli.options",

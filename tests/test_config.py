@@ -86,6 +86,7 @@ backups = 3
 [medical]
 ec_url = "https://ec.example.invalid/ec"
 timeout = 10
+allow_http = false
 org_id = "H41010000001"
 card_passtype = "1"
 business_type = "01101"

@@ -79,11 +79,13 @@ Example::
     [medical]               # hospital front desks: the platform's input fields (docs/medical.md)
     ec_url = "https://…"    # the platform's e-voucher endpoint (ec.query); unset: codes unresolved
     timeout = 10            # seconds for one ec.query, connection to last byte; never retried
+    allow_http = false      # true: plain http:// to a host that is not loopback (a 前置机 on the LAN)
     org_id = "H41010000001" # 定点编号, the institution's code, sent as orgId
     card_passtype = "2"     # "1": verify the SSC's PIN; "2": not (the HIS checks its own password)
     business_type = "01101" # ec.query businessType; operator_id, operator_name, office_id,
                             # office_name, device_type: its other data fields (default "")
-    psn_cert_type = "01"    # UNCONFIRMED: the platform's code for 居民身份证 (medical/data/platform.toml)
+    psn_cert_type = "01"    # the platform's code for 居民身份证; default "": medical/data/platform.toml's
+                            # (01, UNCONFIRMED)
 
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
@@ -195,6 +197,8 @@ class Config:
     #: the other fields of the ec.query request.
     medical_ec_url: str | None = None
     medical_timeout: float = 10.0
+    #: Plain http:// to a host that is not loopback (a front-end processor on a private network).
+    medical_allow_http: bool = False
     medical_org_id: str = ""
     medical_card_passtype: str = "2"
     medical_business_type: str = "01101"
@@ -203,8 +207,9 @@ class Config:
     medical_office_id: str = ""
     medical_office_name: str = ""
     medical_device_type: str = ""
-    #: UNCONFIRMED: the platform's psn_cert_type for a resident ID card (medical/data/platform.toml).
-    medical_psn_cert_type: str = "01"
+    #: The platform's psn_cert_type for a resident ID card; "" (the default): the one of
+    #: medical/data/platform.toml, which is UNCONFIRMED (01), so that the code is in one place.
+    medical_psn_cert_type: str = ""
     #: The log's form and file (docs/cli.md "Logs"): text or json; a rotated file, its size and count.
     log_format: str = "text"
     log_file: str | None = None
@@ -464,6 +469,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
     Key("medical", "ec_url", "medical_ec_url", TEXT, "SSCARD_EC_URL"),
     Key("medical", "timeout", "medical_timeout", Number(low=0, high=600, above=True)),
+    Key("medical", "allow_http", "medical_allow_http", FLAG),
     Key("medical", "org_id", "medical_org_id", Text(optional=False)),
     Key("medical", "card_passtype", "medical_card_passtype", Text(choices=CARD_PASSTYPES)),
     Key("medical", "business_type", "medical_business_type", Text(optional=False)),

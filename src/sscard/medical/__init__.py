@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sscard.credentials import Credential, CredentialKind
-from sscard.errors import BadRecord, ScanRejected
+from sscard.errors import BadRecord, PinBlocked, ScanRejected
 from sscard.medical.ec import (
     EcPerson,
     EcRequest,
@@ -103,7 +103,8 @@ class MedicalCredential:
 
 def pin_verifier(pin: PinSource) -> Callable[[Terminal], None]:
     """A ``verify_pin`` for :func:`medical_credential`: verify ``pin`` (or what the callable
-    returns, asked for only when an SSC is in the reader) once; PIN_INCORRECT / PIN_BLOCKED raised.
+    returns, asked for only when an SSC is in the reader and its PIN is not blocked: one tries-left
+    query first) once; PIN_INCORRECT / PIN_BLOCKED raised.
 
     The PIN is wiped when the verify returns or raises (a :class:`~sscard.ssc.pin.Pin` or
     ``bytearray``; a ``str`` cannot be).  A caller that passes a Pin wipes it itself when no SSC
@@ -111,7 +112,11 @@ def pin_verifier(pin: PinSource) -> Callable[[Terminal], None]:
     """
 
     def verify(terminal: Terminal) -> None:
+        from sscard.ssc.application import PinState
+
         terminal.check_pin_allowed()  # before the PIN is asked for
+        if callable(pin) and terminal.pin_status().state is PinState.BLOCKED:
+            raise PinBlocked("the tries-left query says so; no PIN asked for")
         secret = Pin.of(pin() if callable(pin) else pin)
         terminal.verify(secret).raise_for_error()  # wipes it, whatever happens
 

@@ -22,9 +22,11 @@ The code a scanner reads is opaque; only the national platform knows whose it is
   (docs/card-reference.md §7 names the keys, not the scheme).  A :class:`Signer` gets the request
   just before it is sent and may add headers or rewrite the body; sscard ships no signer, because
   one it cannot confirm would fail against the platform in ways that look like refusals.
-* **HTTPS only**, with the system's certificate store (or the ``ssl_context`` given).  Plain
-  ``http://`` is accepted for a loopback address alone (127.0.0.1, ::1, localhost: a test platform
-  or a local gateway on the same machine), never for a remote host.
+* **HTTPS**, with the system's certificate store (or the ``ssl_context`` given).  Plain
+  ``http://`` is accepted for a loopback address (127.0.0.1, ::1, localhost: a test platform or a
+  local gateway on the same machine), and for another host only when asked for explicitly
+  (``allow_http=True``, ``[medical] allow_http``: a platform front-end processor (前置机) on the
+  hospital's private network that speaks plain HTTP).
 
 Standard library only (``http.client``, ``ssl``, ``json``): one POST per e-voucher needs no HTTP
 library, and this module is imported only when an e-voucher is resolved, never at start-up
@@ -127,6 +129,7 @@ class HttpEcResolver:
         device_type: str = "",
         ssl_context: ssl.SSLContext | None = None,
         max_answer: int = MAX_ANSWER,
+        allow_http: bool = False,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
@@ -136,10 +139,13 @@ class HttpEcResolver:
                 problem_zh="[medical] ec_url 必须是`https://`开头的地址",
                 key="medical.ec_url",
             )
-        if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        if parts.scheme == "http" and host not in LOOPBACK_HOSTS and not allow_http:
             raise ConfigError(
-                f"[medical] ec_url {url!r}: plain http:// is accepted only for a loopback address",
-                problem_zh="[medical] ec_url 只有本机回环地址才可以使用`http://`，其他地址必须使用`https://`",
+                f"[medical] ec_url {url!r}: plain http:// is accepted only for a loopback address, "
+                "or with [medical] allow_http = true",
+                problem_zh=(
+                    "[medical] ec_url 只有本机回环地址才可以使用`http://`，其他地址须使用`https://`或设置 allow_http"
+                ),
                 key="medical.ec_url",
             )
         if not timeout > 0:
@@ -365,6 +371,7 @@ def resolver_from_config(config: Config, signer: Signer | None = None) -> HttpEc
         office_id=config.medical_office_id,
         office_name=config.medical_office_name,
         device_type=config.medical_device_type,
+        allow_http=config.medical_allow_http,
     )
 
 

@@ -65,6 +65,7 @@ from sscard.service.routes import (
     current_session,
     events,
     index,
+    medical_credential,
     openapi,
     photo,
     pin_entry,
@@ -176,6 +177,7 @@ def create_app(
         Route("/v1/session", current_session),
         Route("/v1/token/verify", token_verify, methods=["POST"]),
         Route("/v1/pin-entry", pin_entry, methods=["POST"]),
+        Route("/v1/medical/credential", medical_credential, methods=["POST"]),
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/compat", compat),
     ]

@@ -55,6 +55,7 @@ FIELDS: dict[str, dict[str, type | Choice]] = {
     "/v1/sign-in": {"pin": str},
     "/v1/token/verify": {"token": str, "terminal_id": str},
     "/v1/pin-entry": {"request": str, "pin": str, "old": str, "new": str, "cancel": bool},
+    "/v1/medical/credential": {"timeout": float, "pin": str},
 }
 
 
@@ -99,6 +100,10 @@ async def body_of(request: Request) -> dict[str, Any]:
             if not isinstance(value, str) or value not in kind:
                 raise BadRequest(f"'{key}' must be one of {', '.join(kind)}", "字段取值无效")
             continue
+        if kind is float:  # a JSON number, whole or not; never a boolean
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BadRequest(f"'{key}' must be a number", "字段类型错误")
+            continue
         if type(value) is not kind:  # not isinstance: a bool is an int, and 0/1 are no booleans
             name = "true or false" if kind is bool else "a string"
             raise BadRequest(f"'{key}' must be {name}", "字段类型错误")
@@ -131,6 +136,16 @@ def _encodable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def seconds_field(body: dict[str, Any], key: str, default: float, high: float) -> float:
+    """A number of seconds above 0 and at most ``high`` (``default`` when absent)."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise BadRequest(f"'{key}' must be a number of seconds above 0, at most {high:g}", "字段取值无效")
+    return float(value)
 
 
 def text_field(body: dict[str, Any], key: str, required: bool = True) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sscard import __version__
+from sscard.medical import FIELDS as MEDICAL_FIELDS
 from sscard.service.bodies import FIELDS, Choice
 from sscard.service.problems import DEFAULT_STATUS, HTTP_STATUS
 
@@ -18,7 +19,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _body(path: str, *required: str) -> dict[str, Any]:
     """The request-body schema of ``path``, from the fields the service checks (bodies.FIELDS)."""
 
-    types: dict[type, dict[str, Any]] = {bool: {"type": "boolean"}, str: {"type": "string"}}
+    types: dict[type, dict[str, Any]] = {bool: {"type": "boolean"}, str: {"type": "string"}, float: {"type": "number"}}
 
     def field(kind: type | Choice) -> dict[str, Any]:
         return {"type": "string", "enum": list(kind)} if isinstance(kind, Choice) else types[kind]
@@ -162,6 +163,15 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/medical/credential": {
+                "post": _op(
+                    "hospital front desks: wait for an SSC, ID card or e-voucher QR code (first wins); the medical "
+                    "insurance platform's person-query fields (docs/medical.md). `timeout`: seconds to wait "
+                    "(default 30, at most 300); `pin`: the SSC's PIN when [medical] card_passtype is 1",
+                    {"$ref": "#/components/schemas/MedicalCredential"},
+                    _body("/v1/medical/credential"),
+                )
+            },
             "/v1/events": {
                 "get": {
                     "summary": "WebSocket: one JSON message per event (card, reader, service, scan, session)",
@@ -243,6 +253,21 @@ def document() -> dict[str, Any]:
                         "warnings": {"type": "array"},
                         "authenticated_by": STRING,
                     },
+                },
+                "MedicalCredential": {
+                    "type": "object",
+                    "description": (
+                        "the platform's six fields, all strings (empty when the credential has none); resolved "
+                        "false: an e-voucher not resolved (no [medical] ec_url), mdtrt_cert_no is the raw code"
+                    ),
+                    "required": [*MEDICAL_FIELDS, "resolved", "kind"],
+                    "properties": {
+                        **dict.fromkeys(MEDICAL_FIELDS, STRING),
+                        "mdtrt_cert_type": {"enum": ["01", "02", "03"]},
+                        "resolved": {"type": "boolean"},
+                        "kind": {"enum": ["ssc_card", "id_card", "qr"]},
+                    },
+                    "additionalProperties": False,
                 },
                 "PinOutcome": _obj(state=STRING, tries_left={"type": ["integer", "null"]}),
                 "Session": _obj(

@@ -141,6 +141,10 @@ class Service:
         self.metrics.on_event(event)
         self.hub.publish(event.to_json())
 
+    def publish_event(self, event: Event) -> None:
+        """An event from a credential wait (scans, ID cards, devices) onto the hub, as the monitor's are."""
+        self._on_event(event)
+
     def _on_pin_request(self, request: dict[str, Any]) -> None:
         """``pin_requested`` on /v1/events: ``event`` as every event there has, ``kind`` as issue 13 names it."""
         self.hub.publish({"event": request["kind"], **request})
