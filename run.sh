@@ -95,7 +95,7 @@ ensure_packages() {
     # listening on every interface: a test set-up must not leave that running on a kiosk.
     if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
         step "disabling the Prometheus server Debian enabled (only promtool is used)"
-        quietly "${SUDO[@]}" systemctl disable --now prometheus prometheus-node-exporter || true
+        quietly "${SUDO[@]}" systemctl disable --now prometheus || true
     fi
     # A pcscd that was already running reads /etc/reader.conf.d only at start.
     if [[ " ${missing[*]} " == *" vsmartcard-vpcd "* ]] && pgrep -x pcscd >/dev/null 2>&1; then
