@@ -94,7 +94,7 @@ def test_an_ssc_is_03_with_its_ssn_and_card_id_code(qr: SimulatedQrScanner, idca
     }
     assert found.card_sn and found.resolved
     assert list(found.fields()) == list(FIELDS) and all(isinstance(v, str) for v in found.fields().values())
-    assert found.to_json() == {**found.fields(), "resolved": True, "kind": "ssc_card"}
+    assert found.to_json() == {**found.fields(), "resolved": True, "kind": "ssc_card", "also_presented": []}
     assert card.cardholder.ssn not in repr(found) and "张三" not in repr(found)
 
 
@@ -190,6 +190,11 @@ def test_the_id_card_and_the_ssc_at_once_first_wins_and_the_other_is_still_there
     terminal = Terminal(reader, config=desk(qr, idcard))
     first = medical_credential(terminal, timeout=10)
     assert first.mdtrt_cert_type in ("02", "03")
+    # The one that lost is reported (nothing silently dropped): the ID card if the SSC won — its
+    # source had found it — or the SSC still in the reader if the ID card won.
+    other = CredentialKind.ID_CARD if first.mdtrt_cert_type == "03" else CredentialKind.SSC_CARD
+    assert first.credential.also_presented == (other,)
+    assert first.to_json()["also_presented"] == [other.value]
     if first.mdtrt_cert_type == "03":
         second = medical_credential(terminal, timeout=10, card=False)
         assert second.mdtrt_cert_type == "02" and second.certno == ZHANGSAN_ID
@@ -371,4 +376,4 @@ def test_cli_in_process_with_the_sim_reader_prints_the_fields_as_top_level_keys(
     status, out, err = run("medical", "credential", "--reader", "sim:typical", "--json")
     assert status == 0, err
     data = json.loads(out)
-    assert set(data) == {*FIELDS, "resolved", "kind"} and data["mdtrt_cert_type"] == "03"
+    assert set(data) == {*FIELDS, "resolved", "kind", "also_presented"} and data["mdtrt_cert_type"] == "03"

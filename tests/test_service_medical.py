@@ -132,6 +132,7 @@ def test_an_id_card_answers_02(qr: SimulatedQrScanner, idcard: SimulatedIdCardRe
         "psn_name": "张三",
         "resolved": True,
         "kind": "id_card",
+        "also_presented": [],
     }
 
 

@@ -17,8 +17,10 @@ part of the bytes (issue 14: the service's ``/v1/medical/credential``, the nativ
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
+import os
 import queue
 import threading
 import time
@@ -69,6 +71,10 @@ REOPEN_S = 0.5
 CARD_SLICE_S = 0.5
 #: How long a credential wait gives a scanner follower to close the port before opening it anyway.
 YIELD_TIMEOUT_S = 3.0
+#: How long a winner waits for the ID-card source's first "find card", so an ID card presented
+#: at the same time is reported as also presented (one exchange: a few milliseconds when the
+#: reader answers; bounded when it does not).
+LOSER_LOOK_S = 0.5
 
 
 class CredentialKind(str, enum.Enum):
@@ -79,13 +85,22 @@ class CredentialKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Credential:
-    """Whatever the resident offered; exactly one of ``card``, ``qr``, ``id_card`` is set."""
+    """Whatever the resident offered; exactly one of ``card``, ``qr``, ``id_card`` is set.
+
+    ``also_presented``: the other credentials seen during the same wait, which lost the race (an
+    SSC still in the reader, an ID card found on its reader, a QR code scanned after the winner).
+    They are reported, not read into this result: a card and an ID card stay where they are and
+    the next wait returns them; a QR code that lost is named here (its code in ``lost_scans``)
+    rather than replayed to a later wait, which may be another resident's.
+    """
 
     kind: CredentialKind
     source: str
     card: CardRead | None = None
     qr: QrCredential | None = None
     id_card: IdCardRecord | None = None
+    also_presented: tuple[CredentialKind, ...] = ()
+    lost_scans: tuple[QrCredential, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind.value, "source": self.source}
@@ -95,6 +110,8 @@ class Credential:
             out["qr"] = self.qr.to_json()
         if self.id_card is not None:
             out["id_card"] = self.id_card.to_json()
+        if self.also_presented:
+            out["also_presented"] = [kind.value for kind in self.also_presented]
         return out
 
 
@@ -114,6 +131,13 @@ class _Sources:
         self.stop = stop or threading.Event()
         self.threads: list[threading.Thread] = []
         self.closers: list[Callable[[], None]] = []
+        #: Sources that saw their credential (an ID card found), even if they were stopped
+        #: before they had read it: what lost the race is reported (Credential.also_presented).
+        self.seen: set[CredentialKind] = set()
+        #: Set once the ID-card source has asked its reader "find card" a first time: a winner
+        #: waits for that look (at most LOSER_LOOK_S) so that an ID card lying there is reported.
+        self.looked = threading.Event()
+        self.looked.set()  # no ID-card source: nothing to wait for
         #: Where device events go: straight to ``publish`` (``follow_scanner``), else onto the
         #: results queue for the waiting thread to hand to its ``on_event``.
         self._publish = publish
@@ -250,6 +274,7 @@ def wait_for_credential(
         config = qr_config or QrConfig()
         sources.start("qr", lambda: _read_qr(sources, qr_port, config))
     if idcard_port:
+        sources.looked.clear()
         sources.start("idcard", lambda: _read_idcard(sources, idcard_port, idcard_baudrate))
     if not sources.threads:
         raise ValueError("no credential source: enable the card, a QR port or an ID-card port")
@@ -269,16 +294,52 @@ def wait_for_credential(
                 continue
             if kind == "error":
                 raise value
+            sources.looked.wait(LOSER_LOOK_S)  # the ID-card reader asked once: what lies there
             sources.close()  # stop the others before touching the card
+            winner = _WINNERS[kind]
+            also, lost = _losers(terminal, sources, winner, card=card)
             if kind == "card":
                 card_read = terminal.read("ssc")  # an SSC credential; another card is NOT_SSC here
-                return Credential(CredentialKind.SSC_CARD, card_read.reader, card=card_read)
-            if kind == "qr":
-                return Credential(CredentialKind.QR, value.device, qr=value)
-            record, device = value
-            return Credential(CredentialKind.ID_CARD, device, id_card=record)
+                found = Credential(CredentialKind.SSC_CARD, card_read.reader, card=card_read)
+            elif kind == "qr":
+                found = Credential(CredentialKind.QR, value.device, qr=value)
+            else:
+                record, device = value
+                found = Credential(CredentialKind.ID_CARD, device, id_card=record)
+            if also:
+                log.info("credential %s won; also presented: %s", winner.value, ", ".join(k.value for k in also))
+                found = dataclasses.replace(found, also_presented=also, lost_scans=lost)
+            return found
     finally:
         sources.close()
+
+
+_WINNERS = {"card": CredentialKind.SSC_CARD, "qr": CredentialKind.QR, "idcard": CredentialKind.ID_CARD}
+
+
+def _losers(
+    terminal: CardTerminal, sources: _Sources, winner: CredentialKind, *, card: bool
+) -> tuple[tuple[CredentialKind, ...], tuple[QrCredential, ...]]:
+    """What else was presented during the wait (the sources are stopped and joined): results
+    still queued, an ID card its source had found, and a card in the reader when the card lost."""
+    seen = set(sources.seen)
+    lost: list[QrCredential] = []
+    while True:
+        try:
+            kind, value = sources.results.get_nowait()
+        except queue.Empty:
+            break
+        if kind in _WINNERS:
+            seen.add(_WINNERS[kind])
+            if kind == "qr":
+                lost.append(value)
+    if card and winner is not CredentialKind.SSC_CARD and CredentialKind.SSC_CARD not in seen:
+        with contextlib.suppress(SscardError):
+            if terminal.reader.card_present():
+                seen.add(CredentialKind.SSC_CARD)
+    seen.discard(winner)
+    order = (CredentialKind.SSC_CARD, CredentialKind.ID_CARD, CredentialKind.QR)
+    return tuple(k for k in order if k in seen), tuple(lost)
 
 
 def _wait_card(terminal: CardTerminal, sources: _Sources) -> None:
@@ -321,6 +382,8 @@ def _read_qr(sources: _Sources, path: str, config: QrConfig) -> None:
 
 
 def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
+    if not os.path.exists(path):
+        sources.looked.set()  # an unplugged reader has nothing on it to report
     port = _open_port(sources, path, baudrate)
     if port is None:
         return
@@ -328,8 +391,15 @@ def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
     reader = IdCardReader(port)
     while not sources.stop.is_set():
         try:
-            record = reader.read_card()
+            try:
+                reader.find()
+            finally:
+                sources.looked.set()
+            sources.seen.add(CredentialKind.ID_CARD)  # on the reader, whether or not it wins
+            reader.select()
+            record = reader.read()
         except IdCardNoCard:
+            sources.seen.discard(CredentialKind.ID_CARD)
             sources.stop.wait(IDCARD_POLL_S)
             continue
         except DeviceRemoved as exc:

@@ -96,9 +96,15 @@ class MedicalCredential:
 
     def to_json(self) -> dict[str, Any]:
         """The contract of ``sscard medical credential --json`` and ``POST /v1/medical/credential``:
-        the six fields, ``resolved`` (a JSON boolean) and ``kind`` (the credential's kind:
-        ``ssc_card``, ``id_card``, ``qr``)."""
-        return {**self.fields(), "resolved": self.resolved, "kind": self.credential.kind.value}
+        the six fields, ``resolved`` (a JSON boolean), ``kind`` (the credential's kind:
+        ``ssc_card``, ``id_card``, ``qr``) and ``also_presented`` (the kinds of the credentials that
+        lost the race, still there for the next call; docs/medical.md)."""
+        return {
+            **self.fields(),
+            "resolved": self.resolved,
+            "kind": self.credential.kind.value,
+            "also_presented": [kind.value for kind in self.credential.also_presented],
+        }
 
 
 def pin_verifier(pin: PinSource) -> Callable[[Terminal], None]:

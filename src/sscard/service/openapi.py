@@ -260,12 +260,17 @@ def document() -> dict[str, Any]:
                         "the platform's six fields, all strings (empty when the credential has none); resolved "
                         "false: an e-voucher not resolved (no [medical] ec_url), mdtrt_cert_no is the raw code"
                     ),
-                    "required": [*MEDICAL_FIELDS, "resolved", "kind"],
+                    "required": [*MEDICAL_FIELDS, "resolved", "kind", "also_presented"],
                     "properties": {
                         **dict.fromkeys(MEDICAL_FIELDS, STRING),
                         "mdtrt_cert_type": {"enum": ["01", "02", "03"]},
                         "resolved": {"type": "boolean"},
                         "kind": {"enum": ["ssc_card", "id_card", "qr"]},
+                        "also_presented": {
+                            "type": "array",
+                            "description": "the other credentials presented at the same time, which lost the race",
+                            "items": {"enum": ["ssc_card", "id_card", "qr"]},
+                        },
                     },
                     "additionalProperties": False,
                 },
