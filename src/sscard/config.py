@@ -64,6 +64,9 @@ Example::
     # socket = "/run/sscard/sscard.sock"   # national-interface socket (docs/native.md)
     pin_source = "page"     # page (the kiosk page, /v1/pin-entry) | pinpad (the reader's PIN pad)
 
+    [kiosk]                 # the reference kiosk page the service serves (docs/service.md)
+    idle_timeout = 60       # seconds without a touch before the page returns to its start (and signs out)
+
     [logging]
     show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
 
@@ -160,6 +163,8 @@ class Config:
     #: The national-interface socket libSSCardDriver.so calls (docs/native.md), and its PIN source.
     service_socket: str | None = None
     service_pin_source: str = "page"
+    #: The reference kiosk page: seconds without a touch before it returns to its start.
+    kiosk_idle: float = 60.0
     #: PIPL: logs and -vv APDU traces mask personal data unless this is set (docs/cli.md).
     show_personal_data: bool = False
     #: The configuration file read, None when there was none.
@@ -410,6 +415,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "max_connections", "service_max_connections", Number(8, 65_536, whole=True)),
     Key("service", "socket", "service_socket", TEXT),
     Key("service", "pin_source", "service_pin_source", Text(choices=PIN_SOURCES)),
+    Key("kiosk", "idle_timeout", "kiosk_idle", Number(low=1, high=3600)),
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
 )
 

@@ -250,18 +250,34 @@ def _read_qr(sources: _Sources, path: str, config: QrConfig) -> None:
 
 
 def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
+    for record in _idcards(sources, path, baudrate):
+        sources.results.put(("idcard", (record, path)))
+        return
+
+
+def _idcards(sources: _Sources, path: str, baudrate: int, *, each_once: bool = False) -> Iterator[IdCardRecord]:
+    """The ID cards laid on the reader at ``path`` until ``sources.stop``, each published as
+    ``id_card_read``.  ``each_once``: after a card is read, wait for it to be lifted before the
+    next read (a card left lying on the reader is one offer, not one every poll)."""
     port = _open_port(sources, path, baudrate)
     if port is None:
         return
     sources.closers.append(port.close)
     reader = IdCardReader(port)
+    lying = False  # the card read last is still on the reader (each_once)
     while not sources.stop.is_set():
         try:
+            if lying:
+                reader.find()  # still there: do not read it again
+                sources.stop.wait(IDCARD_POLL_S)
+                continue
             record = reader.read_card()
         except IdCardNoCard:
+            lying = False
             sources.stop.wait(IDCARD_POLL_S)
             continue
         except DeviceRemoved as exc:
+            lying = False
             sources.event(EventKind.DEVICE_REMOVED, path, exc.detail)
             while not sources.stop.is_set():
                 try:
@@ -277,16 +293,43 @@ def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
             sources.stop.wait(IDCARD_POLL_S)
             continue
         except SscardError as exc:
+            if each_once:  # a resident process: say so and keep serving
+                log.warning("ID-card reader %s: %s; trying again", path, exc.code)
+                sources.stop.wait(REOPEN_S)
+                continue
             sources.results.put(("error", exc))
             return
         sources.event(EventKind.ID_CARD_READ, path, id_number_suffix=record.id_number[-4:])
-        sources.results.put(("idcard", (record, path)))
-        return
+        lying = each_once
+        yield record
 
 
-def follow_scanner(path: str, config: QrConfig, stop: threading.Event, publish: Callable[[Event], None]) -> None:
+def follow_idcard(
+    path: str,
+    baudrate: int,
+    stop: threading.Event,
+    publish: Callable[[Event], None],
+    on_credential: Callable[[Credential], None],
+) -> None:
+    """Read every ID card laid on the reader at ``path`` until ``stop`` (the service's ``[idcard]``):
+    each is published as ``id_card_read`` (the ID number's last four digits only) and handed to
+    ``on_credential``; a card left lying there is read once.  An unplugged reader is
+    ``device_removed`` and waited for, as the scanner is."""
+    for record in _idcards(_Sources(stop, publish), path, baudrate, each_once=True):
+        on_credential(Credential(CredentialKind.ID_CARD, path, id_card=record))
+
+
+def follow_scanner(
+    path: str,
+    config: QrConfig,
+    stop: threading.Event,
+    publish: Callable[[Event], None],
+    on_credential: Callable[[Credential], None] | None = None,
+) -> None:
     """Publish every scan of the scanner at ``path`` as an event until ``stop`` (``sscard watch``,
-    the service).  A missing or unplugged scanner is ``device_removed`` (once) and waited for, then
-    ``device_restored``; a rejected scan is logged and listening goes on."""
-    for _credential in _scans(_Sources(stop, publish), path, config):
-        pass  # already published as qr_scanned
+    the service), and hand it to ``on_credential``.  A missing or unplugged scanner is
+    ``device_removed`` (once) and waited for, then ``device_restored``; a rejected scan is logged
+    and listening goes on."""
+    for credential in _scans(_Sources(stop, publish), path, config):
+        if on_credential is not None:  # already published as qr_scanned
+            on_credential(Credential(CredentialKind.QR, credential.device, qr=credential))

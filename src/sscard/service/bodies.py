@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive
 
 from sscard.cardapp import APPLICATIONS
+from sscard.offers import METHODS as SIGN_IN_METHODS
 from sscard.service.logs import clean
 from sscard.service.problems import BadRequest, ClientGone, RequestTooLarge
 
@@ -52,7 +53,7 @@ class Choice(tuple[str, ...]):
 FIELDS: dict[str, dict[str, type | Choice]] = {
     "/v1/read": {"allow_partial": bool, "app": Choice(APPLICATIONS.names)},
     "/v1/verify": {"pin": str},
-    "/v1/sign-in": {"pin": str},
+    "/v1/sign-in": {"pin": str, "method": Choice((*SIGN_IN_METHODS, "any")), "timeout": float},
     "/v1/token/verify": {"token": str, "terminal_id": str},
     "/v1/pin-entry": {"request": str, "pin": str, "old": str, "new": str, "cancel": bool},
 }
@@ -99,6 +100,10 @@ async def body_of(request: Request) -> dict[str, Any]:
             if not isinstance(value, str) or value not in kind:
                 raise BadRequest(f"'{key}' must be one of {', '.join(kind)}", "字段取值无效")
             continue
+        if kind is float:  # a number: an int or a float, never a bool (NaN/Infinity are refused above)
+            if type(value) not in (int, float):
+                raise BadRequest(f"'{key}' must be a number", "字段类型错误")
+            continue
         if type(value) is not kind:  # not isinstance: a bool is an int, and 0/1 are no booleans
             name = "true or false" if kind is bool else "a string"
             raise BadRequest(f"'{key}' must be {name}", "字段类型错误")
@@ -131,6 +136,16 @@ def _encodable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def seconds_field(body: dict[str, Any], key: str, default: float, high: float) -> float:
+    """A number of seconds from 0 to ``high``; ``default`` when left out."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not 0 <= value <= high:
+        raise BadRequest(f"'{key}' must be from 0 to {high:g} seconds", "等待时间超出范围")
+    return float(value)
 
 
 def text_field(body: dict[str, Any], key: str, required: bool = True) -> str | None:

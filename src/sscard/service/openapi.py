@@ -18,7 +18,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _body(path: str, *required: str) -> dict[str, Any]:
     """The request-body schema of ``path``, from the fields the service checks (bodies.FIELDS)."""
 
-    types: dict[type, dict[str, Any]] = {bool: {"type": "boolean"}, str: {"type": "string"}}
+    types: dict[type, dict[str, Any]] = {bool: {"type": "boolean"}, str: {"type": "string"}, float: {"type": "number"}}
 
     def field(kind: type | Choice) -> dict[str, Any]:
         return {"type": "string", "enum": list(kind)} if isinstance(kind, Choice) else types[kind]
@@ -138,7 +138,11 @@ def document() -> dict[str, Any]:
                 "post": _op("tries left without spending one", {"$ref": "#/components/schemas/PinOutcome"})
             },
             "/v1/sign-in": {
-                "post": _op("sign in: read, authenticate, PIN → session", _obj(session=session), _body("/v1/sign-in"))
+                "post": _op(
+                    "sign in with the card (+PIN), a QR code or the ID card → session",
+                    _obj(session=session),
+                    _body("/v1/sign-in"),
+                )
             },
             "/v1/sign-out": {"post": _op("end the session (resets the card)", _obj(session=session))},
             "/v1/session": {"get": _op("the current session", _obj(session=session_or_null))},
