@@ -131,6 +131,8 @@ class Served:
 
         def go() -> None:
             event = self.events.get(timeout=30)
+            while event["kind"] == "pin_request_closed":  # the previous request's end
+                event = self.events.get(timeout=30)
             assert event["kind"] == "pin_requested"
             self.source.answer(event["request"], **answer)
 
@@ -283,7 +285,17 @@ def test_no_answer_is_minus_32(native: dict[str, Path], serve: Callable[..., Ser
     began = time.monotonic()
     [(rc, _)] = run_c(native["driver"], LIB, "iVerifyPIN", env={**served.env, "SSCARD_PIN_TIMEOUT": "1"})
     assert rc == -32 and time.monotonic() - began < 10
-    assert served.events.get_nowait()["operation"] == "verify"
+    requested = served.events.get_nowait()
+    assert requested["operation"] == "verify"
+    # Who asked and for how long (issue 16 item 2: the page shows both), then the request's end.
+    assert requested["timeout"] == 1
+    assert re.fullmatch(r".+ \(PID \d+\)", requested["caller"]), requested["caller"]
+    assert requested["caller"].startswith(Path(native["driver"]).name[:15])
+    assert served.events.get(timeout=5) == {
+        "kind": "pin_request_closed",
+        "request": requested["request"],
+        "reason": "timeout",
+    }
 
 
 def test_a_pin_of_the_wrong_format_is_minus_33(native: dict[str, Path], serve: Callable[..., Served]) -> None:
@@ -519,6 +531,8 @@ def test_through_pcscd_vpcd(
 
     def answer(pin: str) -> None:
         event = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+        while event["kind"] == "pin_request_closed":  # the previous request's end
+            event = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
         assert event["kind"] == "pin_requested" and event["operation"] == "verify"
         proc.stdin.write(json.dumps({"request": event["request"], "pin": pin}) + "\n")  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]

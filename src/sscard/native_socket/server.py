@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -208,7 +209,7 @@ class NativeSocketServer:
             try:
                 line = _read_line(conn)
                 request = parse_request(line)
-                rc, text = self.dispatch(request)
+                rc, text = self.dispatch(request, caller=peer_program(conn))
             except SscardError as exc:
                 rc, text = national_code(exc), message(exc)
             except OSError as exc:
@@ -222,8 +223,9 @@ class NativeSocketServer:
                 conn.sendall(encode_answer(rc, text, request))
             log.info("native %s → %d", request.function if request else "?", rc)
 
-    def dispatch(self, request: Request) -> tuple[int, str]:
-        """Run one national function; ``(return code, pOutInfo text)``."""
+    def dispatch(self, request: Request, *, caller: str | None = None) -> tuple[int, str]:
+        """Run one national function; ``(return code, pOutInfo text)``.  ``caller``: who asked
+        (:func:`peer_program`), shown with a PIN request."""
         fn = request.function
         if fn not in self.FUNCTIONS:
             return NOT_SUPPORTED, f"本库不支持此功能 / not supported by sscard: {fn[:40]}"
@@ -236,7 +238,7 @@ class NativeSocketServer:
             return self.runner(lambda: iReadCardBas(self.terminal))
         if fn == "iReadCardBas_HSM_Step1":
             return self.runner(self._hsm_step1_call)
-        return self.runner(lambda: self._pin_call(fn, request.pin_timeout))
+        return self.runner(lambda: self._pin_call(fn, request.pin_timeout, caller))
 
     def _hsm_step1_call(self) -> tuple[int, str]:
         rc, text = iReadCardBas_HSM_Step1(self.terminal)
@@ -249,7 +251,7 @@ class NativeSocketServer:
             raise BadCall("call iReadCardBas_HSM_Step1 first")
         return iReadCardBas_HSM_Step2(self.terminal, step1, key)
 
-    def _pin_call(self, fn: str, timeout: float) -> tuple[int, str]:
+    def _pin_call(self, fn: str, timeout: float, caller: str | None = None) -> tuple[int, str]:
         """Check the card first (no card −2, blocked −52 at once), then ask for the PIN once."""
         source = self.pin_source
         if source is None:
@@ -260,11 +262,31 @@ class NativeSocketServer:
             if status.state is PinState.BLOCKED:
                 return _pin_result(status)
             outcome = (
-                source.verify(self.terminal, timeout) if fn == "iVerifyPIN" else source.change(self.terminal, timeout)
+                source.verify(self.terminal, timeout, caller)
+                if fn == "iVerifyPIN"
+                else source.change(self.terminal, timeout, caller)
             )
         except SscardError as exc:
             return national_code(exc), message(exc)
         return _pin_result(outcome)
+
+
+def peer_program(conn: socket.socket) -> str | None:
+    """The program at the other end of a Unix socket: ``"name (PID n)"`` from SO_PEERCRED and
+    /proc/PID/comm (the kernel's, not the client's word), None where that cannot be told."""
+    try:
+        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid = struct.unpack("3i", cred)[0]
+    except (OSError, AttributeError, struct.error):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+            name = "".join(ch for ch in comm.read(64).strip() if ch.isprintable())
+    except OSError:
+        name = ""
+    return f"{name} (PID {pid})" if name else f"PID {pid}"
 
 
 def _read_line(conn: socket.socket) -> bytes:
