@@ -100,8 +100,8 @@ async def body_of(request: Request) -> dict[str, Any]:
             if not isinstance(value, str) or value not in kind:
                 raise BadRequest(f"'{key}' must be one of {', '.join(kind)}", "字段取值无效")
             continue
-        if kind is float:  # a number: an int or a float, never a bool (NaN/Infinity are refused above)
-            if type(value) not in (int, float):
+        if kind is float:  # a JSON number, whole or not; never a boolean
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 raise BadRequest(f"'{key}' must be a number", "字段类型错误")
             continue
         if type(value) is not kind:  # not isinstance: a bool is an int, and 0/1 are no booleans
@@ -139,12 +139,12 @@ def _encodable(value: str) -> bool:
 
 
 def seconds_field(body: dict[str, Any], key: str, default: float, high: float) -> float:
-    """A number of seconds from 0 to ``high``; ``default`` when left out."""
+    """A number of seconds above 0 and at most ``high`` (``default`` when absent)."""
     value = body.get(key)
     if value is None:
         return default
-    if not 0 <= value <= high:
-        raise BadRequest(f"'{key}' must be from 0 to {high:g} seconds", "等待时间超出范围")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= high:
+        raise BadRequest(f"'{key}' must be a number of seconds above 0, at most {high:g}", "字段取值无效")
     return float(value)
 
 
