@@ -21,8 +21,12 @@ PCSCD_SOCKET=${PCSCLITE_CSOCK_NAME:-/run/pcscd/pcscd.comm}
 # chromium and its chromedriver for the kiosk page's browser test (tests/test_browser.py); CJK fonts so
 # its screenshots show the Chinese text; opensc for its opensc-tool, the C peer the benchmark suite
 # compares `sscard read` with (benchmarks/process.py); zsh, to check `sscard completion zsh`'s script
-# (tests/test_cli_polish.py; bash is there anyway); make and gcc for native/'s libSSCardDriver.so (docs/native.md).
-DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh make)
+# (tests/test_cli_polish.py; bash is there anyway); make and gcc for native/'s libSSCardDriver.so and
+# libHeaSecReadInfo.so, libjansson-dev for the latter's Init JSON (docs/native.md);
+# prometheus for its promtool, which checks and unit-tests docs/fleet-alerts.yml (tests/test_fleet_alerts.py;
+# 19 MB, ~11 s to install; where systemd runs, Debian also enables its server, which nothing here uses).
+DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh make libjansson-dev
+    prometheus)
 
 step() { printf '==> %s\n' "$*"; }
 die() {
@@ -152,9 +156,9 @@ ensure_pcscd() {
     die "pcscd did not come up on $PCSCD_SOCKET; run 'pcscd -f -d' as root to see why"
 }
 
-# libSSCardDriver.so and its ASan/UBSan variant (tests/test_native.py loads both).
+# libSSCardDriver.so, libHeaSecReadInfo.so and their ASan/UBSan variants (tests/test_native*.py load them).
 build_native() {
-    step "make -C native (libSSCardDriver.so)"
+    step "make -C native (libSSCardDriver.so, libHeaSecReadInfo.so)"
     quietly make -C native all asan
 }
 

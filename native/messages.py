@@ -13,6 +13,14 @@ MESSAGES = {
     'BAD_ANSWER': '读卡服务应答格式错误 / the card service sent a malformed answer',
     'BAD_PARAM': '参数错误 / invalid parameter: ',
     'NOT_SUPPORTED': '本库不支持此功能 / this function is not supported by libSSCardDriver: ',
+    # libHeaSecReadInfo.so
+    'NOT_INITIALISED': '未初始化，请先调用Init / not initialised: call Init first',
+    'INIT_JSON': '初始化参数不是有效的JSON对象 / pInitInfo is not a JSON object: ',
+    'INIT_MISSING': '初始化参数缺少必填项 / pInitInfo lacks the key ',
+    'INIT_TYPE': '初始化参数类型错误 / pInitInfo has the wrong type for ',
+    'INIT_VALUE': '初始化参数取值错误 / pInitInfo has a bad value for ',
+    'IN_DATA': '输入参数不是有效的JSON对象 / pInData is not a JSON object: ',
+    'PHOTO_FILE': '无法写入相片文件 / cannot write the photo file: ',
 }
 
 

@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.backoff", 0),
     ("sscard._toml", 0),
     ("sscard.clock", 0),
+    ("sscard.logfmt", 0),
     ("sscard.transports", 1),
     ("sscard.transports.*", 1),
     ("sscard.apdu", 2),
@@ -67,6 +68,8 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.config", 4),
     ("sscard.national", 5),
     ("sscard.national.*", 5),
+    ("sscard.medical", 5),  # hospital front desks: the medical platform's fields (docs/medical.md)
+    ("sscard.medical.*", 5),
     ("sscard.events", 4),
     ("sscard.session", 4),
     ("sscard.tokens", 4),
@@ -308,6 +311,8 @@ FRONT_ENDS = (
     "sscard.service.*",
     "sscard.national",
     "sscard.national.*",
+    "sscard.medical",
+    "sscard.medical.*",
 )
 
 
@@ -352,6 +357,16 @@ def test_the_front_ends_import_no_circle() -> None:
     assert "sscard.cli.read" in graph and "sscard.service.routes" in graph  # the check sees the tree
     circle = _circle(graph)
     assert circle is None, " → ".join(circle or [])
+
+
+def test_the_medical_front_end_imports_neither_the_service_nor_the_cli() -> None:
+    """sscard.medical is what the CLI, the service and the native socket call (issue 14): it
+    builds on the facade and the credentials and must not lean on another front end."""
+    graph = _front_end_graph()
+    assert "sscard.medical" in graph and "sscard.medical.ec" in graph
+    for module, targets in graph.items():
+        if _matches(module, ("sscard.medical", "sscard.medical.*")):
+            assert {t for t in targets if not _matches(t, ("sscard.medical", "sscard.medical.*"))} == set(), module
 
 
 def test_the_circle_check_finds_a_circle() -> None:

@@ -39,6 +39,7 @@ DENIED = (
     "starlette",
     "uvicorn",
     "websockets",
+    "prometheus_client",  # the service's /metrics only (75 ms or more to import alone)
     "serial",  # pyserial: QR scanners and ID-card readers only
     "shtab",
     "importlib.resources",
@@ -57,6 +58,7 @@ DENIED = (
     "sscard.qr",
     "sscard.idcard",
     "sscard.national",
+    "sscard.medical",  # hospital front desks and their HTTPS client (issue 14)
     # the CLI's other command families, its parser and option builder (issue 12)
     "sscard.cli.parser",
     "sscard.cli.options",

@@ -68,14 +68,36 @@ queue_timeout = 10
 header_timeout = 10
 body_timeout = 10
 max_connections = 256
+port = 8765
 socket = "/run/sscard/sscard.sock"
 pin_source = "pinpad"
 
 [kiosk]
 idle_timeout = 45
+[bridge]
+profile = "ssc-ws"
+port = 12342
 
 [logging]
 show_personal_data = false
+format = "json"
+file = "/var/log/sscard/sscard.log"
+max_bytes = 1048576
+backups = 3
+
+[medical]
+ec_url = "https://ec.example.invalid/ec"
+timeout = 10
+allow_http = false
+org_id = "H41010000001"
+card_passtype = "1"
+business_type = "01101"
+operator_id = "op1"
+operator_name = "Operator"
+office_id = "dept1"
+office_name = "Registration"
+device_type = "kiosk"
+psn_cert_type = "01"
 """
 
 

@@ -7,6 +7,7 @@ on the other end, and the simulated SSC card in process — or through pcscd for
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,3 +238,68 @@ def test_sscard_watch_reports_scans_in_the_event_stream(qr: SimulatedQrScanner) 
     assert event["kind"] == "medical_insurance_evoucher" and event["code"] == EVOUCHER
     assert event["reader"] == str(qr.path) and event["time"][10] == "T"
     assert watch.returncode == 0
+
+
+def test_the_sources_that_lost_are_stopped_without_an_error_logged(
+    qr: SimulatedQrScanner, idcard: SimulatedIdCardReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14: closing the losing QR source's port under its reading thread made pyserial raise
+    (a TypeError on the closed descriptor) and the wait logged "credential source qr failed" with a
+    traceback about every other time: a service log full of errors after ordinary waits."""
+    terminal = Terminal(SimReader(SimulatedCard(load_persona("typical")), "sim:kiosk"), config=kiosk(qr, idcard))
+    with caplog.at_level("DEBUG", logger="sscard.credentials"):
+        for _ in range(10):
+            assert terminal.wait_for_credential(timeout=10).kind is CredentialKind.SSC_CARD
+            time.sleep(0.2)  # the stopped threads finish (and would log) before the next wait
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == []
+
+
+def test_a_scanner_follower_yields_the_port_to_a_wait_and_takes_it_back(
+    qr: SimulatedQrScanner, idcard: SimulatedIdCardReader
+) -> None:
+    """Issue 14: the service follows [qr] port while /v1/medical/credential waits on the same port.
+    Two readers of one serial port each get part of the bytes; the follower closes the port for
+    the wait and opens it again afterwards, so every scan is read whole by exactly one of them."""
+    from sscard.credentials import follow_scanner, qr_config
+
+    config = kiosk(qr, idcard)
+    followed: list[str] = []
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=follow_scanner,
+        args=(str(qr.path), qr_config(config), stop, lambda e: followed.append((e.data or {}).get("code", ""))),
+        daemon=True,
+    )
+    follower.start()
+    assert qr.wait_for_reader(5)
+    scanned: list[str] = []
+    done = threading.Event()
+
+    def keep_scanning() -> None:
+        n = 0
+        while not done.wait(0.3):
+            if qr.reader_connected:
+                scanned.append(f"{EVOUCHER[:-4]}{n:04d}")
+                qr.scan(scanned[-1])
+                n += 1
+
+    scanner = threading.Thread(target=keep_scanning, daemon=True)
+    scanner.start()
+    try:
+        credential = Terminal(empty_reader(), config=config).wait_for_credential(timeout=10, idcard=False)
+    finally:
+        done.set()
+        scanner.join(timeout=5)
+    assert credential.qr is not None and credential.qr.code in scanned
+    assert credential.qr.code not in followed  # read by the wait alone
+    assert qr.wait_for_reader(5)  # the follower has the port again
+    time.sleep(0.3)
+    qr.scan(EVOUCHER)
+    deadline = time.monotonic() + 5
+    while EVOUCHER not in followed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    follower.join(timeout=5)
+    assert EVOUCHER in followed and not follower.is_alive()
+    assert set(followed) <= {*scanned, EVOUCHER}  # whole codes only: no scan split between readers

@@ -58,6 +58,10 @@ STABLE_CODES = {
     "PIN_ENTRY_CANCELLED",
     "PIN_ENTRY_TIMEOUT",
     "PARAMETER_ERROR",
+    # issue 14: the medical insurance platform's e-voucher resolution
+    "EC_UNREACHABLE",
+    "EC_REFUSED",
+    "EC_BAD_ANSWER",
 }
 
 

@@ -91,6 +91,9 @@ def test_the_wheel_carries_the_rules_and_python_dash_m(tmp_path: Path) -> None:
         "sscard/rules/polkit/50-sscard-pcscd.rules",
         "sscard/__main__.py",
         "sscard/py.typed",
+        "sscard/service/bridges/ssc-ws.toml",  # the vendor-bridge profiles (docs/service.md)
+        "sscard/service/bridges/idcard-ws.toml",
+        "sscard/service/bridges/http-entry.toml",
     ):
         assert needed in names, needed
     assert any(name.endswith(".dist-info/LICENSE") for name in names)
@@ -111,6 +114,14 @@ def test_the_wheel_carries_the_rules_and_python_dash_m(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "# ---- /etc/udev/rules.d/61-sscard-serial.rules" in result.stdout
     assert "# ---- /etc/polkit-1/rules.d/50-sscard-pcscd.rules" in result.stdout
+    bridges = subprocess.run(
+        [sys.executable, "-m", "sscard", "serve", "--list-bridges"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bridges.returncode == 0 and "ssc-ws" in bridges.stdout, bridges.stderr
     assert (
         (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("\n                                 Apache License")
     )

@@ -49,7 +49,7 @@ extern "C" {
 #define SSCARD_E_PIN_TIMEOUT (-32)
 #define SSCARD_E_PIN_FORMAT (-33)
 #define SSCARD_E_PIN_MISMATCH (-34)
-#define SSCARD_E_PIN_INCORRECT (-51)   /* pOutInfo: the tries left, e.g. "2|" */
+#define SSCARD_E_PIN_INCORRECT (-51)   /* pOutInfo: a message whose only number is the tries left */
 #define SSCARD_E_PIN_BLOCKED (-52)
 #define SSCARD_E_NO_PSAM (-2201)
 #define SSCARD_E_ALGORITHM (-2202)

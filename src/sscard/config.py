@@ -61,19 +61,39 @@ Example::
     header_timeout = 10     # seconds a connection has to send a request's headers
     body_timeout = 10       # seconds from a request's headers to the end of its body
     max_connections = 256   # open connections; at the cap the oldest idle one is closed
+    port = 8765             # sscard serve's port (and where sscard doctor looks for it)
     # socket = "/run/sscard/sscard.sock"   # national-interface socket (docs/native.md)
     pin_source = "page"     # page (the kiosk page, /v1/pin-entry) | pinpad (the reader's PIN pad)
 
     [kiosk]                 # the reference kiosk page the service serves (docs/service.md)
     idle_timeout = 60       # seconds without a touch before the page returns to its start (and signs out)
+    [bridge]                # a vendor bridge's messages on its port (docs/service.md)
+    # profile = "ssc-ws"    # a shipped profile (sscard serve --list-bridges) or a TOML path
+    # port = 12342          # default: the profile's own
 
     [logging]
     show_personal_data = false   # true: logs and -vv traces show SSNs, names... in clear (warned)
+    format = "text"         # text (journald-friendly) | json (one object per line)
+    # file = "/var/log/sscard/sscard.log"   # instead of standard error; rotated at max_bytes
+    max_bytes = 10485760    # rotate the log file at this size
+    backups = 5             # rotated files kept (sscard.log.1 … .5)
+
+    [medical]               # hospital front desks: the platform's input fields (docs/medical.md)
+    ec_url = "https://…"    # the platform's e-voucher endpoint (ec.query); unset: codes unresolved
+    timeout = 10            # seconds for one ec.query, connection to last byte; never retried
+    allow_http = false      # true: plain http:// to a host that is not loopback (a 前置机 on the LAN)
+    org_id = "H41010000001" # 定点编号, the institution's code, sent as orgId
+    card_passtype = "2"     # "1": verify the SSC's PIN; "2": not (the HIS checks its own password)
+    business_type = "01101" # ec.query businessType; operator_id, operator_name, office_id,
+                            # office_name, device_type: its other data fields (default "")
+    psn_cert_type = "01"    # the platform's code for 居民身份证; default "": medical/data/platform.toml's
+                            # (01, UNCONFIRMED)
 
 Environment overrides: ``SSCARD_READER``, ``SSCARD_CONTACTLESS_READER``, ``SSCARD_SAM_READER``,
 ``SSCARD_ITYPE``, ``SSCARD_BUSY_WAIT``, ``SSCARD_TERMINAL_ID``, ``SSCARD_DEVICE_ID``,
 ``SSCARD_KEY_SERVICE``, ``SSCARD_ALLOW_SOFTWARE_KEYS``, ``SSCARD_SESSION_KEY``, ``SSCARD_QR_PORT``,
-``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``; command-line
+``SSCARD_IDCARD_PORT``, ``SSCARD_SERVICE_TOKEN``, ``SSCARD_SERVICE_PORT``, ``SSCARD_LOG_FORMAT``,
+``SSCARD_LOG_FILE``, ``SSCARD_EC_URL``; command-line
 options override both.  No PIN is ever read from configuration or the environment.
 
 Every key is declared once, in :data:`SCHEMA` (one line per key: section, key, the Config field it
@@ -107,6 +127,9 @@ DEFAULT_CONTACTLESS_KEYWORDS = ("PICC", "Contactless", "CL")
 KEY_SERVICES = ("none", "psam", "hsm", "software")
 QR_TERMINATORS = ("ANY", "CR", "LF", "CRLF", "NONE")
 PIN_SOURCES = ("page", "pinpad")
+#: CARD_PASSTYPE of the medical insurance library (docs/card-reference.md §7): "1" verify the
+#: card's PIN, "2" a database password (the HIS's own; sscard asks for no PIN).
+CARD_PASSTYPES = ("1", "2")
 #: Where a value came from when neither a file, the environment nor an option set it.
 DEFAULT_SOURCE = "default"
 
@@ -160,13 +183,42 @@ class Config:
     service_header_timeout: float = 10.0
     service_body_timeout: float = 10.0
     service_max_connections: int = 256
-    #: The national-interface socket libSSCardDriver.so calls (docs/native.md), and its PIN source.
+    #: The service's port (``sscard serve``, found there by ``sscard doctor``), its
+    #: national-interface socket libSSCardDriver.so calls (docs/native.md), and its PIN source.
+    service_port: int = 8765
     service_socket: str | None = None
     service_pin_source: str = "page"
     #: The reference kiosk page: seconds without a touch before it returns to its start.
     kiosk_idle: float = 60.0
+    #: A vendor bridge served beside the API (docs/service.md, "Vendor bridge profiles"): the
+    #: profile (a shipped name or a TOML path) and its port (None: the profile's own).
+    bridge_profile: str | None = None
+    bridge_port: int | None = None
     #: PIPL: logs and -vv APDU traces mask personal data unless this is set (docs/cli.md).
     show_personal_data: bool = False
+    #: Hospital front desks (docs/medical.md): the e-voucher endpoint (None: codes stay
+    #: unresolved), its timeout, the institution's code, whether the SSC's PIN is verified, and
+    #: the other fields of the ec.query request.
+    medical_ec_url: str | None = None
+    medical_timeout: float = 10.0
+    #: Plain http:// to a host that is not loopback (a front-end processor on a private network).
+    medical_allow_http: bool = False
+    medical_org_id: str = ""
+    medical_card_passtype: str = "2"
+    medical_business_type: str = "01101"
+    medical_operator_id: str = ""
+    medical_operator_name: str = ""
+    medical_office_id: str = ""
+    medical_office_name: str = ""
+    medical_device_type: str = ""
+    #: The platform's psn_cert_type for a resident ID card; "" (the default): the one of
+    #: medical/data/platform.toml, which is UNCONFIRMED (01), so that the code is in one place.
+    medical_psn_cert_type: str = ""
+    #: The log's form and file (docs/cli.md "Logs"): text or json; a rotated file, its size and count.
+    log_format: str = "text"
+    log_file: str | None = None
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
     #: The configuration file read, None when there was none.
     source: str | None = None
     #: Where each field's value came from: the file, ``env SSCARD_…``, ``option``; absent = default.
@@ -413,10 +465,29 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "header_timeout", "service_header_timeout", Number(0.1, 600)),
     Key("service", "body_timeout", "service_body_timeout", Number(0.1, 600)),
     Key("service", "max_connections", "service_max_connections", Number(8, 65_536, whole=True)),
+    Key("service", "port", "service_port", Number(1, 65_535, whole=True), "SSCARD_SERVICE_PORT"),
     Key("service", "socket", "service_socket", TEXT),
     Key("service", "pin_source", "service_pin_source", Text(choices=PIN_SOURCES)),
     Key("kiosk", "idle_timeout", "kiosk_idle", Number(low=1, high=3600)),
+    Key("bridge", "profile", "bridge_profile", TEXT),
+    Key("bridge", "port", "bridge_port", Number(1, 65_535, whole=True)),
     Key("logging", "show_personal_data", "show_personal_data", FLAG),
+    Key("medical", "ec_url", "medical_ec_url", TEXT, "SSCARD_EC_URL"),
+    Key("medical", "timeout", "medical_timeout", Number(low=0, high=600, above=True)),
+    Key("medical", "allow_http", "medical_allow_http", FLAG),
+    Key("medical", "org_id", "medical_org_id", Text(optional=False)),
+    Key("medical", "card_passtype", "medical_card_passtype", Text(choices=CARD_PASSTYPES)),
+    Key("medical", "business_type", "medical_business_type", Text(optional=False)),
+    Key("medical", "operator_id", "medical_operator_id", Text(optional=False)),
+    Key("medical", "operator_name", "medical_operator_name", Text(optional=False)),
+    Key("medical", "office_id", "medical_office_id", Text(optional=False)),
+    Key("medical", "office_name", "medical_office_name", Text(optional=False)),
+    Key("medical", "device_type", "medical_device_type", Text(optional=False)),
+    Key("medical", "psn_cert_type", "medical_psn_cert_type", Text(optional=False)),
+    Key("logging", "format", "log_format", Text(choices=("text", "json")), "SSCARD_LOG_FORMAT"),
+    Key("logging", "file", "log_file", TEXT, "SSCARD_LOG_FILE"),
+    Key("logging", "max_bytes", "log_max_bytes", Number(1024, 2**40, whole=True)),
+    Key("logging", "backups", "log_backups", Number(0, 1000, whole=True)),
 )
 
 _KEYS: dict[tuple[str, str], Key] = {(key.section, key.name): key for key in SCHEMA}

@@ -8,11 +8,20 @@ credential wins and the others are stopped.  A serial device that is unplugged i
 ``device_removed`` event and waited for; the other sources keep serving (issue 5 item 3).
 
 The card itself is read on the caller's thread after it wins, so the card reader is never used
-by two threads at once.
+by two threads at once.  Nor is a serial port: a follower (:func:`follow_scanner`,
+:func:`follow_idcard`: the service, ``sscard watch``) yields the port to a credential wait in the
+same process for as long as the wait lasts and takes it back afterwards, since a serial port read
+by two threads gives each part of the bytes (issue 14: the service's ``/v1/medical/credential``,
+the native library's calls).
+
+Why one module of over 400 lines: the one-off wait and the resident process's followers share
+the sources (the card, the scanner's scans, the ID-card reader's reads) and the port hand-over
+between them; split, the hand-over would sit apart from the two sides it coordinates.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import queue
@@ -63,6 +72,8 @@ IDCARD_POLL_S = 0.3
 REOPEN_S = 0.5
 #: How long one slice of the card wait lasts, so a stopped wait ends promptly.
 CARD_SLICE_S = 0.5
+#: How long a credential wait gives a scanner follower to close the port before opening it anyway.
+YIELD_TIMEOUT_S = 3.0
 
 
 class CredentialKind(str, enum.Enum):
@@ -117,6 +128,11 @@ class _Sources:
             try:
                 target()
             except Exception as exc:  # a bug in a source must not hang the wait: report it
+                if self.stop.is_set():
+                    # Stopped: close() shut the port under the reading thread, and pyserial raises
+                    # whatever the closed descriptor gives it.  Nobody waits for this source any more.
+                    log.debug("credential source %s ended while stopping: %r", name, exc)
+                    return
                 log.exception("credential source %s failed", name)
                 self.results.put(("error", exc))
 
@@ -140,6 +156,65 @@ class _Sources:
                 log.debug("closing a credential source failed", exc_info=True)
         for thread in self.threads:
             thread.join(timeout=2.0)
+
+
+class _Pause(threading.Event):
+    """A follower's stop: set by a wait that claims the port, and set too whenever the follower's
+    own ``stop`` is, so the scanner, which checks one event, notices either."""
+
+    def __init__(self, outer: threading.Event) -> None:
+        super().__init__()
+        self.outer = outer
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.outer.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            super().wait(0.1 if remaining is None else min(remaining, 0.1))
+        return True
+
+
+class _ScannerPort:
+    """The users of one QR scanner port in this process: the followers that have it open, and the
+    credential waits that claimed it."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.waits = 0
+        self.followers: set[_Pause] = set()
+
+
+_SCANNER_PORTS: dict[str, _ScannerPort] = {}
+_SCANNER_PORTS_LOCK = threading.Lock()
+
+
+def _scanner_port(path: str) -> _ScannerPort:
+    with _SCANNER_PORTS_LOCK:
+        return _SCANNER_PORTS.setdefault(path, _ScannerPort())
+
+
+@contextlib.contextmanager
+def _claim_scanner(path: str) -> Iterator[None]:
+    """The port at ``path`` for a credential wait: followers close it (up to YIELD_TIMEOUT_S) and
+    wait until the claim ends before they open it again."""
+    port = _scanner_port(path)
+    with port.cond:
+        port.waits += 1
+        for pause in port.followers:
+            pause.set()
+        if not port.cond.wait_for(lambda: not port.followers, YIELD_TIMEOUT_S):
+            log.warning("a scanner follower of %s did not let go of the port in time", path)
+    try:
+        yield
+    finally:
+        with port.cond:
+            port.waits -= 1
+            port.cond.notify_all()
 
 
 def _open_port(sources: _Sources, path: str, baudrate: int) -> Any:
@@ -244,27 +319,31 @@ def _scans(sources: _Sources, path: str, config: QrConfig) -> Iterator[QrCredent
 
 
 def _read_qr(sources: _Sources, path: str, config: QrConfig) -> None:
-    for credential in _scans(sources, path, config):
-        sources.results.put(("qr", credential))
-        return
+    with _claim_scanner(path):
+        for credential in _scans(sources, path, config):
+            sources.results.put(("qr", credential))
+            return
 
 
 def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
-    for record in _idcards(sources, path, baudrate):
-        sources.results.put(("idcard", (record, path)))
-        return
+    with _claim_scanner(path):  # a follower (the service's [idcard]) lets go of the port meanwhile
+        for record in _idcards(sources, path, baudrate):
+            sources.results.put(("idcard", (record, path)))
+            return
 
 
-def _idcards(sources: _Sources, path: str, baudrate: int, *, each_once: bool = False) -> Iterator[IdCardRecord]:
+def _idcards(
+    sources: _Sources, path: str, baudrate: int, *, each_once: bool = False, lying: bool = False
+) -> Iterator[IdCardRecord]:
     """The ID cards laid on the reader at ``path`` until ``sources.stop``, each published as
     ``id_card_read``.  ``each_once``: after a card is read, wait for it to be lifted before the
-    next read (a card left lying on the reader is one offer, not one every poll)."""
+    next read (a card left lying on the reader is one offer, not one every poll); ``lying``: a
+    card there now was read already (by the wait the follower yielded the port to)."""
     port = _open_port(sources, path, baudrate)
     if port is None:
         return
     sources.closers.append(port.close)
     reader = IdCardReader(port)
-    lying = False  # the card read last is still on the reader (each_once)
     while not sources.stop.is_set():
         try:
             if lying:
@@ -304,19 +383,25 @@ def _idcards(sources: _Sources, path: str, baudrate: int, *, each_once: bool = F
         yield record
 
 
-def follow_idcard(
-    path: str,
-    baudrate: int,
-    stop: threading.Event,
-    publish: Callable[[Event], None],
-    on_credential: Callable[[Credential], None],
-) -> None:
-    """Read every ID card laid on the reader at ``path`` until ``stop`` (the service's ``[idcard]``):
-    each is published as ``id_card_read`` (the ID number's last four digits only) and handed to
-    ``on_credential``; a card left lying there is read once.  An unplugged reader is
-    ``device_removed`` and waited for, as the scanner is."""
-    for record in _idcards(_Sources(stop, publish), path, baudrate, each_once=True):
-        on_credential(Credential(CredentialKind.ID_CARD, path, id_card=record))
+def _follow(path: str, stop: threading.Event, run: Callable[[threading.Event, bool], None]) -> None:
+    """Run ``run(pause, resumed)`` on the port at ``path`` until ``stop``, letting go of the port
+    whenever a credential wait in this process claims it, and taking it back when the wait ends."""
+    port = _scanner_port(path)
+    resumed = False
+    while not stop.is_set():
+        with port.cond:
+            if port.waits:
+                port.cond.wait(0.2)  # a wait has the port
+                resumed = True
+                continue
+            pause = _Pause(stop)
+            port.followers.add(pause)
+        try:
+            run(pause, resumed)
+        finally:
+            with port.cond:
+                port.followers.discard(pause)
+                port.cond.notify_all()
 
 
 def follow_scanner(
@@ -329,7 +414,33 @@ def follow_scanner(
     """Publish every scan of the scanner at ``path`` as an event until ``stop`` (``sscard watch``,
     the service), and hand it to ``on_credential``.  A missing or unplugged scanner is
     ``device_removed`` (once) and waited for, then ``device_restored``; a rejected scan is logged
-    and listening goes on."""
-    for credential in _scans(_Sources(stop, publish), path, config):
-        if on_credential is not None:  # already published as qr_scanned
-            on_credential(Credential(CredentialKind.QR, credential.device, qr=credential))
+    and listening goes on.  While a credential wait in this process claims the port
+    (:func:`wait_for_credential`), the port is closed and the wait publishes what it reads itself;
+    following resumes when the wait ends."""
+
+    def run(pause: threading.Event, resumed: bool) -> None:
+        for credential in _scans(_Sources(pause, publish), path, config):
+            if on_credential is not None:  # already published as qr_scanned
+                on_credential(Credential(CredentialKind.QR, credential.device, qr=credential))
+
+    _follow(path, stop, run)
+
+
+def follow_idcard(
+    path: str,
+    baudrate: int,
+    stop: threading.Event,
+    publish: Callable[[Event], None],
+    on_credential: Callable[[Credential], None],
+) -> None:
+    """Read every ID card laid on the reader at ``path`` until ``stop`` (the service's ``[idcard]``):
+    each is published as ``id_card_read`` (the ID number's last four digits only) and handed to
+    ``on_credential``; a card left lying there is read once.  An unplugged reader is
+    ``device_removed`` and waited for, as the scanner is; a credential wait in this process gets
+    the port as it gets the scanner's, and the card it read is not read again afterwards."""
+
+    def run(pause: threading.Event, resumed: bool) -> None:
+        for record in _idcards(_Sources(pause, publish), path, baudrate, each_once=True, lying=resumed):
+            on_credential(Credential(CredentialKind.ID_CARD, path, id_card=record))
+
+    _follow(path, stop, run)

@@ -108,6 +108,7 @@ KEY_SERVICE = Category("key-service", 8, "key service / 密钥服务")
 TOKEN = Category("token", 9, "token rejected / 令牌被拒绝")
 TOKEN_OLD = Category("token-expired", 10)
 SERIAL = Category("serial", 11, "serial devices / 串口设备")
+PLATFORM = Category("platform", 12, "medical insurance platform / 医保平台")
 REQUEST = Category("request", None, "the service's refusals of a request (HTTP only)")
 
 #: Every category, in exit-code order.
@@ -123,6 +124,7 @@ CATEGORIES = (
     TOKEN,
     TOKEN_OLD,
     SERIAL,
+    PLATFORM,
     REQUEST,
 )
 
@@ -207,16 +209,20 @@ ERROR_TABLE: Mapping[str, ErrorRow] = {
     "TOKEN_NOT_YET_VALID": _R(TOKEN),
     "TOKEN_WRONG_TERMINAL": _R(TOKEN),
     "TOKEN_EXPIRED": _R(TOKEN_OLD),
-    # serial devices: QR scanners, ID-card readers
-    "DEVICE_NOT_FOUND": _R(SERIAL),
-    "DEVICE_REMOVED": _R(SERIAL),
-    "DEVICE_TIMEOUT": _R(SERIAL),
-    "FRAME_ERROR": _R(SERIAL),
+    # serial devices: QR scanners, ID-card readers (national codes: libHeaSecReadInfo's ReadSFZ, docs/native.md)
+    "DEVICE_NOT_FOUND": _R(SERIAL, national_code=-11),
+    "DEVICE_REMOVED": _R(SERIAL, national_code=-11),
+    "DEVICE_TIMEOUT": _R(SERIAL, national_code=-12),
+    "FRAME_ERROR": _R(SERIAL, national_code=-12),
     "SCAN_REJECTED": _R(SERIAL),
-    "ID_CARD_NO_CARD": _R(SERIAL),
-    "ID_CARD_SELECT_FAILED": _R(SERIAL),
-    "ID_CARD_READ_FAILED": _R(SERIAL),
+    "ID_CARD_NO_CARD": _R(SERIAL, national_code=-2),
+    "ID_CARD_SELECT_FAILED": _R(SERIAL, national_code=-12),
+    "ID_CARD_READ_FAILED": _R(SERIAL, national_code=-12),
     "ID_CARD_ERROR": _R(SERIAL),
+    # the medical insurance platform's e-voucher resolution (sscard.medical, docs/medical.md)
+    "EC_UNREACHABLE": _R(PLATFORM, http_status=502),
+    "EC_REFUSED": _R(PLATFORM),
+    "EC_BAD_ANSWER": _R(PLATFORM, http_status=502),
     # the service's own refusals (their classes: sscard.service.problems)
     "SERVICE_ERROR": _R(REQUEST),
     "BAD_REQUEST": _R(REQUEST, http_status=400),
@@ -360,6 +366,15 @@ class TransportFailure(SscardError):
     message_en = "Communication with the reader failed."
     message_zh_text = "与读卡器通信失败。"
     retriable = True
+
+
+class AccessDenied(TransportFailure):
+    """pcscd refused this process (``SCARD_W_SECURITY_VIOLATION``: polkit said no), told apart from
+    other transport failures because its fix is a permission (udev/README.md), not a reader."""
+
+    message_en = "The smart-card service (pcscd) refused this user access (polkit)."
+    message_zh_text = "智能卡服务（pcscd）拒绝了当前用户的访问（polkit权限不足）。"
+    retriable = False
 
 
 # --- card application level -------------------------------------------------------------------
@@ -738,6 +753,67 @@ class Timeout(SscardError):
 
     def __init__(self, what: str, detail: str | None = None, *, what_zh: str | None = None) -> None:
         super().__init__(detail, what=what, what_zh=what_zh)
+
+
+# --- the medical insurance platform (sscard.medical: e-voucher resolution, docs/medical.md) -------
+
+
+class EcUnreachable(SscardError):
+    """The platform's e-voucher endpoint (``EC_URL``) did not answer: refused connection, DNS,
+    TLS, or no whole answer within the timeout.  ``sent`` says whether the request may have
+    reached the platform (it is never sent again either way: the platform may have processed it)."""
+
+    code = "EC_UNREACHABLE"
+    message_en = "The medical insurance platform could not be reached ({problem})."
+    message_zh_text = "无法连接医保平台（{problem}）。"
+    retriable = True
+
+    zh_fallbacks: ClassVar[dict[str, str]] = {"problem": "详见英文信息"}
+
+    def __init__(
+        self, problem: str, detail: str | None = None, *, sent: bool = False, problem_zh: str | None = None
+    ) -> None:
+        super().__init__(detail, problem=problem, sent=sent, problem_zh=problem_zh)
+
+
+class EcRefused(SscardError):
+    """The platform answered and said no (``code`` not 0): its code and message are kept as given."""
+
+    code = "EC_REFUSED"
+    message_en = "The medical insurance platform refused the e-voucher (code {platform_code}): {platform_message}"
+    message_zh_text = "医保平台拒绝了该电子凭证：{platform_message}"
+
+    #: The platform's message is shown in Chinese only when it is Chinese (the resolver decides).
+    zh_fallbacks: ClassVar[dict[str, str]] = {"platform_message": "详见英文信息"}
+
+    def __init__(
+        self,
+        platform_code: str,
+        platform_message: str,
+        detail: str | None = None,
+        *,
+        platform_message_zh: str | None = None,
+    ) -> None:
+        super().__init__(
+            detail,
+            platform_code=platform_code,
+            platform_message=platform_message,
+            platform_message_zh=platform_message_zh,
+        )
+
+
+class EcBadAnswer(SscardError):
+    """The platform's answer is not what ``ec.query`` answers: not JSON, no ``code``, ``data``
+    that is not a JSON object (inside its JSON string), a person without an ecToken, too large."""
+
+    code = "EC_BAD_ANSWER"
+    message_en = "The medical insurance platform's answer could not be used ({problem})."
+    message_zh_text = "医保平台的应答无法解析（{problem}）。"
+
+    zh_fallbacks: ClassVar[dict[str, str]] = {"problem": "详见英文信息"}
+
+    def __init__(self, problem: str, detail: str | None = None, *, problem_zh: str | None = None) -> None:
+        super().__init__(detail, problem=problem, problem_zh=problem_zh)
 
 
 # --- the card-application seam (sscard.cardapp) ----------------------------------------------

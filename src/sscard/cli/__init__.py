@@ -13,7 +13,7 @@ The modules, each importing only those above it in this list (no circle):
   (``readers``, ``auth-check``, ``sign-in``, ``verify``, ``pin-status``, ``change-pin``, ``demo``),
   :mod:`.sim`, :mod:`.serial` (``scan``, ``idcard``, ``watch``), :mod:`.service` (``serve``,
   ``install-rules``), :mod:`.traces` (``record``, ``replay``), :mod:`.tokens`, :mod:`.config`,
-  :mod:`.completion`;
+  :mod:`.completion`, :mod:`.doctor` (its checks imported only when it runs);
 * :mod:`.parser` — which family builds which command; only the given command's is imported;
 * :mod:`.entry` — :func:`main` and :func:`run`.
 

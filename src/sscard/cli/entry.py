@@ -19,7 +19,7 @@ from sscard.cli.util import EXIT_INTERNAL, EXIT_USAGE, Context, report
 from sscard.errors import SscardError
 
 #: The global options, accepted before the command and after it (``sscard read -v --config x.toml``).
-_GLOBAL_WITH_VALUE = ("--config",)
+_GLOBAL_WITH_VALUE = ("--config", "--log-format", "--log-file")
 
 
 def command_word(argv: Sequence[str]) -> str | None:
@@ -66,17 +66,24 @@ def main(
     args.verbose += getattr(args, "verbose_after", 0)
     args.config = getattr(args, "config_after", None) or args.config
     args.show_personal_data = args.show_personal_data or getattr(args, "show_personal_data_after", False)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    args.log_format = getattr(args, "log_format_after", None) or getattr(args, "log_format", None)
+    args.log_file = getattr(args, "log_file_after", None) or getattr(args, "log_file", None)
+    args.log_level = level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     from sscard.privacy import mask_log_records, show_personal_data
 
     mask_log_records()  # every log line of this process through the personal-data mask (PIPL)
-    logging.basicConfig(level=level, stream=err, format="%(levelname)s %(name)s: %(message)s")
-    if args.show_personal_data:
-        show_personal_data(True, "--show-personal-data")
     ctx = Context(args, out, err, stdin, full_parser)
     func: Callable[[Context], int] = args.func
     try:
         try:
+            if args.log_format or args.log_file:  # --log-format / --log-file (docs/cli.md "Logs")
+                ctx.apply_logging()
+            else:  # the journald-friendly text, as it always was
+                from sscard.logfmt import configure_logging
+
+                configure_logging(level, err)
+            if args.show_personal_data:
+                show_personal_data(True, "--show-personal-data")
             status = func(ctx)
         except SscardError as exc:
             status = report(ctx, exc.to_dict(), exc.row.exit_code)

@@ -79,6 +79,20 @@ def global_opts(p: argparse.ArgumentParser, *, top: bool) -> None:
         default=0,
         help="-v info, -vv debug (APDUs, redacted)",
     )
+    from sscard.logfmt import LOG_FORMATS
+
+    p.add_argument(
+        "--log-format",
+        dest="log_format" + suffix,
+        choices=LOG_FORMATS,
+        help="log lines as text (default, journald-friendly) or json, one object per line (docs/cli.md)",
+    )
+    p.add_argument(
+        "--log-file",
+        dest="log_file" + suffix,
+        metavar="PATH",
+        help="write the log to PATH (0600, rotated: [logging] max_bytes, backups) instead of standard error",
+    )
     p.add_argument(
         "--show-personal-data",
         dest="show_personal_data" + suffix,

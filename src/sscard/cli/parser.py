@@ -42,6 +42,12 @@ COMMAND_TABLE: tuple[tuple[str, str, str, str], ...] = (
         "print QR credentials from a serial scanner, one line each, until Ctrl-C",
         "逐行输出串口扫码器扫到的二维码凭证，按Ctrl-C结束",
     ),
+    (
+        "medical",
+        "medical",
+        "hospital front desks: any credential as the medical insurance platform's fields (docs/medical.md)",
+        "医院窗口：任一凭证转为医保平台的字段",
+    ),
     ("serve", "service", "the local kiosk service: HTTP + WebSocket", "本地自助终端服务：HTTP和WebSocket"),
     ("record", "traces", "run an operation and write its trace", "执行操作并记录APDU日志"),
     ("replay", "traces", "replay a trace strictly", "严格回放APDU日志"),
@@ -65,6 +71,12 @@ COMMAND_TABLE: tuple[tuple[str, str, str, str], ...] = (
         "安装（或输出）非root自助终端用户所需的udev和polkit规则",
     ),
     ("config", "config", "the configuration: the effective values and their sources", "配置：生效的配置值及其来源"),
+    (
+        "doctor",
+        "doctor",
+        "check this kiosk: what is wrong and what to do (docs/doctor.md)",
+        "现场诊断：检查本机故障并给出处理方法",
+    ),
 )
 #: The commands, for building only the one given (build_parser).
 COMMANDS = frozenset(name for name, *_ in COMMAND_TABLE)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sscard.cardapp import APPLICATIONS
 from sscard.cli.util import EXIT_OK, READ_FORMATS, Context, isatty, label_rows, warning_lines
 from sscard.errors import OtherApplication, UsageError
+from sscard.logfmt import LOG_FORMATS
 
 if TYPE_CHECKING:
     import argparse
@@ -311,6 +312,8 @@ READ_OPTIONS: dict[str, tuple[str, Callable[[str], object] | None, tuple[object,
     "--hsm-step2": ("hsm_step2", None, None),
     "--config": ("config_after", str, None),
     "--show-personal-data": ("show_personal_data_after", None, None),
+    "--log-format": ("log_format_after", str, LOG_FORMATS),
+    "--log-file": ("log_file_after", str, None),
 }
 
 
@@ -334,6 +337,8 @@ def fast_read_args(argv: Sequence[str]) -> Any:
         "verbose_after": 0,
         "show_personal_data": False,
         "show_personal_data_after": False,
+        "log_format": None,
+        "log_file": None,
         "func": cmd_read,
         "format": "text",
     }

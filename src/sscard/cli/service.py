@@ -36,8 +36,14 @@ def cmd_serve(ctx: Context) -> int:
 
         ctx.out.write(resources.files("sscard.service").joinpath("sscard.socket").read_text(encoding="utf-8"))
         return EXIT_OK
+    if ctx.args.list_bridges:
+        return _list_bridges(ctx)
     from sscard.readers import REPLAY_PREFIX
-    from sscard.service.app import check_remote, serve
+    from sscard.service.app import check_metrics_port, check_remote, serve
+
+    config = ctx.config
+    if ctx.args.bridge:
+        config = config.with_overrides(**_bridge_option(ctx.args.bridge))
 
     # A replay reader answers a recorded VERIFY to any PIN: never behind a kiosk service (issue 11).
     if ctx.args.reader and ctx.args.reader.startswith(REPLAY_PREFIX):
@@ -50,22 +56,60 @@ def cmd_serve(ctx: Context) -> int:
 
         raise ConfigError(f"[reader] name {ctx.config.reader!r}: sscard serve does not run on a replay: reader")
     check_remote(ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
+    if config.bridge_profile:  # a broken profile stops here, before the service says it started
+        from sscard.service.bridge_profiles import load_profile
+
+        load_profile(config.bridge_profile)
+    port = ctx.args.port or ctx.config.service_port  # --port, else [service] port (8765)
+    if ctx.args.metrics_port is not None:
+        check_metrics_port(port, ctx.args.metrics_port)
+        check_remote(ctx.args.metrics_host or ctx.args.host, ctx.args.allow_remote, ctx.config.service_token)
     print(
-        f"sscard service on http://{ctx.args.host}:{ctx.args.port}/ (reader: {ctx.config.reader or 'auto'}) "
-        f"/ 本地服务已启动",
+        f"sscard service on http://{ctx.args.host}:{port}/ (reader: {ctx.config.reader or 'auto'}) / 本地服务已启动",
         file=ctx.err,
         flush=True,
     )
     socket_path = ctx.args.socket or ctx.config.service_socket
     if socket_path:
         print(f"national-interface socket {socket_path} / 国家标准接口套接字已启用", file=ctx.err, flush=True)
+    if config.bridge_profile:
+        shown = f"{config.bridge_profile}" + (f" port {config.bridge_port}" if config.bridge_port else "")
+        print(f"vendor bridge {shown} / 厂商接口桥已启用", file=ctx.err, flush=True)
+    if ctx.args.metrics_port is not None:
+        where = f"{ctx.args.metrics_host or ctx.args.host}:{ctx.args.metrics_port}"
+        print(f"metrics for scrapers on http://{where}/metrics / 监控指标端口已启用", file=ctx.err, flush=True)
     serve(
-        ctx.config,
+        config,
         host=ctx.args.host,
-        port=ctx.args.port,
+        port=port,
         allow_remote=ctx.args.allow_remote,
         socket_path=socket_path,
+        metrics_port=ctx.args.metrics_port,
+        metrics_host=ctx.args.metrics_host,
     )
+    return EXIT_OK
+
+
+def _bridge_option(text: str) -> dict[str, object]:
+    """``--bridge PROFILE[:PORT]`` as Config overrides (a PORT is digits after the last colon)."""
+    name, colon, port = text.rpartition(":")
+    if colon and port.isdigit():
+        if not name or not 1 <= int(port) <= 65_535:
+            raise UsageError(
+                f"--bridge {text!r}: PROFILE[:PORT], the port 1 to 65535",
+                "--bridge的格式为 配置名[:端口]，端口为1到65535",
+            )
+        return {"bridge_profile": name, "bridge_port": int(port)}
+    return {"bridge_profile": text}
+
+
+def _list_bridges(ctx: Context) -> int:
+    """The shipped vendor-bridge profiles: name, transport, port, path and what they answer."""
+    from sscard.service.bridge_profiles import bundled, load_profile
+
+    for name in bundled():
+        p = load_profile(name)
+        print(f"{p.name:<12} {p.transport:<9} {p.port:>5} {p.path:<11} {p.description}", file=ctx.out)
     return EXIT_OK
 
 
@@ -119,7 +163,7 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
 
     def serve_build(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-        p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+        p.add_argument("--port", type=int, help="port (default [service] port, 8765)")
         p.add_argument(
             "--allow-remote",
             action="store_true",
@@ -132,6 +176,23 @@ def build(b: Builder, sub: Any, name: str, text: str) -> None:
             "--socket",
             metavar="PATH",
             help="also answer libSSCardDriver.so on this Unix-domain socket (default [service] socket; docs/native.md)",
+        )
+        p.add_argument(
+            "--bridge",
+            metavar="PROFILE[:PORT]",
+            help="also answer a vendor bridge's messages on its port (default [bridge] profile; see --list-bridges)",
+        )
+        p.add_argument("--list-bridges", action="store_true", help="list the shipped vendor-bridge profiles and exit")
+        p.add_argument(
+            "--metrics-port",
+            type=int,
+            metavar="PORT",
+            help="also listen on PORT for scrapers: only /metrics, /healthz and /readyz there (docs/fleet.md)",
+        )
+        p.add_argument(
+            "--metrics-host",
+            metavar="HOST",
+            help="address of the --metrics-port listener (default: --host; beyond loopback needs --allow-remote)",
         )
         p.add_argument(
             "--systemd-socket-unit",

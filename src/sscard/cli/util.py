@@ -83,7 +83,32 @@ class Context:
                 from sscard.privacy import show_personal_data
 
                 show_personal_data(True, f"[logging] show_personal_data in {self._config.source}")
+            self.apply_logging(self._config)
         return self._config
+
+    def apply_logging(self, config: Config | None = None) -> None:
+        """Point the log at ``--log-format``/``--log-file``, else at ``[logging]`` once the
+        configuration is read (options win); nothing changes while the choice stays the same."""
+        args = self.args
+        form = getattr(args, "log_format", None) or (config.log_format if config else "text")
+        path = getattr(args, "log_file", None) or (config.log_file if config else None)
+        sizes = (config.log_max_bytes, config.log_backups) if config else (None, None)
+        wanted = (form, path, *sizes)
+        applied = getattr(self, "_logging", None)
+        if wanted == applied or (applied is None and form == "text" and path is None):
+            return
+        from sscard.logfmt import DEFAULT_BACKUPS, DEFAULT_MAX_BYTES, configure_logging
+
+        max_bytes, backups = sizes
+        configure_logging(
+            getattr(args, "log_level", 30),
+            self.err,
+            form,
+            path,
+            max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
+            backups=DEFAULT_BACKUPS if backups is None else backups,
+        )
+        self._logging = wanted
 
     def emit(self, payload: dict[str, Any], text: str) -> None:
         print(json.dumps(payload, ensure_ascii=False) if self.json else text, file=self.out)

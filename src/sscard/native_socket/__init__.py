@@ -1,4 +1,4 @@
-"""The Unix-domain socket that ``libSSCardDriver.so`` talks to (docs/native.md, issue 13).
+"""The Unix-domain socket that ``libSSCardDriver.so`` and ``libHeaSecReadInfo.so`` talk to (docs/native.md).
 
 Kiosk programs written against the national reader interface (docs/card-reference.md §6.5) link the C library
 in ``native/``; each of its calls is one request on this socket, answered by calling the
@@ -22,7 +22,7 @@ part 10) — and never appear in a log, an event or an error.
 
 The package: ``protocol`` (the wire format, the calls' errors), ``pins`` (PIN sources: the page,
 PC/SC part 10 PIN pads), ``server`` (the server, runners, systemd socket activation, the entry
-point).
+point), ``heasec`` (``libHeaSecReadInfo.so``'s own operations: ``ReadSFZ``, ``GetPersonInfo``).
 """
 
 from __future__ import annotations
@@ -44,11 +44,15 @@ from sscard.native_socket.protocol import (
     DEFAULT_SOCKET,
     EXTRA_RETURN_CODES,
     PROTOCOL,
+    Answer,
     BadCall,
+    Parts,
     PinEntryCancelled,
     PinEntryTimeout,
     Request,
+    encode,
     encode_answer,
+    encode_parts,
     escape,
     national_code,
     parse_request,
@@ -74,10 +78,12 @@ __all__ = [
     "NOT_SUPPORTED",
     "PROTOCOL",
     "SYSTEMD_SOCKET_UNIT",
+    "Answer",
     "BadCall",
     "Control",
     "NativeSocketServer",
     "PagePinSource",
+    "Parts",
     "PinEntryCancelled",
     "PinEntryTimeout",
     "PinSource",
@@ -85,7 +91,9 @@ __all__ = [
     "Request",
     "Runner",
     "async_runner",
+    "encode",
     "encode_answer",
+    "encode_parts",
     "escape",
     "lock_runner",
     "main",

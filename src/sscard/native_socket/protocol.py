@@ -3,7 +3,11 @@
     request   SSCARD1 TAB FUNCTION TAB ENCODING TAB OUTSIZE TAB PIN_TIMEOUT_MS [TAB ARG]... LF
     answer    RC TAB LENGTH LF, then LENGTH bytes of pOutInfo (encoded, no NUL)
 
-Two numbers to parse on the C side, so it needs no JSON parser.
+Numbers to parse on the C side, so it needs no JSON parser.  A call with several outputs
+(libHeaSecReadInfo's ReadSFZ: the text, the business string, the photo) is answered with one
+length per part, the parts one after the other (:func:`encode_parts`)::
+
+    answer    RC TAB LENGTH1 TAB LENGTH2 ... LF, then the parts
 
 The errors of a call are :mod:`sscard.errors` classes with rows in its one table:
 ``PIN_ENTRY_CANCELLED`` (−31), ``PIN_ENTRY_TIMEOUT`` (−32), ``PARAMETER_ERROR`` (−14).
@@ -24,6 +28,13 @@ MAX_REQUEST = 64 * 1024
 MAX_PIN_TIMEOUT = 600.0
 #: Seconds a connected client has to send its request line.
 REQUEST_TIMEOUT = 5.0
+#: The most a byte part (a photo) may hold; the library's buffer for it is this size.
+MAX_BYTES_PART = 64 * 1024
+
+#: The outputs of a call with several: text (in the caller's encoding) or bytes (as they are).
+Parts = tuple[str | bytes, ...]
+#: What one call answers: its return code and pOutInfo's text, or its parts.
+Answer = tuple[int, str | Parts]
 
 
 #: The socket's "bad call" error (national −14): :class:`sscard.errors.ParameterError`.
@@ -127,19 +138,52 @@ def encode_answer(rc: int, text: str, request: Request | None) -> bytes:
     return f"{rc}\t{len(body)}\n".encode("ascii") + body
 
 
+def encode_parts(rc: int, parts: Parts, request: Request | None) -> bytes:
+    """``RC TAB LENGTH1 TAB LENGTH2 … LF`` + the parts: a call with several outputs.
+
+    Text parts are encoded like :func:`encode_answer`'s and each must fit OUTSIZE − 1 bytes (else
+    the whole answer is −14, never a part cut); byte parts go as they are (at most
+    :data:`MAX_BYTES_PART`).  A failure is never several parts: its message alone.
+    """
+    if rc != 0:
+        first = parts[0] if parts and isinstance(parts[0], str) else ""
+        return encode_answer(rc, first, request)
+    codec = request.codec if request else "gb18030"
+    limit = (request.outsize if request else 1024) - 1
+    bodies: list[bytes] = []
+    for part in parts:
+        body = part if isinstance(part, bytes) else part.encode(codec, errors="replace")
+        if len(body) > (MAX_BYTES_PART if isinstance(part, bytes) else limit):
+            return encode_answer(PARAMETER_CODE, "pOutInfo 缓冲区太小 / buffer too small", request)
+        bodies.append(body)
+    header = "\t".join([str(rc), *(str(len(b)) for b in bodies)])
+    return f"{header}\n".encode("ascii") + b"".join(bodies)
+
+
+def encode(answer: Answer, request: Request | None) -> bytes:
+    """One call's answer on the wire: :func:`encode_answer` for a text, :func:`encode_parts` for parts."""
+    rc, body = answer
+    return encode_answer(rc, body, request) if isinstance(body, str) else encode_parts(rc, body, request)
+
+
 __all__ = [
     "DEFAULT_SOCKET",
     "EXTRA_RETURN_CODES",
+    "MAX_BYTES_PART",
     "MAX_PIN_TIMEOUT",
     "MAX_REQUEST",
     "PARAMETER_CODE",
     "PROTOCOL",
     "REQUEST_TIMEOUT",
+    "Answer",
     "BadCall",
+    "Parts",
     "PinEntryCancelled",
     "PinEntryTimeout",
     "Request",
+    "encode",
     "encode_answer",
+    "encode_parts",
     "escape",
     "message",
     "national_code",

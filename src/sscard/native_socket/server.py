@@ -22,14 +22,16 @@ from typing import Any
 
 from sscard.errors import PinBlocked, PinIncorrect, SscardError
 from sscard.national import iReadCardBas, iReadCardBas_HSM_Step1, iReadCardBas_HSM_Step2
+from sscard.native_socket import heasec
 from sscard.native_socket.pins import PagePinSource, PinpadPinSource, PinSource
 from sscard.native_socket.protocol import (
     DEFAULT_SOCKET,
     MAX_REQUEST,
     REQUEST_TIMEOUT,
+    Answer,
     BadCall,
     Request,
-    encode_answer,
+    encode,
     message,
     national_code,
     parse_request,
@@ -87,14 +89,14 @@ def _pin_result(outcome: PinOutcome) -> tuple[int, str]:
 
 
 #: Runs one card operation for the server (the service passes one that takes its own lock).
-Runner = Callable[[Callable[[], tuple[int, str]]], tuple[int, str]]
+Runner = Callable[[Callable[[], Answer]], Answer]
 
 
 def lock_runner(lock: threading.Lock | threading.RLock | None = None) -> Runner:
     """A runner for standalone use: one operation at a time under ``lock``."""
     held = lock or threading.Lock()
 
-    def run(operation: Callable[[], tuple[int, str]]) -> tuple[int, str]:
+    def run(operation: Callable[[], Answer]) -> Answer:
         with held:
             return operation()
 
@@ -110,8 +112,8 @@ def async_runner(loop: asyncio.AbstractEventLoop, run: Callable[[Callable[[], An
         NativeSocketServer(terminal, path, runner=async_runner(loop, service.run), ...)
     """
 
-    def runner(operation: Callable[[], tuple[int, str]]) -> tuple[int, str]:
-        result: tuple[int, str] = asyncio.run_coroutine_threadsafe(_awaited(run, operation), loop).result()
+    def runner(operation: Callable[[], Answer]) -> Answer:
+        result: Answer = asyncio.run_coroutine_threadsafe(_awaited(run, operation), loop).result()
         return result
 
     return runner
@@ -125,10 +127,20 @@ class NativeSocketServer:
     """Answer the C library's requests on a Unix-domain socket, one thread per connection.
 
     ``runner(operation)`` runs each card operation (the service passes one that takes its own
-    lock, so socket calls and HTTP calls never overlap); ``pin_source`` supplies PINs.
+    lock, so socket calls and HTTP calls never overlap); ``pin_source`` supplies PINs;
+    ``on_call(function, rc)`` hears of each call once answered (the service's metrics).
     """
 
-    FUNCTIONS = ("iReadCardBas", "iReadCardBas_HSM_Step1", "iReadCardBas_HSM_Step2", "iVerifyPIN", "iChangePIN")
+    FUNCTIONS = (
+        "iReadCardBas",
+        "iReadCardBas_HSM_Step1",
+        "iReadCardBas_HSM_Step2",
+        "iVerifyPIN",
+        "iChangePIN",
+        # libHeaSecReadInfo.so's own (sscard.native_socket.heasec)
+        "ReadSFZ",
+        "GetPersonInfo",
+    )
 
     def __init__(
         self,
@@ -137,6 +149,7 @@ class NativeSocketServer:
         *,
         runner: Runner | None = None,
         pin_source: PinSource | None = None,
+        on_call: Callable[[str, int], None] | None = None,
         mode: int = 0o660,
         group: str | None = None,
         sock: socket.socket | None = None,
@@ -145,6 +158,9 @@ class NativeSocketServer:
         self.path = path
         self.runner = runner or lock_runner()
         self.pin_source = pin_source
+        #: Told ``(function, return code)`` after each call (the service's metrics); the function is
+        #: one of :attr:`FUNCTIONS` or ``other``, never what an unknown request line said.
+        self.on_call = on_call
         self._hsm_step1: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -206,29 +222,45 @@ class NativeSocketServer:
         with conn:
             conn.settimeout(REQUEST_TIMEOUT)
             request: Request | None = None
+            answer: Answer
             try:
                 line = _read_line(conn)
                 request = parse_request(line)
-                rc, text = self.dispatch(request, caller=peer_program(conn))
+                answer = self.dispatch(request, caller=peer_program(conn))
             except SscardError as exc:
-                rc, text = national_code(exc), message(exc)
+                answer = national_code(exc), message(exc)
             except OSError as exc:
                 log.info("native socket: dropped a request: %s", type(exc).__name__)
                 return
             except Exception:
                 log.exception("native socket: unexpected error")
-                rc, text = -13, "内部错误 / internal error"
+                answer = -13, "内部错误 / internal error"
             with contextlib.suppress(OSError):
                 conn.settimeout(REQUEST_TIMEOUT)
-                conn.sendall(encode_answer(rc, text, request))
-            log.info("native %s → %d", request.function if request else "?", rc)
+                conn.sendall(encode(answer, request))
+            log.info("native %s → %d", request.function if request else "?", answer[0])
+            if self.on_call is not None:
+                function = request.function if request and request.function in self.FUNCTIONS else "other"
+                self.on_call(function, answer[0])
 
-    def dispatch(self, request: Request, *, caller: str | None = None) -> tuple[int, str]:
-        """Run one national function; ``(return code, pOutInfo text)``.  ``caller``: who asked
-        (:func:`peer_program`), shown with a PIN request."""
+    def dispatch(self, request: Request, *, caller: str | None = None) -> Answer:
+        """Run one function; ``(return code, pOutInfo text)`` or, for several outputs, its parts.
+        ``caller``: who asked (:func:`peer_program`), shown with a PIN request."""
         fn = request.function
         if fn not in self.FUNCTIONS:
             return NOT_SUPPORTED, f"本库不支持此功能 / not supported by sscard: {fn[:40]}"
+        if fn == "ReadSFZ":
+            photo = heasec.photo_wanted(request.args)
+            return self.runner(lambda: heasec.read_sfz(self.terminal, photo=photo))
+        if fn == "GetPersonInfo":
+            settings = heasec.MedicalSettings.from_args(request.args)
+            return self.runner(
+                lambda: heasec.person_info(
+                    self.terminal,
+                    settings,
+                    verify_pin=lambda terminal: self._verify_for_credential(terminal, request.pin_timeout, caller),
+                )
+            )
         if fn == "iReadCardBas_HSM_Step2":
             if len(request.args) != 1:
                 raise BadCall("pKey")
@@ -240,18 +272,18 @@ class NativeSocketServer:
             return self.runner(self._hsm_step1_call)
         return self.runner(lambda: self._pin_call(fn, request.pin_timeout, caller))
 
-    def _hsm_step1_call(self) -> tuple[int, str]:
+    def _hsm_step1_call(self) -> Answer:
         rc, text = iReadCardBas_HSM_Step1(self.terminal)
         self._hsm_step1 = text if rc == 0 else None
         return rc, text
 
-    def _hsm_step2(self, key: str) -> tuple[int, str]:
+    def _hsm_step2(self, key: str) -> Answer:
         step1, self._hsm_step1 = self._hsm_step1, None
         if step1 is None:
             raise BadCall("call iReadCardBas_HSM_Step1 first")
         return iReadCardBas_HSM_Step2(self.terminal, step1, key)
 
-    def _pin_call(self, fn: str, timeout: float, caller: str | None = None) -> tuple[int, str]:
+    def _pin_call(self, fn: str, timeout: float, caller: str | None = None) -> Answer:
         """Check the card first (no card −2, blocked −52 at once), then ask for the PIN once."""
         source = self.pin_source
         if source is None:
@@ -269,6 +301,20 @@ class NativeSocketServer:
         except SscardError as exc:
             return national_code(exc), message(exc)
         return _pin_result(outcome)
+
+    def _verify_for_credential(self, terminal: Terminal, timeout: float, caller: str | None = None) -> None:
+        """GetPersonInfo's PIN check (CARD_PASSTYPE "1"): as iVerifyPIN, but a failure is raised."""
+        source = self.pin_source
+        if source is None:
+            raise BadCall("no PIN source configured")
+        terminal.check_pin_allowed()
+        status = terminal.pin_status()
+        outcome = status if status.state is PinState.BLOCKED else source.verify(terminal, timeout, caller)
+        if outcome.state is PinState.VERIFIED:
+            return
+        if outcome.state is PinState.BLOCKED:
+            raise PinBlocked()
+        raise PinIncorrect(outcome.tries_left if outcome.tries_left is not None else 0)
 
 
 def peer_program(conn: socket.socket) -> str | None:

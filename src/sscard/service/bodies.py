@@ -56,6 +56,7 @@ FIELDS: dict[str, dict[str, type | Choice]] = {
     "/v1/sign-in": {"pin": str, "method": Choice((*SIGN_IN_METHODS, "any")), "timeout": float},
     "/v1/token/verify": {"token": str, "terminal_id": str},
     "/v1/pin-entry": {"request": str, "pin": str, "old": str, "new": str, "cancel": bool},
+    "/v1/medical/credential": {"timeout": float, "pin": str},
 }
 
 

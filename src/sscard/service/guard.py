@@ -30,12 +30,21 @@ class GuardPolicy(Protocol):
     def refusals(self) -> RefusalLog: ...
 
 
-class Guard:
-    """Origin allow-list, bearer token and body size for HTTP and WebSocket alike."""
+#: Paths a loopback client without an Origin may call without the token (the page, the API description).
+OPEN_PATHS = frozenset({"/", "/v1/openapi.json"})
 
-    def __init__(self, app: ASGIApp, service: GuardPolicy) -> None:
+
+class Guard:
+    """Origin allow-list, bearer token and body size for HTTP and WebSocket alike.
+
+    ``open_paths``: :data:`OPEN_PATHS` on the service's port; none on a vendor bridge's, whose
+    ``/`` is the bridge itself (docs/service.md, "Vendor bridge profiles").
+    """
+
+    def __init__(self, app: ASGIApp, service: GuardPolicy, open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.service = service
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -100,7 +109,7 @@ class Guard:
             # <img src="http://127.0.0.1:8765/v1/photo"> on another site sends no Origin, but
             # browsers do say where the request comes from.
             return "sec-fetch-site", OriginRefused(f"Sec-Fetch-Site {clean(site)!r}")
-        open_path = scope.get("path") in ("/", "/v1/openapi.json")
+        open_path = scope.get("path") in self.open_paths
         if token and origin is None and not open_path and not _token_matches(headers, token):
             # Browser pages are vouched for by their Origin; other clients by the bearer token.
             return "token", Unauthorized()

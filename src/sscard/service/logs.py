@@ -12,15 +12,23 @@ Two rules, kept in one place so that no log call can forget them:
   otherwise fill the journal and hide what matters.  :class:`RefusalLog` writes the first
   refusal of each reason, then at most one line per reason per ``interval`` seconds, saying how
   many were suppressed in between.
+
+And every request's log records carry its request id (:class:`RequestIds`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import unicodedata
+import uuid
 from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sscard.logfmt import log_context
 
 #: Longest piece of request data written to the log, in characters, before ``…``.
 MAX_LOGGED = 200
@@ -70,9 +78,13 @@ class RefusalLog:
         self._lock = threading.Lock()
         #: reason → (time of the last line written, refusals suppressed since)
         self._state: dict[str, tuple[float, int]] = {}
+        #: Told every refusal's reason, suppressed or not (the service's metrics count them).
+        self.counted: Callable[[str], None] | None = None
 
     def refused(self, reason: str, detail: str) -> bool:
         """Log one refusal (``detail`` already :func:`clean`); False when it was suppressed."""
+        if self.counted is not None:
+            self.counted(reason)
         now = self.clock()
         with self._lock:
             last, suppressed = self._state.get(reason, (None, 0))
@@ -91,3 +103,34 @@ class RefusalLog:
         else:
             self.logger.warning("refused (%s): %s", reason, detail)
         return True
+
+
+#: A client's own ``X-Request-ID`` is kept when it looks like an id (so a kiosk page's id follows
+#: its request into the log); anything else is replaced, so the header cannot forge log content.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class RequestIds:
+    """ASGI middleware: every HTTP request and WebSocket gets a request id in its log records
+    (``request_id`` of ``--log-format json``, :func:`sscard.logfmt.log_context`, copied into the
+    worker threads that run card operations) and in the ``X-Request-ID`` response header; the
+    records also name the service's ``reader``."""
+
+    def __init__(self, app: ASGIApp, reader: str | None = None) -> None:
+        self.app = app
+        self.reader = reader
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or ()).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        with log_context(request_id=request_id, reader=self.reader):
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)

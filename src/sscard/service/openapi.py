@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sscard import __version__
+from sscard.medical import FIELDS as MEDICAL_FIELDS
 from sscard.service.bodies import FIELDS, Choice
 from sscard.service.problems import DEFAULT_STATUS, HTTP_STATUS
 
@@ -166,6 +167,15 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/medical/credential": {
+                "post": _op(
+                    "hospital front desks: wait for an SSC, ID card or e-voucher QR code (first wins); the medical "
+                    "insurance platform's person-query fields (docs/medical.md). `timeout`: seconds to wait "
+                    "(default 30, at most 300); `pin`: the SSC's PIN when [medical] card_passtype is 1",
+                    {"$ref": "#/components/schemas/MedicalCredential"},
+                    _body("/v1/medical/credential"),
+                )
+            },
             "/v1/events": {
                 "get": {
                     "summary": "WebSocket: one JSON message per event (card, reader, service, scan, session)",
@@ -178,6 +188,7 @@ def document() -> dict[str, Any]:
                     "responses": {"101": {"description": "switching to WebSocket"}},
                 }
             },
+            **_health_paths(),
         },
         "components": {
             "schemas": {
@@ -247,6 +258,21 @@ def document() -> dict[str, Any]:
                         "authenticated_by": STRING,
                     },
                 },
+                "MedicalCredential": {
+                    "type": "object",
+                    "description": (
+                        "the platform's six fields, all strings (empty when the credential has none); resolved "
+                        "false: an e-voucher not resolved (no [medical] ec_url), mdtrt_cert_no is the raw code"
+                    ),
+                    "required": [*MEDICAL_FIELDS, "resolved", "kind"],
+                    "properties": {
+                        **dict.fromkeys(MEDICAL_FIELDS, STRING),
+                        "mdtrt_cert_type": {"enum": ["01", "02", "03"]},
+                        "resolved": {"type": "boolean"},
+                        "kind": {"enum": ["ssc_card", "id_card", "qr"]},
+                    },
+                    "additionalProperties": False,
+                },
                 "PinOutcome": _obj(state=STRING, tries_left={"type": ["integer", "null"]}),
                 "Session": _obj(
                     id=STRING,
@@ -271,3 +297,25 @@ def document() -> dict[str, Any]:
 def _statuses() -> dict[str, Any]:
     """The HTTP status of each error code (the one error table's column), and of every other code."""
     return {"codes": dict(sorted(HTTP_STATUS.items())), "default": DEFAULT_STATUS}
+
+
+def _health_paths() -> dict[str, Any]:
+    """``/healthz``, ``/readyz``, ``/metrics`` (sscard.service.ready; docs/service.md "Health and metrics")."""
+    check = {"type": "object", "properties": {"ok": {"type": "boolean"}, "code": STRING}, "required": ["ok"]}
+    checks = {name: check for name in ("pcscd", "reader", "serial", "operations")}
+    ready = _obj(status={"enum": ["ready", "not_ready"]}, checks=_obj(**checks))
+    return {
+        "/healthz": {"get": _op("liveness: the process answers", _obj(status=STRING, service=STRING, version=STRING))},
+        "/readyz": {
+            "get": {
+                "summary": "readiness: pcscd, the reader, the serial devices, no card operation stuck; 200 or 503",
+                "responses": {"200": _json(ready, "ready"), "503": _json(ready, "not ready: the failed checks' codes")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text format (sscard_* metrics, docs/service.md)",
+                "responses": {"200": {"description": "the metrics", "content": {"text/plain": {}}}},
+            }
+        },
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -28,6 +29,7 @@ from sscard.ssc.pin import Pin
 from sscard.terminal import Terminal
 
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("sscard.service")
 
 
 def endpoint(handler: Callable[[Request, Service], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
@@ -38,6 +40,8 @@ def endpoint(handler: Callable[[Request, Service], Awaitable[Any]]) -> Callable[
         try:
             result = await handler(request, service)
         except SscardError as exc:
+            # One line per failed request (-v), its stable code in the JSON log's "code"; never a body.
+            log.info("%s %s: %s", request.method, clean(request.url.path), exc.code, extra={"code": exc.code})
             return error_response(exc)
         except ClientGone:
             # Nobody is left to answer (uvicorn drops what is sent); one line, no traceback.
@@ -181,6 +185,54 @@ async def token_verify(request: Request, service: Service) -> Any:
     key = load_public_key(path)
     claims = verify_token(token, key_ring([key]), terminal_id=text_field(body, "terminal_id", required=False))
     return {"session": claims.to_payload()}
+
+
+#: ``POST /v1/medical/credential``: how long it waits for a credential by default, and at most.
+MEDICAL_TIMEOUT_S, MEDICAL_TIMEOUT_MAX_S = 30.0, 300.0
+
+
+@endpoint
+async def medical_credential(request: Request, service: Service) -> Any:
+    """Wait for an SSC, ID card or e-voucher QR code (first wins) and answer the medical insurance
+    platform's person-query fields (docs/medical.md).
+
+    One card operation: it holds the reader for the whole wait, so other requests queue (and may
+    get SERVICE_BUSY after ``queue_timeout``).  The service's scanner follower yields the port to
+    the wait (:mod:`sscard.credentials`); the wait's scans reach ``/v1/events`` as its would.  ``pin``
+    is used only when ``[medical] card_passtype`` is ``"1"`` and an SSC is presented, verified once,
+    and wiped on the worker thread once the wait is over, whatever was presented.
+    """
+    from sscard.medical import medical_credential as wait_for_medical
+    from sscard.medical import pin_verifier, resolver_from_config
+
+    body = await body_of(request)
+    timeout = seconds_field(body, "timeout", MEDICAL_TIMEOUT_S, MEDICAL_TIMEOUT_MAX_S)
+    text = text_field(body, "pin", required=False)
+    pin = None if text is None else Pin.from_text(text)  # one buffer, wiped on the worker thread
+    config = service.config
+    resolver = resolver_from_config(config)  # a bad ec_url is CONFIG_ERROR before the wait
+    verify: Callable[[Terminal], None] | None = None
+    if config.medical_card_passtype == "1":
+        verify = pin_verifier(pin) if pin is not None else _pin_required
+
+    def operation() -> Any:
+        try:
+            return wait_for_medical(
+                service.terminal, timeout, resolver=resolver, verify_pin=verify, on_event=service.publish_event
+            )
+        finally:
+            if pin is not None:
+                pin.wipe()  # an ID card or a QR code came, or the wait failed: the PIN is not needed
+
+    found = await service.run(operation)
+    return found.to_json()
+
+
+def _pin_required(terminal: Terminal) -> None:
+    raise UsageError(
+        "[medical] card_passtype is 1: give the SSC's PIN as 'pin' in the body",
+        "本窗口需要校验社会保障卡密码，请在请求中提供密码",
+    )
 
 
 async def openapi(request: Request) -> Response:

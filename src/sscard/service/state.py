@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from sscard.native_socket import systemd_socket as inherited_socket
 from sscard.offers import CredentialInbox
 from sscard.service.hub import Hub
 from sscard.service.logs import RefusalLog
+from sscard.service.metrics import Metrics
 from sscard.service.problems import ServiceBusy
 from sscard.session import SessionEvent
 from sscard.terminal import Terminal
@@ -52,14 +54,27 @@ class Service:
     pin_page: PagePinSource | None = None
     #: What the resident just showed (card, QR code, ID card), for the next sign-in (sscard.offers).
     inbox: CredentialInbox = field(default_factory=CredentialInbox)
+    _pin_source: PinSource | None = None
+    #: GET /metrics (sscard.service.metrics): the terminal's observer, fed the events and refusals too.
+    metrics: Metrics = field(init=False)
+    #: The readiness probe's look at the reader still running, if any (sscard.service.ready).
+    probe: asyncio.Future[bool] | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.config, subscribers=lambda: len(self.hub.queues))
+        self.terminal.observer = self.metrics
+        self.refusals.counted = self.metrics.refused
 
     async def run(self, operation: Callable[[], Any]) -> Any:
         """One card operation at a time; the blocking call runs on a worker thread."""
+        began = time.perf_counter()
         try:
             await asyncio.wait_for(self.lock.acquire(), timeout=self.queue_timeout)
         except asyncio.TimeoutError:
+            self.metrics.queued(time.perf_counter() - began)
             self.refusals.refused("busy", f"a request waited {self.queue_timeout:g} s for the reader")
             raise ServiceBusy(f"waited {self.queue_timeout:g} s for the reader") from None
+        self.metrics.queued(time.perf_counter() - began)
         try:
             return await anyio.to_thread.run_sync(operation)
         finally:
@@ -103,20 +118,27 @@ class Service:
         inherited = inherited_socket()
         if path is None and inherited is None:
             return
-        source: PinSource
-        if self.config.service_pin_source == "pinpad":
-            source = PinpadPinSource()
-        else:
-            self.pin_page = source = PagePinSource(self._on_pin_request)
+        source = self.pin_source()
         self.native = NativeSocketServer(
             self.terminal,
             str(inherited.getsockname()) if inherited is not None else path or "",
             runner=async_runner(asyncio.get_running_loop(), self.run),
             pin_source=source,
+            on_call=self.metrics.native_call,
             group=socket_group(),
             sock=inherited,
         ).start()
         log.info("national-interface socket on %s", self.native.path)
+
+    def pin_source(self) -> PinSource:
+        """The configured PIN source (``[service] pin_source``), made once: the native socket's
+        iVerifyPIN/iChangePIN and a vendor bridge's PIN calls without a PIN share it."""
+        if self._pin_source is None:
+            if self.config.service_pin_source == "pinpad":
+                self._pin_source = PinpadPinSource()
+            else:
+                self.pin_page = self._pin_source = PagePinSource(self._on_pin_request)
+        return self._pin_source
 
     def stop_native(self) -> None:
         native, self.native = self.native, None
@@ -137,7 +159,12 @@ class Service:
                 self.inbox.withdraw("card", event.reader)
         elif event.cause == "service_lost":
             self.inbox.withdraw("card")
+        self.metrics.on_event(event)
         self.hub.publish(event.to_json())
+
+    def publish_event(self, event: Event) -> None:
+        """An event from a credential wait (scans, ID cards, devices) onto the hub, as the monitor's are."""
+        self._on_event(event)
 
     def sources(self) -> tuple[str, ...]:
         """The sign-in methods this service can wait for: the card, and the QR kinds and the ID

@@ -43,9 +43,11 @@ from sscard.errors import (
     ReplayPinRefused,
     TransportFailure,
 )
+from sscard.logfmt import log_context
 from sscard.ssc.application import PinOutcome, PinState, Progress, SscApplication
 from sscard.ssc.pin import Pin, PinLike
 from sscard.terminal.keys import open_key_service
+from sscard.terminal.observe import OperationObserver, observed
 from sscard.transports.base import Reader, Transport
 
 # sscard.session is imported where a session is made: it brings the event monitor and asyncio
@@ -125,6 +127,8 @@ class CardTerminal:
         self._sessions: SessionManager | None = None
         #: One operation at a time; session ends (from the monitor or the idle timer) wait for it.
         self._lock = threading.RLock()
+        #: Told of every card operation (sscard.terminal.observe): the service's metrics, None in the CLI.
+        self.observer: OperationObserver | None = None
 
     @classmethod
     def open(
@@ -230,6 +234,7 @@ class CardTerminal:
                 except _CONNECTION_ERRORS:
                     self._drop()
                     raise
+            stack.enter_context(log_context(reader=transport.name))  # the reader in JSON log lines
             try:
                 yield transport, SscApplication(standard_stack(transport, self.trace_sink)), fresh
             except _CONNECTION_ERRORS:
@@ -298,6 +303,7 @@ class CardTerminal:
         today: dt.date | None = None,
     ) -> CardResult: ...
 
+    @observed("read")
     def read(
         self,
         app: str | None = None,
@@ -357,6 +363,7 @@ class CardTerminal:
         header = self.reader.recorded_header
         return None if header is None else recorded_applications(header)
 
+    @observed("auth_check")
     def auth_check(self) -> str:
         """Is the card in the reader genuine?  Internal authentication only; returns who vouched.
 
@@ -372,6 +379,7 @@ class CardTerminal:
             self.card_identity = None  # what was read here is not a full read
             return authenticator.service.describe()
 
+    @observed("read_photo")
     def read_photo(self, progress: Progress | None = None) -> bytes:
         """The cardholder's photo (EF08; JPEG on the cards seen, format unconfirmed, docs/card-reference.md §1).
 
@@ -410,6 +418,7 @@ class CardTerminal:
         if not self.reader.accepts_pin:
             raise ReplayPinRefused(f"reader {self.reader.name!r}")
 
+    @observed("pin_status")
     def pin_status(self) -> PinOutcome:
         """Tries left, without spending one, where the card supports the status query."""
         with self._operation() as (transport, app, fresh):
@@ -417,6 +426,7 @@ class CardTerminal:
             self._check_same_card(transport, app, fresh)
             return app.pin_status()
 
+    @observed("verify")
     def verify(self, pin: PinLike) -> PinOutcome:
         """Verify the cardholder's PIN once.  Never retried: a retry could block the card.
 
@@ -437,6 +447,7 @@ class CardTerminal:
                 with _pin_in_flight():
                     return app.verify(secret)
 
+    @observed("change_pin")
     def change_pin(self, old: PinLike, new: PinLike) -> PinOutcome:
         """CHANGE PIN; both PINs checked for format first; a blocked PIN is not touched.
 

@@ -14,6 +14,7 @@ from sscard.errors import (
 )
 from sscard.ssc.records import validate
 from sscard.terminal.core import CardIdentity, CardTerminal
+from sscard.terminal.observe import observed
 
 if TYPE_CHECKING:
     from sscard.psam.hsm import HsmStep1
@@ -24,6 +25,7 @@ class HsmTerminal(CardTerminal):
 
     # -- the HSM two-step -------------------------------------------------------------------
 
+    @observed("hsm_step1")
     def hsm_step1(self, terminal_id: str | None = None) -> HsmStep1:
         """Step 1 of the HSM two-step (docs/card-reference.md §6): what the HSM needs, ending with GET CHALLENGE.
 
@@ -57,6 +59,7 @@ class HsmTerminal(CardTerminal):
                 terminal_id=self.config.terminal_id if terminal_id is None else terminal_id,
             )
 
+    @observed("hsm_step2")
     def hsm_step2(self, step1: HsmStep1 | str, answer: str, *, today: dt.date | None = None) -> CardRead:
         """Step 2: EXTERNAL AUTHENTICATE with the HSM's cryptogram as the card's next command, then
         read everything and check the card's internal-authentication answer against the HSM's.

@@ -15,6 +15,7 @@ from sscard.errors import (
 from sscard.ssc.pin import Pin
 from sscard.terminal.core import PinSource
 from sscard.terminal.hsm import HsmTerminal
+from sscard.terminal.observe import observed
 
 if TYPE_CHECKING:
     from sscard.session import Session, SessionEvent, SessionManager
@@ -48,6 +49,7 @@ class SignInTerminal(HsmTerminal):
     def session(self) -> Session | None:
         return self.sessions.active
 
+    @observed("sign_in")
     def sign_in(self, pin: PinSource | None = None, *, require_pin: bool | None = None) -> Session:
         """Card present → read (authenticating as configured) → PIN → a session.
 
@@ -104,6 +106,7 @@ class SignInTerminal(HsmTerminal):
             self.sessions._end_if(session.id, EndReason.CARD_REMOVED)
         return session
 
+    @observed("sign_out")
     def sign_out(self) -> Session:
         """End the active session (NotSignedIn if none) and drop the connection, so the card's
         PIN-verified state is not left for whoever talks to it next."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sscard.errors import (
+    AccessDenied,
     CardMute,
     CardRemoved,
     CardReset,
@@ -82,6 +83,7 @@ PCSC_ERRORS: Mapping[int, _ErrorFactory] = {
     _u32(scard.SCARD_W_UNRESPONSIVE_CARD): CardMute,
     _u32(scard.SCARD_W_UNPOWERED_CARD): CardMute,
     _u32(scard.SCARD_E_TIMEOUT): lambda detail: Timeout("the card reader", detail, what_zh="读卡器响应"),
+    _u32(scard.SCARD_W_SECURITY_VIOLATION): AccessDenied,  # polkit refused (udev/README.md)
 }
 
 _CARD_GONE: dict[bool, _ErrorFactory] = {False: NoCard, True: CardRemoved}
