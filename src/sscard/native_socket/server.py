@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from sscard.native_socket.protocol import (
     message,
     national_code,
     parse_request,
+    peer_program,
 )
 from sscard.ssc.application import PinOutcome, PinState
 from sscard.terminal import Terminal
@@ -315,24 +315,6 @@ class NativeSocketServer:
         if outcome.state is PinState.BLOCKED:
             raise PinBlocked()
         raise PinIncorrect(outcome.tries_left if outcome.tries_left is not None else 0)
-
-
-def peer_program(conn: socket.socket) -> str | None:
-    """The program at the other end of a Unix socket: ``"name (PID n)"`` from SO_PEERCRED and
-    /proc/PID/comm (the kernel's, not the client's word), None where that cannot be told."""
-    try:
-        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid = struct.unpack("3i", cred)[0]
-    except (OSError, AttributeError, struct.error):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
-            name = "".join(ch for ch in comm.read(64).strip() if ch.isprintable())
-    except OSError:
-        name = ""
-    return f"{name} (PID {pid})" if name else f"PID {pid}"
 
 
 def _read_line(conn: socket.socket) -> bytes:
