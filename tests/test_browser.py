@@ -440,6 +440,53 @@ def test_sign_in_with_a_qr_code_or_the_id_card(
         idcard.take_card()
 
 
+# -- 医保: the medical insurance platform's fields from whichever credential ----------------------------------
+
+
+@pytest.mark.parametrize(("width", "height", "elder"), SCREENS)
+@pytest.mark.parametrize("credential", ["card", "idcard", "evoucher"])
+def test_the_medical_insurance_entry(
+    page: Page,
+    vpcd_card: pcsc_env.InsertCard,
+    devices: tuple[SimulatedQrScanner, SimulatedIdCardReader],
+    credential: str,
+    width: int,
+    height: int,
+    elder: bool,
+) -> None:
+    """The 医保 entry (POST /v1/medical/credential): the resident taps it, then shows any credential."""
+    qr, idcard = devices
+    page.open(f"medical-{credential}", width, height, elder)
+    page.el("#medical-start").click()
+    page.until(lambda: page.visible("#medical-title") and "医保服务" in page.text("#medical-title"), "the 医保 prompt")
+    page.shot("waiting")
+    # The wait takes the serial ports over from the service's followers (sscard.credentials): give
+    # it a moment to open them, as a resident takes a moment to find the card.
+    time.sleep(1.0)
+    if credential == "card":
+        vpcd_card("typical")
+    elif credential == "idcard":
+        idcard.place(load_idcard("zhangsan"))
+    else:
+        qr.scan(fresh(EVOUCHER))
+    page.until(lambda: page.visible("#medical-fields"), "the platform's fields")
+    kind = page.text("#medical-type")
+    if credential == "card":
+        assert "社保卡" in kind and page.text("#medical-name") == "张*"
+        assert page.text("#medical-certno") == "1101**********1235"
+    elif credential == "idcard":
+        assert "身份证" in kind and page.text("#medical-name") == "张*"
+    else:
+        assert "医保码" in kind and page.visible("#medical-note")  # not resolved: no [medical] ec_url
+    assert "110101198503071235" not in page.driver.page_source
+    assert page.service.session() is None  # 医保 reads the credential; it signs nobody in
+    page.shot("recognised")
+    page.el("#medical-done").click()
+    page.until(lambda: page.visible("#prompt"), "the start again")
+    if credential == "idcard":
+        idcard.take_card()
+
+
 # -- a national-interface program asks for the PIN --------------------------------------------------------------
 
 

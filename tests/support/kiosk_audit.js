@@ -33,7 +33,8 @@ for (const el of document.body.querySelectorAll("*")) {
   if (el.clientHeight > 0 && el.scrollHeight > el.clientHeight + 1 && cs.display !== "inline") problems.push(`overflows its box downwards (${el.scrollHeight} > ${el.clientHeight}): ${name(el)}`);
   if (r.left < -1 || r.top < -1 || r.right > W + 1 || r.bottom > H + 1) problems.push(`off the screen: ${name(el)} at ${Math.round(r.left)},${Math.round(r.top)}–${Math.round(r.right)},${Math.round(r.bottom)}`);
   const parent = el.parentElement;
-  if (parent && parent !== document.body && cs.position !== "fixed" && cs.display !== "inline" && getComputedStyle(parent).display !== "inline") {
+  // (a rotating spinner's box grows with the rotation: its layout box is what must fit)
+  if (parent && parent !== document.body && cs.position !== "fixed" && cs.transform === "none" && cs.display !== "inline" && getComputedStyle(parent).display !== "inline") {
     const p = parent.getBoundingClientRect();
     if (r.left < p.left - 1 || r.right > p.right + 1 || r.top < p.top - 1 || r.bottom > p.bottom + 1) problems.push(`sticks out of its parent: ${name(el)}`);
   }
