@@ -217,6 +217,13 @@ def _claim_scanner(path: str) -> Iterator[None]:
             port.cond.notify_all()
 
 
+def claim_port(path: str) -> contextlib.AbstractContextManager[None]:
+    """The serial port at ``path`` for a one-off exchange in this process (libHeaSecReadInfo's
+    ``ReadSFZ``, a vendor bridge's ``read_idcard``): the service's follower of that port lets go of
+    it for as long as the ``with`` lasts, as it does for a credential wait."""
+    return _claim_scanner(path)
+
+
 def _open_port(sources: _Sources, path: str, baudrate: int) -> Any:
     """Open a serial port, waiting (and saying so once) while the device is absent."""
     from sscard.transports.serial import SerialPort
