@@ -24,7 +24,7 @@ PCSCD_SOCKET=${PCSCLITE_CSOCK_NAME:-/run/pcscd/pcscd.comm}
 # (tests/test_cli_polish.py; bash is there anyway); make and gcc for native/'s libSSCardDriver.so and
 # libHeaSecReadInfo.so, libjansson-dev for the latter's Init JSON (docs/native.md);
 # prometheus for its promtool, which checks and unit-tests docs/fleet-alerts.yml (tests/test_fleet_alerts.py;
-# 19 MB, ~11 s to install; where systemd runs, Debian also enables its server, which nothing here uses).
+# 19 MB, ~11 s to install; where systemd runs, the server Debian enables is disabled again below).
 DEB_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config chromium chromium-driver fonts-noto-cjk opensc zsh make libjansson-dev
     prometheus)
 
@@ -91,6 +91,12 @@ ensure_packages() {
     quietly "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     quietly "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # Debian's prometheus package (installed for its promtool only) enables a Prometheus server
+    # listening on every interface: a test set-up must not leave that running on a kiosk.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        step "disabling the Prometheus server Debian enabled (only promtool is used)"
+        quietly "${SUDO[@]}" systemctl disable --now prometheus || true
+    fi
     # A pcscd that was already running reads /etc/reader.conf.d only at start.
     if [[ " ${missing[*]} " == *" vsmartcard-vpcd "* ]] && pgrep -x pcscd >/dev/null 2>&1; then
         if [ -d /run/systemd/system ]; then

@@ -355,15 +355,25 @@ def decode_answer(raw: bytes, status: int = 200) -> EcPerson:
     return person
 
 
-def resolver_from_config(config: Config, signer: Signer | None = None) -> HttpEcResolver | None:
+def resolver_from_config(
+    config: Config,
+    signer: Signer | None = None,
+    *,
+    timeout: float | None = None,
+    org_id: str | None = None,
+) -> HttpEcResolver | None:
     """The resolver of ``[medical]`` (``ec_url`` and the request's fields), or None when no
-    ``ec_url`` is configured: e-vouchers then stay unresolved (``resolved: false``)."""
+    ``ec_url`` is configured: e-vouchers then stay unresolved (``resolved: false``).
+
+    ``timeout`` and ``org_id`` override ``[medical] timeout``/``org_id`` (libHeaSecReadInfo's
+    ``Init`` carries its own); every other field is the service's configuration.
+    """
     if not config.medical_ec_url:
         return None
     return HttpEcResolver(
         config.medical_ec_url,
-        timeout=config.medical_timeout,
-        org_id=config.medical_org_id,
+        timeout=config.medical_timeout if timeout is None else timeout,
+        org_id=config.medical_org_id if org_id is None else org_id,
         signer=signer,
         business_type=config.medical_business_type,
         operator_id=config.medical_operator_id,

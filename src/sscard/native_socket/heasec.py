@@ -142,24 +142,14 @@ def resolver_for(terminal: Terminal, settings: MedicalSettings) -> HttpEcResolve
     Init's ``TIMEOUT`` and ``ORG_ID`` (else ``[medical] org_id``) go into the request; the rest
     of ``ec.query`` (business type, operator, office, device) is the service's ``[medical]``.
     """
-    from sscard.medical import HttpEcResolver
+    from sscard.medical.ec import resolver_from_config
 
     if not settings.ec_url:
         return None
     config = terminal.config
     if settings.ec_url != config.medical_ec_url:
         raise EcUrlNotAllowed()
-    return HttpEcResolver(
-        settings.ec_url,
-        timeout=settings.timeout,
-        org_id=settings.org_id or config.medical_org_id,
-        business_type=config.medical_business_type,
-        operator_id=config.medical_operator_id,
-        operator_name=config.medical_operator_name,
-        office_id=config.medical_office_id,
-        office_name=config.medical_office_name,
-        device_type=config.medical_device_type,
-    )
+    return resolver_from_config(config, timeout=settings.timeout, org_id=settings.org_id or config.medical_org_id)
 
 
 def person_info(
