@@ -264,3 +264,30 @@ def test_every_credential_through_sscard_serve_over_pcscd(
         # The card offered when it went in is still the first: "any" signs in with it.
         session = client.post("/v1/sign-in", json={"method": "any", "pin": "123456", "timeout": 1}).json()["session"]
         assert session["method"] == "card+pin"
+
+
+def test_a_one_off_read_takes_the_id_card_port_from_the_follower(idcard: SimulatedIdCardReader) -> None:
+    """ReadSFZ and a bridge's read_idcard read the ID card themselves (sscard.credentials.claim_port):
+    the service's follower lets go of the port meanwhile, so no frame is shared between the two,
+    and the card the read took is not offered again when the follower takes the port back."""
+    from sscard.credentials import claim_port, follow_idcard
+    from sscard.idcard import IdCardReader
+    from sscard.transports.serial import SerialPort
+
+    offered: list[Any] = []
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=follow_idcard, args=(str(idcard.path), 115200, stop, lambda _event: None, offered.append), daemon=True
+    )
+    follower.start()
+    try:
+        idcard.place(load_idcard("zhangsan"))
+        wait_for(lambda: len(offered) == 1)  # the follower read it once
+        for _ in range(5):
+            with claim_port(str(idcard.path)), SerialPort(str(idcard.path), 115200) as port:
+                assert IdCardReader(port).read_card().name == "张三"
+        time.sleep(1.0)  # the follower has the port again, the card still lies there
+        assert len(offered) == 1
+    finally:
+        stop.set()
+        follower.join(5)
