@@ -208,6 +208,8 @@ class Page:
         self.until(lambda: self.el("#conn").get_attribute("data-state") == "open", "the event stream connected")
         self.until(lambda: self.visible("#prompt"), "the welcome prompt")
         assert self.driver.execute_script("return document.documentElement.classList.contains('elder')") is elder
+        icon = self.driver.execute_script("const l = document.querySelector('link[rel=icon]'); return l && l.href")
+        assert icon and icon.startswith("data:image/svg+xml"), "no favicon (or one the browser must fetch)"
         return self
 
     def el(self, css: str) -> Any:
