@@ -75,6 +75,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("sscard.tokens", 4),
     ("sscard.tokens.*", 4),
     ("sscard.credentials", 4),
+    ("sscard.offers", 4),
     ("sscard.readers", 4),
     ("sscard.readers_sim", 4),
     ("sscard.cli", 5),

@@ -72,6 +72,8 @@ port = 8765
 socket = "/run/sscard/sscard.sock"
 pin_source = "pinpad"
 
+[kiosk]
+idle_timeout = 45
 [bridge]
 profile = "ssc-ws"
 port = 12342
@@ -120,6 +122,7 @@ def test_every_documented_key_is_accepted(tmp_path: Path) -> None:
     config = load_config(path, env={})
     assert config.qr_terminator == "CRLF" and config.token_ttl == 300 and config.session_idle == 300.0
     assert config.service_socket == "/run/sscard/sscard.sock" and config.service_pin_source == "pinpad"
+    assert config.kiosk_idle == 45.0
     assert config.service_origins == ("http://127.0.0.1:8765",) and config.service_token == "s3cret-token"
     assert {key.path for key in SCHEMA} == {
         f"{section}.{line.split(' = ')[0]}"

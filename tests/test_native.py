@@ -119,11 +119,25 @@ def cli_line(reader: str) -> str:
     return proc.stdout.decode("utf-8").rstrip("\n")
 
 
+Events = queue.Queue[dict[str, Any]]
+
+
+def pin_events() -> tuple[Events, Events, Callable[[dict[str, Any]], None]]:
+    """The page PIN source's events: the requests in one queue, their ends (``pin_request_closed``)
+    in another, so a test answering requests in turn sees only requests."""
+    requests: Events = queue.Queue()
+    closed: Events = queue.Queue()
+    return requests, closed, lambda event: (closed if event["kind"] == "pin_request_closed" else requests).put(event)
+
+
 class Served:
     """An in-process server on a temporary socket, its events, and the page PIN source."""
 
-    def __init__(self, server: NativeSocketServer, source: PagePinSource, events: queue.Queue[dict[str, Any]]) -> None:
+    def __init__(
+        self, server: NativeSocketServer, source: PagePinSource, events: Events, closed: Events | None = None
+    ) -> None:
         self.server, self.source, self.events = server, source, events
+        self.closed: Events = closed if closed is not None else queue.Queue()
         self.env = {"SSCARD_SOCKET": server.path}
 
     def answer_next(self, **answer: Any) -> threading.Thread:
@@ -145,11 +159,11 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
 
     def start(reader: str = "sim:typical", **terminal_kw: Any) -> Served:
         terminal = Terminal.open(reader) if not terminal_kw else Terminal.open(reader, **terminal_kw)
-        events: queue.Queue[dict[str, Any]] = queue.Queue()
-        source = PagePinSource(events.put)
+        events, closed, publish = pin_events()
+        source = PagePinSource(publish)
         server = NativeSocketServer(terminal, str(tmp_path / f"s{len(started)}.sock"), pin_source=source).start()
         started.append((server, terminal))
-        return Served(server, source, events)
+        return Served(server, source, events, closed)
 
     yield start
     for server, terminal in started:
@@ -283,7 +297,17 @@ def test_no_answer_is_minus_32(native: dict[str, Path], serve: Callable[..., Ser
     began = time.monotonic()
     [(rc, _)] = run_c(native["driver"], LIB, "iVerifyPIN", env={**served.env, "SSCARD_PIN_TIMEOUT": "1"})
     assert rc == -32 and time.monotonic() - began < 10
-    assert served.events.get_nowait()["operation"] == "verify"
+    requested = served.events.get_nowait()
+    assert requested["operation"] == "verify"
+    # Who asked and for how long (issue 16 item 2: the page shows both), then the request's end.
+    assert requested["timeout"] == 1
+    assert re.fullmatch(r".+ \(PID \d+\)", requested["caller"]), requested["caller"]
+    assert requested["caller"].startswith(Path(native["driver"]).name[:15])
+    assert served.closed.get(timeout=5) == {
+        "kind": "pin_request_closed",
+        "request": requested["request"],
+        "reason": "timeout",
+    }
 
 
 def test_a_pin_of_the_wrong_format_is_minus_33(native: dict[str, Path], serve: Callable[..., Served]) -> None:
@@ -519,6 +543,8 @@ def test_through_pcscd_vpcd(
 
     def answer(pin: str) -> None:
         event = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+        while event["kind"] == "pin_request_closed":  # the previous request's end
+            event = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
         assert event["kind"] == "pin_requested" and event["operation"] == "verify"
         proc.stdin.write(json.dumps({"request": event["request"], "pin": pin}) + "\n")  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]

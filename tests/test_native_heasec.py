@@ -25,7 +25,7 @@ from sscard.config import Config
 from sscard.native_socket import Request, encode_parts
 from sscard.native_socket.heasec import SFZ_FIELDS
 from sscard.sim.serial_idcard import SimulatedIdCardReader, load_idcard
-from test_native import NATIVE, Served, cli_line, native, serve
+from test_native import NATIVE, Served, cli_line, native, pin_events, serve
 from test_native_serve import sscard_serve
 
 __all__ = ["native", "serve", "sscard_serve"]  # fixtures shared with test_native.py, test_native_serve.py
@@ -528,7 +528,6 @@ def qr_scanner(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def front_desk(tmp_path: Path) -> Iterator[Callable[..., tuple[Served, Any]]]:
     """A socket server on a simulated SSC reader (empty unless ``persona``), with ``config``."""
-    import queue
 
     from sscard.native_socket import NativeSocketServer, PagePinSource
     from sscard.sim import SimulatedCard, load_persona
@@ -542,11 +541,11 @@ def front_desk(tmp_path: Path) -> Iterator[Callable[..., tuple[Served, Any]]]:
         if persona is None:
             reader.remove()
         terminal = Terminal(reader, config=config)
-        events: queue.Queue[dict[str, Any]] = queue.Queue()
-        source = PagePinSource(events.put)
+        events, closed, publish = pin_events()
+        source = PagePinSource(publish)
         server = NativeSocketServer(terminal, str(tmp_path / f"desk{len(started)}.sock"), pin_source=source).start()
         started.append((server, terminal))
-        return Served(server, source, events), reader
+        return Served(server, source, events, closed), reader
 
     yield start
     for server, terminal in started:

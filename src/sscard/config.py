@@ -65,6 +65,8 @@ Example::
     # socket = "/run/sscard/sscard.sock"   # national-interface socket (docs/native.md)
     pin_source = "page"     # page (the kiosk page, /v1/pin-entry) | pinpad (the reader's PIN pad)
 
+    [kiosk]                 # the reference kiosk page the service serves (docs/service.md)
+    idle_timeout = 60       # seconds without a touch before the page returns to its start (and signs out)
     [bridge]                # a vendor bridge's messages on its port (docs/service.md)
     # profile = "ssc-ws"    # a shipped profile (sscard serve --list-bridges) or a TOML path
     # port = 12342          # default: the profile's own
@@ -186,6 +188,8 @@ class Config:
     service_port: int = 8765
     service_socket: str | None = None
     service_pin_source: str = "page"
+    #: The reference kiosk page: seconds without a touch before it returns to its start.
+    kiosk_idle: float = 60.0
     #: A vendor bridge served beside the API (docs/service.md, "Vendor bridge profiles"): the
     #: profile (a shipped name or a TOML path) and its port (None: the profile's own).
     bridge_profile: str | None = None
@@ -464,6 +468,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("service", "port", "service_port", Number(1, 65_535, whole=True), "SSCARD_SERVICE_PORT"),
     Key("service", "socket", "service_socket", TEXT),
     Key("service", "pin_source", "service_pin_source", Text(choices=PIN_SOURCES)),
+    Key("kiosk", "idle_timeout", "kiosk_idle", Number(low=1, high=3600)),
     Key("bridge", "profile", "bridge_profile", TEXT),
     Key("bridge", "port", "bridge_port", Number(1, 65_535, whole=True)),
     Key("logging", "show_personal_data", "show_personal_data", FLAG),

@@ -8,10 +8,15 @@ credential wins and the others are stopped.  A serial device that is unplugged i
 ``device_removed`` event and waited for; the other sources keep serving (issue 5 item 3).
 
 The card itself is read on the caller's thread after it wins, so the card reader is never used
-by two threads at once.  Nor is a QR scanner's port: a follower (:func:`follow_scanner`: the
-service, ``sscard watch``) yields the port to a credential wait in the same process for as long as
-the wait lasts and takes it back afterwards, since a serial port read by two threads gives each
-part of the bytes (issue 14: the service's ``/v1/medical/credential``, the native library's calls).
+by two threads at once.  Nor is a serial port: a follower (:func:`follow_scanner`,
+:func:`follow_idcard`: the service, ``sscard watch``) yields the port to a credential wait in the
+same process for as long as the wait lasts and takes it back afterwards, since a serial port read
+by two threads gives each part of the bytes (issue 14: the service's ``/v1/medical/credential``,
+the native library's calls).
+
+Why one module of over 400 lines: the one-off wait and the resident process's followers share
+the sources (the card, the scanner's scans, the ID-card reader's reads) and the port hand-over
+between them; split, the hand-over would sit apart from the two sides it coordinates.
 """
 
 from __future__ import annotations
@@ -236,6 +241,13 @@ def _claim_scanner(path: str) -> Iterator[None]:
             port.cond.notify_all()
 
 
+def claim_port(path: str) -> contextlib.AbstractContextManager[None]:
+    """The serial port at ``path`` for a one-off exchange in this process (libHeaSecReadInfo's
+    ``ReadSFZ``, a vendor bridge's ``read_idcard``): the service's follower of that port lets go of
+    it for as long as the ``with`` lasts, as it does for a credential wait."""
+    return _claim_scanner(path)
+
+
 def _open_port(sources: _Sources, path: str, baudrate: int) -> Any:
     """Open a serial port, waiting (and saying so once) while the device is absent."""
     from sscard.transports.serial import SerialPort
@@ -384,6 +396,19 @@ def _read_qr(sources: _Sources, path: str, config: QrConfig) -> None:
 def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
     if not os.path.exists(path):
         sources.looked.set()  # an unplugged reader has nothing on it to report
+    with _claim_scanner(path):  # a follower (the service's [idcard]) lets go of the port meanwhile
+        for record in _idcards(sources, path, baudrate):
+            sources.results.put(("idcard", (record, path)))
+            return
+
+
+def _idcards(
+    sources: _Sources, path: str, baudrate: int, *, each_once: bool = False, lying: bool = False
+) -> Iterator[IdCardRecord]:
+    """The ID cards laid on the reader at ``path`` until ``sources.stop``, each published as
+    ``id_card_read``.  ``each_once``: after a card is read, wait for it to be lifted before the
+    next read (a card left lying on the reader is one offer, not one every poll); ``lying``: a
+    card there now was read already (by the wait the follower yielded the port to)."""
     port = _open_port(sources, path, baudrate)
     if port is None:
         return
@@ -396,13 +421,18 @@ def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
             finally:
                 sources.looked.set()
             sources.seen.add(CredentialKind.ID_CARD)  # on the reader, whether or not it wins
+            if lying:  # still there: do not read it again
+                sources.stop.wait(IDCARD_POLL_S)
+                continue
             reader.select()
             record = reader.read()
         except IdCardNoCard:
+            lying = False
             sources.seen.discard(CredentialKind.ID_CARD)
             sources.stop.wait(IDCARD_POLL_S)
             continue
         except DeviceRemoved as exc:
+            lying = False
             sources.event(EventKind.DEVICE_REMOVED, path, exc.detail)
             while not sources.stop.is_set():
                 try:
@@ -418,31 +448,75 @@ def _read_idcard(sources: _Sources, path: str, baudrate: int) -> None:
             sources.stop.wait(IDCARD_POLL_S)
             continue
         except SscardError as exc:
+            if each_once:  # a resident process: say so and keep serving
+                log.warning("ID-card reader %s: %s; trying again", path, exc.code)
+                sources.stop.wait(REOPEN_S)
+                continue
             sources.results.put(("error", exc))
             return
         sources.event(EventKind.ID_CARD_READ, path, id_number_suffix=record.id_number[-4:])
-        sources.results.put(("idcard", (record, path)))
-        return
+        lying = each_once
+        yield record
 
 
-def follow_scanner(path: str, config: QrConfig, stop: threading.Event, publish: Callable[[Event], None]) -> None:
-    """Publish every scan of the scanner at ``path`` as an event until ``stop`` (``sscard watch``,
-    the service).  A missing or unplugged scanner is ``device_removed`` (once) and waited for, then
-    ``device_restored``; a rejected scan is logged and listening goes on.  While a credential wait
-    in this process claims the port (:func:`wait_for_credential`), the port is closed and the
-    wait publishes what it reads itself; following resumes when the wait ends."""
+def _follow(path: str, stop: threading.Event, run: Callable[[threading.Event, bool], None]) -> None:
+    """Run ``run(pause, resumed)`` on the port at ``path`` until ``stop``, letting go of the port
+    whenever a credential wait in this process claims it, and taking it back when the wait ends."""
     port = _scanner_port(path)
+    resumed = False
     while not stop.is_set():
         with port.cond:
             if port.waits:
                 port.cond.wait(0.2)  # a wait has the port
+                resumed = True
                 continue
             pause = _Pause(stop)
             port.followers.add(pause)
         try:
-            for _credential in _scans(_Sources(pause, publish), path, config):
-                pass  # already published as qr_scanned
+            run(pause, resumed)
         finally:
             with port.cond:
                 port.followers.discard(pause)
                 port.cond.notify_all()
+
+
+def follow_scanner(
+    path: str,
+    config: QrConfig,
+    stop: threading.Event,
+    publish: Callable[[Event], None],
+    on_credential: Callable[[Credential], None] | None = None,
+) -> None:
+    """Publish every scan of the scanner at ``path`` as an event until ``stop`` (``sscard watch``,
+    the service), and hand it to ``on_credential``.  A missing or unplugged scanner is
+    ``device_removed`` (once) and waited for, then ``device_restored``; a rejected scan is logged
+    and listening goes on.  While a credential wait in this process claims the port
+    (:func:`wait_for_credential`), the port is closed and the wait publishes what it reads itself;
+    following resumes when the wait ends."""
+
+    def run(pause: threading.Event, resumed: bool) -> None:
+        for credential in _scans(_Sources(pause, publish), path, config):
+            if on_credential is not None:  # already published as qr_scanned
+                on_credential(Credential(CredentialKind.QR, credential.device, qr=credential))
+
+    _follow(path, stop, run)
+
+
+def follow_idcard(
+    path: str,
+    baudrate: int,
+    stop: threading.Event,
+    publish: Callable[[Event], None],
+    on_credential: Callable[[Credential], None],
+) -> None:
+    """Read every ID card laid on the reader at ``path`` until ``stop`` (the service's ``[idcard]``):
+    each is published as ``id_card_read`` (the ID number's last four digits only) and handed to
+    ``on_credential``; a card left lying there is read once.  An unplugged reader is
+    ``device_removed`` and waited for, as the scanner is; a credential wait in this process gets
+    the port as it gets the scanner's, and the card it read is not read again afterwards."""
+
+    def run(pause: threading.Event, resumed: bool) -> None:
+        for record in _idcards(_Sources(pause, publish), path, baudrate, each_once=True, lying=resumed):
+            on_credential(Credential(CredentialKind.ID_CARD, path, id_card=record))
+
+    _follow(path, stop, run)

@@ -95,7 +95,9 @@ def read_sfz(terminal: Terminal, *, photo: bool) -> Answer:
             "[idcard] port is not set: the service has no ID-card reader for ReadSFZ",
             problem_zh="读卡服务未配置身份证阅读器",
         )
-    with SerialPort(path, terminal.config.idcard_baudrate) as port:
+    from sscard.credentials import claim_port
+
+    with claim_port(path), SerialPort(path, terminal.config.idcard_baudrate) as port:  # the follower lets go
         record = IdCardReader(port, timeout=IDCARD_TIMEOUT).read_card()
     return 0, (sfz_line(record), "", record.photo_wlt if photo else b"")
 

@@ -22,11 +22,15 @@ from sscard.terminal import Terminal
 
 
 class PinSource(Protocol):
-    """Where the PIN of an ``iVerifyPIN``/``iChangePIN`` comes from.  Runs inside the card lock."""
+    """Where the PIN of an ``iVerifyPIN``/``iChangePIN`` comes from.  Runs inside the card lock.
 
-    def verify(self, terminal: Terminal, timeout: float) -> PinOutcome: ...
+    ``caller``: the program that asked, when the socket can tell (``"name (PID n)"``), so the
+    resident sees who wants the PIN.
+    """
 
-    def change(self, terminal: Terminal, timeout: float) -> PinOutcome: ...
+    def verify(self, terminal: Terminal, timeout: float, caller: str | None = None) -> PinOutcome: ...
+
+    def change(self, terminal: Terminal, timeout: float, caller: str | None = None) -> PinOutcome: ...
 
 
 @dataclass
@@ -54,8 +58,11 @@ def _pin_of(given: str | bytearray | Pin | None) -> Pin:
 class PagePinSource:
     """The kiosk page types the PIN: publish ``pin_requested``, wait for :meth:`answer`.
 
-    ``publish`` gets ``{"kind": "pin_requested", "request": ID, "operation": "verify"|"change"}``
-    (the service forwards it on ``/v1/events``); ``POST /v1/pin-entry`` calls :meth:`answer`.
+    ``publish`` gets ``{"kind": "pin_requested", "request": ID, "operation": "verify"|"change",
+    "timeout": seconds, "caller": "name (PID n)" | None}`` (the service forwards it on
+    ``/v1/events``); ``POST /v1/pin-entry`` calls :meth:`answer`.  When the request closes —
+    answered, cancelled, timed out — ``{"kind": "pin_request_closed", "request": ID, "reason":
+    "answered" | "cancelled" | "timeout"}`` follows, so every page showing the pad takes it down.
     """
 
     def __init__(self, publish: Callable[[dict[str, Any]], None]) -> None:
@@ -93,13 +100,22 @@ class PagePinSource:
         return True
 
     @contextlib.contextmanager
-    def _ask(self, operation: str, timeout: float) -> Iterator[tuple[Pin, ...]]:
+    def _ask(self, operation: str, timeout: float, caller: str | None) -> Iterator[tuple[Pin, ...]]:
         request = secrets.token_hex(8)
         pending = _Pending(operation)
         with self._lock:
             self._pending[request] = pending
+        reason = "timeout"
         try:
-            self.publish({"kind": "pin_requested", "request": request, "operation": operation})
+            self.publish(
+                {
+                    "kind": "pin_requested",
+                    "request": request,
+                    "operation": operation,
+                    "timeout": round(timeout, 3),
+                    "caller": caller,
+                }
+            )
             answered = pending.done.wait(timeout)
             with self._lock:
                 self._pending.pop(request, None)
@@ -107,18 +123,21 @@ class PagePinSource:
             if not answered:
                 raise PinEntryTimeout(f"no answer to request {request} in {timeout:g} s")
             if pending.cancelled:
+                reason = "cancelled"
                 raise PinEntryCancelled(f"request {request}")
+            reason = "answered"
             yield pending.pins
         finally:
             for p in pending.pins:
                 p.wipe()
+            self.publish({"kind": "pin_request_closed", "request": request, "reason": reason})
 
-    def verify(self, terminal: Terminal, timeout: float) -> PinOutcome:
-        with self._ask("verify", timeout) as (pin,):
+    def verify(self, terminal: Terminal, timeout: float, caller: str | None = None) -> PinOutcome:
+        with self._ask("verify", timeout, caller) as (pin,):
             return terminal.verify(pin)
 
-    def change(self, terminal: Terminal, timeout: float) -> PinOutcome:
-        with self._ask("change", timeout) as (old, new):
+    def change(self, terminal: Terminal, timeout: float, caller: str | None = None) -> PinOutcome:
+        with self._ask("change", timeout, caller) as (old, new):
             return terminal.change_pin(old, new)
 
 
@@ -263,8 +282,8 @@ class PinpadPinSource:
                 raise BadCall("the reader has no PIN pad (FEATURE_VERIFY/MODIFY_PIN_DIRECT)")
             return pinpad_outcome(channel.control(code, structure))
 
-    def verify(self, terminal: Terminal, timeout: float) -> PinOutcome:
+    def verify(self, terminal: Terminal, timeout: float, caller: str | None = None) -> PinOutcome:
         return self._run(terminal, FEATURE_VERIFY_PIN_DIRECT, verify_structure(self.digits, int(timeout)))
 
-    def change(self, terminal: Terminal, timeout: float) -> PinOutcome:
+    def change(self, terminal: Terminal, timeout: float, caller: str | None = None) -> PinOutcome:
         return self._run(terminal, FEATURE_MODIFY_PIN_DIRECT, modify_structure(self.digits, int(timeout)))

@@ -15,6 +15,8 @@ The errors of a call are :mod:`sscard.errors` classes with rows in its one table
 
 from __future__ import annotations
 
+import socket
+import struct
 from dataclasses import dataclass
 
 from sscard.errors import ParameterError, PinEntryCancelled, PinEntryTimeout, SscardError
@@ -190,3 +192,21 @@ __all__ = [
     "parse_request",
     "unescape",
 ]
+
+
+def peer_program(conn: socket.socket) -> str | None:
+    """The program at the other end of a Unix socket: ``"name (PID n)"`` from SO_PEERCRED and
+    /proc/PID/comm (the kernel's, not the client's word), None where that cannot be told."""
+    try:
+        cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid = struct.unpack("3i", cred)[0]
+    except (OSError, AttributeError, struct.error):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as comm:
+            name = "".join(ch for ch in comm.read(64).strip() if ch.isprintable())
+    except OSError:
+        name = ""
+    return f"{name} (PID {pid})" if name else f"PID {pid}"

@@ -34,6 +34,7 @@ from sscard.native_socket.protocol import (
     message,
     national_code,
     parse_request,
+    peer_program,
 )
 from sscard.ssc.application import PinOutcome, PinState
 from sscard.terminal import Terminal
@@ -225,7 +226,7 @@ class NativeSocketServer:
             try:
                 line = _read_line(conn)
                 request = parse_request(line)
-                answer = self.dispatch(request)
+                answer = self.dispatch(request, caller=peer_program(conn))
             except SscardError as exc:
                 answer = national_code(exc), message(exc)
             except OSError as exc:
@@ -242,8 +243,9 @@ class NativeSocketServer:
                 function = request.function if request and request.function in self.FUNCTIONS else "other"
                 self.on_call(function, answer[0])
 
-    def dispatch(self, request: Request) -> Answer:
-        """Run one function; ``(return code, pOutInfo text)`` or, for several outputs, its parts."""
+    def dispatch(self, request: Request, *, caller: str | None = None) -> Answer:
+        """Run one function; ``(return code, pOutInfo text)`` or, for several outputs, its parts.
+        ``caller``: who asked (:func:`peer_program`), shown with a PIN request."""
         fn = request.function
         if fn not in self.FUNCTIONS:
             return NOT_SUPPORTED, f"本库不支持此功能 / not supported by sscard: {fn[:40]}"
@@ -256,7 +258,7 @@ class NativeSocketServer:
                 lambda: heasec.person_info(
                     self.terminal,
                     settings,
-                    verify_pin=lambda terminal: self._verify_for_credential(terminal, request.pin_timeout),
+                    verify_pin=lambda terminal: self._verify_for_credential(terminal, request.pin_timeout, caller),
                 )
             )
         if fn == "iReadCardBas_HSM_Step2":
@@ -268,7 +270,7 @@ class NativeSocketServer:
             return self.runner(lambda: iReadCardBas(self.terminal))
         if fn == "iReadCardBas_HSM_Step1":
             return self.runner(self._hsm_step1_call)
-        return self.runner(lambda: self._pin_call(fn, request.pin_timeout))
+        return self.runner(lambda: self._pin_call(fn, request.pin_timeout, caller))
 
     def _hsm_step1_call(self) -> Answer:
         rc, text = iReadCardBas_HSM_Step1(self.terminal)
@@ -281,7 +283,7 @@ class NativeSocketServer:
             raise BadCall("call iReadCardBas_HSM_Step1 first")
         return iReadCardBas_HSM_Step2(self.terminal, step1, key)
 
-    def _pin_call(self, fn: str, timeout: float) -> Answer:
+    def _pin_call(self, fn: str, timeout: float, caller: str | None = None) -> Answer:
         """Check the card first (no card −2, blocked −52 at once), then ask for the PIN once."""
         source = self.pin_source
         if source is None:
@@ -292,20 +294,22 @@ class NativeSocketServer:
             if status.state is PinState.BLOCKED:
                 return _pin_result(status)
             outcome = (
-                source.verify(self.terminal, timeout) if fn == "iVerifyPIN" else source.change(self.terminal, timeout)
+                source.verify(self.terminal, timeout, caller)
+                if fn == "iVerifyPIN"
+                else source.change(self.terminal, timeout, caller)
             )
         except SscardError as exc:
             return national_code(exc), message(exc)
         return _pin_result(outcome)
 
-    def _verify_for_credential(self, terminal: Terminal, timeout: float) -> None:
+    def _verify_for_credential(self, terminal: Terminal, timeout: float, caller: str | None = None) -> None:
         """GetPersonInfo's PIN check (CARD_PASSTYPE "1"): as iVerifyPIN, but a failure is raised."""
         source = self.pin_source
         if source is None:
             raise BadCall("no PIN source configured")
         terminal.check_pin_allowed()
         status = terminal.pin_status()
-        outcome = status if status.state is PinState.BLOCKED else source.verify(terminal, timeout)
+        outcome = status if status.state is PinState.BLOCKED else source.verify(terminal, timeout, caller)
         if outcome.state is PinState.VERIFIED:
             return
         if outcome.state is PinState.BLOCKED:

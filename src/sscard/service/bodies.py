@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive
 
 from sscard.cardapp import APPLICATIONS
+from sscard.offers import METHODS as SIGN_IN_METHODS
 from sscard.service.logs import clean
 from sscard.service.problems import BadRequest, ClientGone, RequestTooLarge
 
@@ -52,7 +53,7 @@ class Choice(tuple[str, ...]):
 FIELDS: dict[str, dict[str, type | Choice]] = {
     "/v1/read": {"allow_partial": bool, "app": Choice(APPLICATIONS.names)},
     "/v1/verify": {"pin": str},
-    "/v1/sign-in": {"pin": str},
+    "/v1/sign-in": {"pin": str, "method": Choice((*SIGN_IN_METHODS, "any")), "timeout": float},
     "/v1/token/verify": {"token": str, "terminal_id": str},
     "/v1/pin-entry": {"request": str, "pin": str, "old": str, "new": str, "cancel": bool},
     "/v1/medical/credential": {"timeout": float, "pin": str},

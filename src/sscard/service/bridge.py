@@ -185,11 +185,13 @@ class Bridge:
         return ""
 
     def _read_idcard(self) -> IdCardRecord:
+        from sscard.credentials import claim_port
         from sscard.idcard import IdCardReader
         from sscard.transports.serial import SerialPort
 
         config = self.service.config
-        with SerialPort(config.idcard_port or "", config.idcard_baudrate) as port:
+        path = config.idcard_port or ""
+        with claim_port(path), SerialPort(path, config.idcard_baudrate) as port:  # the follower lets go
             return IdCardReader(port).read_card()
 
 

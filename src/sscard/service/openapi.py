@@ -139,7 +139,11 @@ def document() -> dict[str, Any]:
                 "post": _op("tries left without spending one", {"$ref": "#/components/schemas/PinOutcome"})
             },
             "/v1/sign-in": {
-                "post": _op("sign in: read, authenticate, PIN → session", _obj(session=session), _body("/v1/sign-in"))
+                "post": _op(
+                    "sign in with the card (+PIN), a QR code or the ID card → session",
+                    _obj(session=session),
+                    _body("/v1/sign-in"),
+                )
             },
             "/v1/sign-out": {"post": _op("end the session (resets the card)", _obj(session=session))},
             "/v1/session": {"get": _op("the current session", _obj(session=session_or_null))},

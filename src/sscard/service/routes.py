@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sscard import __version__
-from sscard.errors import SscardError, UsageError
+from sscard.errors import SessionActive, SscardError, UsageError
 from sscard.service.bodies import MAX_BODY, body_of, seconds_field, text_field
 from sscard.service.logs import clean
 from sscard.service.problems import NO_STORE, ClientGone, PinRequestNotFound, error_response
@@ -115,12 +115,49 @@ async def pin_status(request: Request, service: Service) -> Any:
     return (await service.run(service.terminal.pin_status)).to_dict()
 
 
+#: How long a sign-in waits for a credential by default, and at most (seconds).
+SIGN_IN_WAIT, SIGN_IN_WAIT_MAX = 30.0, 300.0
+#: Sign-in waits at once (each holds a worker thread): beyond these they queue, card calls do not.
+_WAITS = anyio.CapacityLimiter(8)
+
+
 @endpoint
 async def sign_in(request: Request, service: Service) -> Any:
+    """``method``: ``card`` (default: the card in the reader now, with ``pin``), ``qr`` (the
+    electronic SSC), ``evoucher`` (the medical e-voucher), ``idcard`` or ``any`` — the credential
+    the service's own devices saw (sscard.offers), waiting up to ``timeout`` s for one."""
     body = await body_of(request)
+    method = body.get("method") or "card"
+    timeout = seconds_field(body, "timeout", SIGN_IN_WAIT, SIGN_IN_WAIT_MAX)
     text = text_field(body, "pin", required=False)
     pin = None if text is None else Pin.from_text(text)  # one buffer, wiped by the terminal (issue 11)
-    session = await service.run(lambda: service.terminal.sign_in(pin))
+    terminal = service.terminal
+    if method == "card":
+        session = await service.run(lambda: terminal.sign_in(pin))
+        service.inbox.withdraw("card")
+        return {"session": session.to_json()}
+    available = service.sources()
+    methods = available if method == "any" else (method,)
+    try:
+        if method not in (*available, "any"):
+            raise UsageError(
+                f"this service has no device for sign-in method {method!r} ([qr] / [idcard] port)",
+                "本服务未配置该登录方式所需的设备",
+            )
+        if terminal.session is not None:
+            raise SessionActive(f"session {terminal.session.id} is active")
+        offer = await anyio.to_thread.run_sync(
+            lambda: service.inbox.take(methods, timeout), abandon_on_cancel=True, limiter=_WAITS
+        )
+    except BaseException:
+        if pin is not None:
+            pin.wipe()  # never handed to the terminal
+        raise
+    credential = offer.credential
+    if credential is None:  # the card: read, authenticate and verify now
+        session = await service.run(lambda: terminal.sign_in(pin))
+    else:
+        session = await service.run(lambda: terminal.sign_in_with(credential, pin))
     return {"session": session.to_json()}
 
 
@@ -220,7 +257,13 @@ async def events(websocket: WebSocket) -> None:
     with service.hub.subscribe() as queue:
         session = service.terminal.session
         await websocket.send_json(
-            {"event": "hello", "version": __version__, "session": session.to_json() if session else None}
+            {
+                "event": "hello",
+                "version": __version__,
+                "session": session.to_json() if session else None,
+                # The kiosk page's settings ([kiosk]) and the sign-in methods it may offer.
+                "kiosk": {"idle_timeout": service.config.kiosk_idle, "methods": list(service.sources())},
+            }
         )
         receiver = asyncio.create_task(_drain(websocket))
         try:

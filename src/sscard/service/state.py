@@ -17,9 +17,10 @@ from typing import Any
 import anyio
 
 from sscard.config import Config
-from sscard.events import Event, Monitor
+from sscard.events import Event, EventKind, Monitor
 from sscard.native_socket import NativeSocketServer, PagePinSource, PinpadPinSource, PinSource, async_runner
 from sscard.native_socket import systemd_socket as inherited_socket
+from sscard.offers import CredentialInbox
 from sscard.service.hub import Hub
 from sscard.service.logs import RefusalLog
 from sscard.service.metrics import Metrics
@@ -51,6 +52,8 @@ class Service:
     #: The national-interface socket (docs/native.md) and the page's PIN requests, when listening.
     native: NativeSocketServer | None = None
     pin_page: PagePinSource | None = None
+    #: What the resident just showed (card, QR code, ID card), for the next sign-in (sscard.offers).
+    inbox: CredentialInbox = field(default_factory=CredentialInbox)
     _pin_source: PinSource | None = None
     #: GET /metrics (sscard.service.metrics): the terminal's observer, fed the events and refusals too.
     metrics: Metrics = field(init=False)
@@ -91,7 +94,18 @@ class Service:
             threading.Thread(
                 target=follow_scanner,
                 args=(self.config.qr_port, qr_config(self.config), self.scanner_stop, self._on_event),
+                kwargs={"on_credential": self.inbox.offer_credential},
                 name="sscard-service-scan",
+                daemon=True,
+            ).start()
+        if self.config.idcard_port:
+            from sscard.credentials import follow_idcard
+
+            threading.Thread(
+                target=follow_idcard,
+                args=(self.config.idcard_port, self.config.idcard_baudrate, self.scanner_stop, self._on_event),
+                kwargs={"on_credential": self.inbox.offer_credential},
+                name="sscard-service-idcard",
                 daemon=True,
             ).start()
 
@@ -138,12 +152,29 @@ class Service:
         self.terminal.close()
 
     def _on_event(self, event: Event) -> None:
+        if event.reader is not None and event.cause != "service_lost":
+            if event.kind is EventKind.CARD_INSERTED:
+                self.inbox.offer("card", event.reader)
+            elif event.kind in (EventKind.CARD_REMOVED, EventKind.READER_DETACHED):
+                self.inbox.withdraw("card", event.reader)
+        elif event.cause == "service_lost":
+            self.inbox.withdraw("card")
         self.metrics.on_event(event)
         self.hub.publish(event.to_json())
 
     def publish_event(self, event: Event) -> None:
         """An event from a credential wait (scans, ID cards, devices) onto the hub, as the monitor's are."""
         self._on_event(event)
+
+    def sources(self) -> tuple[str, ...]:
+        """The sign-in methods this service can wait for: the card, and the QR kinds and the ID
+        card when ``[qr] port`` / ``[idcard] port`` are set."""
+        methods = ["card"]
+        if self.config.qr_port:
+            methods += ["qr", "evoucher"]
+        if self.config.idcard_port:
+            methods.append("idcard")
+        return tuple(methods)
 
     def _on_pin_request(self, request: dict[str, Any]) -> None:
         """``pin_requested`` on /v1/events: ``event`` as every event there has, ``kind`` as issue 13 names it."""
