@@ -327,6 +327,7 @@ def test_cli_an_id_card_through_its_pty(
         "psn_name": "张三",
         "resolved": True,
         "kind": "id_card",
+        "also_presented": [],
     }
 
 

@@ -178,6 +178,7 @@ def test_an_evoucher_answers_01_unresolved_and_the_scanner_follower_comes_back(
             "psn_name": "",
             "resolved": False,
             "kind": "qr",
+            "also_presented": [],
         }
         seen = []
         while data["mdtrt_cert_no"] not in seen:
