@@ -21,7 +21,7 @@ from typing import Any
 
 from sscard.errors import PinBlocked, PinIncorrect, SscardError
 from sscard.national import iReadCardBas, iReadCardBas_HSM_Step1, iReadCardBas_HSM_Step2
-from sscard.native_socket import heasec
+from sscard.native_socket.heasec import MedicalSettings, person_info, photo_wanted, read_sfz
 from sscard.native_socket.pins import PagePinSource, PinpadPinSource, PinSource
 from sscard.native_socket.protocol import (
     DEFAULT_SOCKET,
@@ -250,12 +250,12 @@ class NativeSocketServer:
         if fn not in self.FUNCTIONS:
             return NOT_SUPPORTED, f"本库不支持此功能 / not supported by sscard: {fn[:40]}"
         if fn == "ReadSFZ":
-            photo = heasec.photo_wanted(request.args)
-            return self.runner(lambda: heasec.read_sfz(self.terminal, photo=photo))
+            photo = photo_wanted(request.args)
+            return self.runner(lambda: read_sfz(self.terminal, photo=photo))
         if fn == "GetPersonInfo":
-            settings = heasec.MedicalSettings.from_args(request.args)
+            settings = MedicalSettings.from_args(request.args)
             return self.runner(
-                lambda: heasec.person_info(
+                lambda: person_info(
                     self.terminal,
                     settings,
                     verify_pin=lambda terminal: self._verify_for_credential(terminal, request.pin_timeout, caller),
