@@ -16,11 +16,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from sscard.cli.doctor.findings import EXIT
 from sscard.config import Config
 from sscard.errors import AccessDenied
 from support import pcsc_env
+from support.serve import free_port, running_service
 from test_messages_zh import english_words
 
 
@@ -91,12 +90,6 @@ def write_config(tmp_path: Path, text: str) -> str:
     path = tmp_path / "kiosk.toml"
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- through pcscd + vpcd ------------------------------------------------------------------------
@@ -181,30 +174,8 @@ def test_service_down_is_a_fault(vpcd_card: pcsc_env.InsertCard, vpcd_reader: st
 @pytest.fixture
 def service(vpcd_reader: str, tmp_path: Path) -> Iterator[tuple[int, str]]:
     port, path = free_port(), str(tmp_path / "sscard.sock")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_") or k == "SSCARD_VPCD_SLOT"}
-    command = [sys.executable, "-m", "sscard.cli", "serve", "--reader", vpcd_reader, "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--socket", path],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2):
-                break
-        except OSError:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.2)
-    try:
+    with running_service(["--reader", vpcd_reader, "--socket", path], port, tmp_path, stdout=subprocess.DEVNULL):
         yield port, path
-    finally:
-        process.terminate()
-        process.communicate(timeout=15)
 
 
 @pytest.mark.pcscd

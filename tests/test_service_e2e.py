@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +14,7 @@ from typing import Any
 import pytest
 
 from support import pcsc_env
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from support.serve import free_port, running_service
 
 
 def _post(port: int, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
@@ -42,30 +33,9 @@ def _post(port: int, path: str, body: dict[str, Any] | None = None) -> tuple[int
 
 @pytest.fixture
 def service(vpcd_reader: str, tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSCARD_") or k == "SSCARD_VPCD_SLOT"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sscard.cli", "serve", "--reader", vpcd_reader, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2):
-                break
-        except OSError:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.2)
-    try:
+    port = free_port()
+    with running_service(["--reader", vpcd_reader], port, tmp_path) as process:
         yield port, process
-    finally:
-        process.terminate()
-        process.communicate(timeout=15)
 
 
 @pytest.mark.pcscd
